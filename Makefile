@@ -1,0 +1,80 @@
+# gateway + controlplane. `make` builds bin/, `make run` starts a demo stack,
+# `make test` runs every test and ends with "N passed, N failed".
+CC      ?= cc
+CSTD    := -std=c11 -D_GNU_SOURCE
+WARN    := -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation
+OPT     ?= -O2 -g
+BUILD   ?= build
+BIN     ?= bin
+SAN     ?=
+CFLAGS_ALL  = $(CSTD) $(WARN) $(OPT) $(SAN) -Icommon -Igateway -I$(BUILD)/proto -I/usr/include/postgresql -MMD -MP
+LDFLAGS_ALL = $(SAN)
+
+GW_LIBS := -levhtp -levent -levent_openssl -levent_pthreads -lcurl -lyaml -lssl -lcrypto -lpthread -lm
+CP_LIBS := -lmicrohttpd -lpq -lyaml -lssl -lcrypto -lpthread -lm
+
+COMMON_SRC := $(wildcard common/*.c)
+GW_SRC     := $(wildcard gateway/*.c gateway/providers/*.c)
+GW_LIB_SRC := $(filter-out gateway/main.c,$(GW_SRC))
+CP_SRC     := $(wildcard controlplane/*.c controlplane/api/*.c)
+CP_LIB_SRC := $(filter-out controlplane/main.c,$(CP_SRC))
+UNIT_SRC   := $(wildcard tests/unit/*_test.c)
+
+obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
+
+BINS := $(BIN)/gateway $(if $(CP_SRC),$(BIN)/controlplane)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+
+.PHONY: all deps run test asan unit integration clean
+all: $(BINS)
+
+deps:
+	@scripts/deps.sh
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BIN)/gateway: $(call obj,$(GW_SRC) $(COMMON_SRC))
+	@mkdir -p $(BIN)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(GW_LIBS)
+
+$(BIN)/controlplane: $(call obj,$(CP_SRC) $(COMMON_SRC))
+	@mkdir -p $(BIN)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CP_LIBS)
+
+# Unit tests link against archives of everything but the programs' main(),
+# so each test pulls in only the objects it uses.
+$(BUILD)/libgw.a: $(call obj,$(GW_LIB_SRC))
+	@rm -f $@; ar rcs $@ $^
+$(BUILD)/libcp.a: $(call obj,$(CP_LIB_SRC))
+	@rm -f $@; ar rcs $@ $^
+$(BUILD)/libcommon.a: $(call obj,$(COMMON_SRC))
+	@rm -f $@; ar rcs $@ $^
+TEST_LIBS := $(BUILD)/libgw.a $(if $(CP_LIB_SRC),$(BUILD)/libcp.a) $(BUILD)/libcommon.a
+$(BUILD)/tests/%_test: $(BUILD)/tests/unit/%_test.o $(TEST_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(sort $(GW_LIBS) $(CP_LIBS))
+
+unit: $(UNIT_BINS)
+	@tests/run_all.sh $(BUILD) $(BIN) unit
+
+run: deps all
+	@scripts/run.sh
+
+test: deps
+	@$(MAKE) --no-print-directory all $(UNIT_BINS)
+	@tests/run_all.sh $(BUILD) $(BIN)
+
+# Same tests, built with AddressSanitizer + UndefinedBehaviorSanitizer in build-asan/.
+asan: deps
+	@$(MAKE) --no-print-directory BUILD=build-asan BIN=build-asan/bin OPT="-O1 -g -fno-omit-frame-pointer" \
+	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" all \
+	  $(patsubst $(BUILD)/%,build-asan/%,$(UNIT_BINS))
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+	  GW_ASAN=1 tests/run_all.sh build-asan build-asan/bin
+
+clean:
+	rm -rf build build-asan bin
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

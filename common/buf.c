@@ -1,0 +1,114 @@
+#include "buf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void buf_init(buf_t *b) { memset(b, 0, sizeof *b); }
+
+void buf_free(buf_t *b)
+{
+    free(b->data);
+    memset(b, 0, sizeof *b);
+}
+
+void buf_reset(buf_t *b)
+{
+    b->len = 0;
+    if (b->data) b->data[0] = '\0';
+}
+
+int buf_reserve(buf_t *b, size_t extra)
+{
+    if (b->oom) return -1;
+    if (b->len + extra + 1 <= b->cap) return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + extra + 1) {
+        if (cap > ((size_t)-1) / 2) { b->oom = 1; return -1; }
+        cap *= 2;
+    }
+    char *p = realloc(b->data, cap);
+    if (!p) { b->oom = 1; return -1; }
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+int buf_append(buf_t *b, const void *p, size_t n)
+{
+    if (buf_reserve(b, n) < 0) return -1;
+    if (n) memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return 0;
+}
+
+int buf_puts(buf_t *b, const char *s) { return buf_append(b, s, strlen(s)); }
+
+int buf_putc(buf_t *b, char c) { return buf_append(b, &c, 1); }
+
+int buf_vprintf(buf_t *b, const char *fmt, va_list ap)
+{
+    va_list cp;
+    va_copy(cp, ap);
+    char small[256];
+    int n = vsnprintf(small, sizeof small, fmt, cp);
+    va_end(cp);
+    if (n < 0) return -1;
+    if ((size_t)n < sizeof small) return buf_append(b, small, (size_t)n);
+    if (buf_reserve(b, (size_t)n) < 0) return -1;
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    b->len += (size_t)n;
+    return 0;
+}
+
+int buf_printf(buf_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = buf_vprintf(b, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int buf_json_str(buf_t *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (buf_reserve(b, n + 2) < 0) return -1;
+    buf_putc(b, '"');
+    size_t run = 0; /* bytes that need no escaping are copied in runs */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        const char *esc = NULL;
+        char u[6];
+        switch (c) {
+        case '"':  esc = "\\\""; break;
+        case '\\': esc = "\\\\"; break;
+        case '\n': esc = "\\n"; break;
+        case '\r': esc = "\\r"; break;
+        case '\t': esc = "\\t"; break;
+        case '\b': esc = "\\b"; break;
+        case '\f': esc = "\\f"; break;
+        default:
+            if (c < 0x20) {
+                u[0] = '\\'; u[1] = 'u'; u[2] = '0'; u[3] = '0';
+                u[4] = hex[c >> 4]; u[5] = hex[c & 15];
+            }
+        }
+        if (!esc && c >= 0x20) { run++; continue; }
+        buf_append(b, s + i - run, run);
+        run = 0;
+        if (esc) buf_puts(b, esc);
+        else buf_append(b, u, 6);
+    }
+    buf_append(b, s + n - run, run);
+    return buf_putc(b, '"');
+}
+
+char *buf_steal(buf_t *b)
+{
+    char *p = b->data;
+    if (!p) p = calloc(1, 1);
+    memset(b, 0, sizeof *b);
+    return p;
+}

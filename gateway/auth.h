@@ -1,0 +1,15 @@
+/* auth: virtual keys. Only SHA-256 hashes are held; lookup is O(1) in the
+ * snapshot's index with a constant-time compare of the hash. */
+#ifndef GW_AUTH_H
+#define GW_AUTH_H
+
+#include <evhtp.h>
+
+#include "config.h"
+
+/* The presented key: "Authorization: Bearer k", "x-api-key: k" (Anthropic
+ * SDKs) or "api-key: k" (Azure SDKs). NULL if none. */
+const char   *auth_extract_token(evhtp_headers_t *headers);
+const gw_key *auth_lookup(const gw_config *cfg, const char *token);
+
+#endif

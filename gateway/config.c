@@ -1,0 +1,538 @@
+/* Parses gateway.yaml with libyaml's document API into a gw_config.
+ * Every error names the field path so --check-config can point at it. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <yaml.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+
+#include "providers/provider.h"
+#include "secret.h"
+
+#define CONFIG_FILE_MAX (16u << 20)
+
+typedef struct parse_ctx {
+    yaml_document_t *doc;
+    char            *err;
+    size_t           errlen;
+    int              failed;
+} parse_ctx;
+
+static uint64_t g_version;
+
+static void fail(parse_ctx *p, const char *path, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void fail(parse_ctx *p, const char *path, const char *fmt, ...)
+{
+    if (p->failed) return;  /* keep the first error: it is the one to fix */
+    p->failed = 1;
+    int n = snprintf(p->err, p->errlen, "%s: ", path);
+    if (n < 0 || (size_t)n >= p->errlen) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->err + n, p->errlen - (size_t)n, fmt, ap);
+    va_end(ap);
+}
+
+static yaml_node_t *node(parse_ctx *p, int id) { return yaml_document_get_node(p->doc, id); }
+
+static const char *scalar(yaml_node_t *n)
+{
+    return (n && n->type == YAML_SCALAR_NODE) ? (const char *)n->data.scalar.value : NULL;
+}
+
+static char *xstrdup(parse_ctx *p, const char *path, const char *s)
+{
+    char *d = strdup(s);
+    if (!d) fail(p, path, "out of memory");
+    return d;
+}
+
+static int want_string(parse_ctx *p, const char *path, yaml_node_t *v, char **out)
+{
+    const char *s = scalar(v);
+    if (!s) { fail(p, path, "must be a string"); return -1; }
+    free(*out);
+    *out = xstrdup(p, path, s);
+    return *out ? 0 : -1;
+}
+
+static int want_long(parse_ctx *p, const char *path, yaml_node_t *v, long min, long max, long *out)
+{
+    const char *s = scalar(v);
+    char *end;
+    if (!s || !*s) { fail(p, path, "must be an integer"); return -1; }
+    errno = 0;
+    long x = strtol(s, &end, 10);
+    if (errno || *end) { fail(p, path, "must be an integer, got \"%s\"", s); return -1; }
+    if (x < min || x > max) { fail(p, path, "must be between %ld and %ld, got %ld", min, max, x); return -1; }
+    *out = x;
+    return 0;
+}
+
+static int want_double(parse_ctx *p, const char *path, yaml_node_t *v, double *out)
+{
+    const char *s = scalar(v);
+    char *end;
+    if (!s || !*s) { fail(p, path, "must be a number"); return -1; }
+    errno = 0;
+    double x = strtod(s, &end);
+    if (errno || *end || x < 0) { fail(p, path, "must be a non-negative number, got \"%s\"", s); return -1; }
+    *out = x;
+    return 0;
+}
+
+static int want_size(parse_ctx *p, const char *path, yaml_node_t *v, long min, long max, size_t *out)
+{
+    long x;
+    if (want_long(p, path, v, min, max, &x) < 0) return -1;
+    *out = (size_t)x;
+    return 0;
+}
+
+/* host:port, [v6]:port or :port */
+static int parse_listen(parse_ctx *p, const char *path, const char *s, char **host, int *port)
+{
+    const char *colon = strrchr(s, ':');
+    if (!colon) { fail(p, path, "must be host:port, got \"%s\"", s); return -1; }
+    char *end;
+    long x = strtol(colon + 1, &end, 10);
+    if (*end || x < 0 || x > 65535 || colon[1] == '\0') { fail(p, path, "bad port in \"%s\"", s); return -1; }
+    size_t hl = (size_t)(colon - s);
+    if (hl >= 2 && s[0] == '[' && s[hl - 1] == ']') { s++; hl -= 2; }
+    free(*host);
+    *host = strndup(hl ? s : "0.0.0.0", hl ? hl : 7);
+    if (!*host) { fail(p, path, "out of memory"); return -1; }
+    *port = (int)x;
+    return 0;
+}
+
+static int parse_timeouts(parse_ctx *p, const char *path, yaml_node_t *m, upstream_timeouts *t)
+{
+    if (m->type != YAML_MAPPING_NODE) { fail(p, path, "must be a mapping"); return -1; }
+    char fp[256];
+    for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top; pr++) {
+        const char *k = scalar(node(p, pr->key));
+        yaml_node_t *v = node(p, pr->value);
+        snprintf(fp, sizeof fp, "%s.%s", path, k ? k : "?");
+        long *dst = NULL;
+        if (!k) { fail(p, path, "keys must be strings"); return -1; }
+        if (!strcmp(k, "connect_ms")) dst = &t->connect_ms;
+        else if (!strcmp(k, "first_byte_ms")) dst = &t->first_byte_ms;
+        else if (!strcmp(k, "idle_ms")) dst = &t->idle_ms;
+        else if (!strcmp(k, "total_ms")) dst = &t->total_ms;
+        else { fail(p, fp, "unknown field"); return -1; }
+        if (want_long(p, fp, v, 1, 86400000, dst) < 0) return -1;
+    }
+    return 0;
+}
+
+static void deployment_free(gw_deployment *d)
+{
+    free(d->provider_name); free(d->model); free(d->base_url);
+    if (d->api_key) { OPENSSL_cleanse(d->api_key, strlen(d->api_key)); free(d->api_key); }
+    if (d->auth_header) { OPENSSL_cleanse(d->auth_header, strlen(d->auth_header)); free(d->auth_header); }
+}
+
+static int parse_deployment(parse_ctx *p, const char *path, yaml_node_t *m, gw_deployment *d,
+                            const upstream_timeouts *defaults)
+{
+    char fp[256];
+    char *api_key_ref = NULL;
+    d->weight = 1;
+    d->timeouts = *defaults;
+    if (m->type != YAML_MAPPING_NODE) { fail(p, path, "must be a mapping"); return -1; }
+    for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top; pr++) {
+        const char *k = scalar(node(p, pr->key));
+        yaml_node_t *v = node(p, pr->value);
+        if (!k) { fail(p, path, "keys must be strings"); break; }
+        snprintf(fp, sizeof fp, "%s.%s", path, k);
+        long x;
+        if (!strcmp(k, "provider")) want_string(p, fp, v, &d->provider_name);
+        else if (!strcmp(k, "model")) want_string(p, fp, v, &d->model);
+        else if (!strcmp(k, "base_url")) want_string(p, fp, v, &d->base_url);
+        else if (!strcmp(k, "api_key")) want_string(p, fp, v, &api_key_ref);
+        else if (!strcmp(k, "weight")) { if (want_long(p, fp, v, 0, 1000000, &x) == 0) d->weight = (int)x; }
+        else if (!strcmp(k, "latency_ms")) want_long(p, fp, v, 0, 3600000, &d->latency_ms);
+        else if (!strcmp(k, "timeouts")) parse_timeouts(p, fp, v, &d->timeouts);
+        else fail(p, fp, "unknown field");
+        if (p->failed) break;
+    }
+    if (!p->failed && !d->provider_name) { snprintf(fp, sizeof fp, "%s.provider", path); fail(p, fp, "is required"); }
+    if (!p->failed && !(d->provider = provider_find(d->provider_name))) {
+        snprintf(fp, sizeof fp, "%s.provider", path);
+        fail(p, fp, "unknown provider \"%s\" (known: %s)", d->provider_name, provider_names());
+    }
+    if (!p->failed && !d->model) { snprintf(fp, sizeof fp, "%s.model", path); fail(p, fp, "is required"); }
+    if (!p->failed && api_key_ref) {
+        char why[200];
+        snprintf(fp, sizeof fp, "%s.api_key", path);
+        if (!(d->api_key = secret_resolve(api_key_ref, why, sizeof why))) fail(p, fp, "%s", why);
+    }
+    if (api_key_ref) { OPENSSL_cleanse(api_key_ref, strlen(api_key_ref)); free(api_key_ref); }
+    if (!p->failed && d->provider->prepare) {
+        char why[200];
+        if (d->provider->prepare(d, why, sizeof why) < 0) fail(p, path, "%s", why);
+    }
+    return p->failed ? -1 : 0;
+}
+
+static int parse_string_list(parse_ctx *p, const char *path, yaml_node_t *v, char ***out, size_t *n)
+{
+    if (v->type != YAML_SEQUENCE_NODE) { fail(p, path, "must be a list of strings"); return -1; }
+    size_t cnt = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+    *out = calloc(cnt ? cnt : 1, sizeof(char *));
+    if (!*out) { fail(p, path, "out of memory"); return -1; }
+    *n = 0;
+    char fp[256];
+    for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++) {
+        snprintf(fp, sizeof fp, "%s[%zu]", path, *n);
+        const char *s = scalar(node(p, *it));
+        if (!s) { fail(p, fp, "must be a string"); return -1; }
+        if (!((*out)[(*n)++] = xstrdup(p, fp, s))) return -1;
+    }
+    return 0;
+}
+
+static int hex_decode32(const char *s, uint8_t out[32])
+{
+    if (strlen(s) != 64) return -1;
+    for (int i = 0; i < 32; i++) {
+        int hi = isdigit((unsigned char)s[2 * i]) ? s[2 * i] - '0' : (tolower((unsigned char)s[2 * i]) - 'a' + 10);
+        int lo = isdigit((unsigned char)s[2 * i + 1]) ? s[2 * i + 1] - '0' : (tolower((unsigned char)s[2 * i + 1]) - 'a' + 10);
+        if (!isxdigit((unsigned char)s[2 * i]) || !isxdigit((unsigned char)s[2 * i + 1])) return -1;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return 0;
+}
+
+static int parse_key(parse_ctx *p, const char *path, yaml_node_t *m, gw_key *k)
+{
+    char fp[256];
+    char *plain = NULL, *hexhash = NULL;
+    if (m->type != YAML_MAPPING_NODE) { fail(p, path, "must be a mapping"); return -1; }
+    for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top; pr++) {
+        const char *kk = scalar(node(p, pr->key));
+        yaml_node_t *v = node(p, pr->value);
+        if (!kk) { fail(p, path, "keys must be strings"); break; }
+        snprintf(fp, sizeof fp, "%s.%s", path, kk);
+        if (!strcmp(kk, "name")) want_string(p, fp, v, &k->name);
+        else if (!strcmp(kk, "key")) {
+            char *ref = NULL;
+            if (want_string(p, fp, v, &ref) == 0) {
+                char why[200];
+                if (!(plain = secret_resolve(ref, why, sizeof why))) fail(p, fp, "%s", why);
+            }
+            free(ref);
+        }
+        else if (!strcmp(kk, "key_sha256")) want_string(p, fp, v, &hexhash);
+        else if (!strcmp(kk, "models")) parse_string_list(p, fp, v, &k->models, &k->nmodels);
+        else if (!strcmp(kk, "rpm_limit")) want_long(p, fp, v, 0, 1000000000L, &k->rpm_limit);
+        else if (!strcmp(kk, "tpm_limit")) want_long(p, fp, v, 0, 1000000000000L, &k->tpm_limit);
+        else if (!strcmp(kk, "budget_usd")) want_double(p, fp, v, &k->budget_usd);
+        else if (!strcmp(kk, "budget_period")) {
+            if (want_string(p, fp, v, &k->budget_period) == 0 &&
+                strcmp(k->budget_period, "daily") && strcmp(k->budget_period, "weekly") &&
+                strcmp(k->budget_period, "monthly") && strcmp(k->budget_period, "total"))
+                fail(p, fp, "must be daily, weekly, monthly or total");
+        }
+        else if (!strcmp(kk, "metadata") || !strcmp(kk, "team")) { /* informational */ }
+        else fail(p, fp, "unknown field");
+        if (p->failed) break;
+    }
+    if (!p->failed) {
+        if (plain && hexhash) { snprintf(fp, sizeof fp, "%s.key", path); fail(p, fp, "set key or key_sha256, not both"); }
+        else if (plain) {
+            if (strlen(plain) < 8) { snprintf(fp, sizeof fp, "%s.key", path); fail(p, fp, "too short (at least 8 characters)"); }
+            else SHA256((const unsigned char *)plain, strlen(plain), k->sha256);
+        } else if (hexhash) {
+            if (hex_decode32(hexhash, k->sha256) < 0) { snprintf(fp, sizeof fp, "%s.key_sha256", path); fail(p, fp, "must be 64 hex characters"); }
+        } else { snprintf(fp, sizeof fp, "%s.key", path); fail(p, fp, "is required (or key_sha256)"); }
+    }
+    if (!p->failed && !k->name) { snprintf(fp, sizeof fp, "%s.name", path); fail(p, fp, "is required"); }
+    if (plain) { OPENSSL_cleanse(plain, strlen(plain)); free(plain); }
+    free(hexhash);
+    return p->failed ? -1 : 0;
+}
+
+static int parse_model(parse_ctx *p, const char *path, yaml_node_t *m, gw_model *md, const upstream_timeouts *defaults)
+{
+    char fp[256];
+    if (m->type != YAML_MAPPING_NODE) { fail(p, path, "must be a mapping"); return -1; }
+    for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top; pr++) {
+        const char *k = scalar(node(p, pr->key));
+        yaml_node_t *v = node(p, pr->value);
+        if (!k) { fail(p, path, "keys must be strings"); break; }
+        snprintf(fp, sizeof fp, "%s.%s", path, k);
+        if (!strcmp(k, "alias")) want_string(p, fp, v, &md->alias);
+        else if (!strcmp(k, "strategy")) {
+            if (want_string(p, fp, v, &md->strategy) == 0 && strcmp(md->strategy, "weighted") &&
+                strcmp(md->strategy, "least_latency") && strcmp(md->strategy, "least_cost") &&
+                strcmp(md->strategy, "usage") && strcmp(md->strategy, "classifier"))
+                fail(p, fp, "unknown strategy \"%s\"", md->strategy);
+        } else if (!strcmp(k, "deployments")) {
+            if (v->type != YAML_SEQUENCE_NODE) { fail(p, fp, "must be a list"); break; }
+            size_t cnt = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+            if (cnt == 0) { fail(p, fp, "must have at least one deployment"); break; }
+            md->deployments = calloc(cnt, sizeof *md->deployments);
+            if (!md->deployments) { fail(p, fp, "out of memory"); break; }
+            for (size_t i = 0; i < cnt && !p->failed; i++) {
+                char dp[256];
+                snprintf(dp, sizeof dp, "%s[%zu]", fp, i);
+                md->ndeployments++;
+                parse_deployment(p, dp, node(p, v->data.sequence.items.start[i]), &md->deployments[i], defaults);
+            }
+        } else if (!strcmp(k, "fallbacks") || !strcmp(k, "cache")) {
+            /* accepted for forward compatibility: the router and cache issues give them meaning */
+        } else fail(p, fp, "unknown field");
+        if (p->failed) break;
+    }
+    if (!p->failed && !md->alias) { snprintf(fp, sizeof fp, "%s.alias", path); fail(p, fp, "is required"); }
+    if (!p->failed && !md->deployments) { snprintf(fp, sizeof fp, "%s.deployments", path); fail(p, fp, "is required"); }
+    if (!p->failed) for (size_t i = 0; i < md->ndeployments; i++) md->total_weight += md->deployments[i].weight;
+    if (!p->failed && md->total_weight == 0) { snprintf(fp, sizeof fp, "%s.deployments", path); fail(p, fp, "all weights are 0"); }
+    return p->failed ? -1 : 0;
+}
+
+/* FNV-1a: alias strings are short; keys are already uniform hashes. */
+static uint64_t fnv1a(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++) { h ^= (unsigned char)s[i]; h *= 1099511628211ULL; }
+    return h;
+}
+
+static uint64_t key_slot_hash(const uint8_t *sha)
+{
+    uint64_t h;
+    memcpy(&h, sha, sizeof h);
+    return h;
+}
+
+static size_t pow2_at_least(size_t n)
+{
+    size_t c = 8;
+    while (c < n * 2) c <<= 1;
+    return c;
+}
+
+static int build_indexes(parse_ctx *p, gw_config *c)
+{
+    c->key_index_cap = pow2_at_least(c->nkeys);
+    c->model_index_cap = pow2_at_least(c->nmodels);
+    c->key_index = calloc(c->key_index_cap, sizeof *c->key_index);
+    c->model_index = calloc(c->model_index_cap, sizeof *c->model_index);
+    if (!c->key_index || !c->model_index) { fail(p, "config", "out of memory"); return -1; }
+    for (size_t i = 0; i < c->nkeys; i++) {
+        size_t s = key_slot_hash(c->keys[i].sha256) & (c->key_index_cap - 1);
+        while (c->key_index[s]) {
+            if (!memcmp(c->key_index[s]->sha256, c->keys[i].sha256, 32)) {
+                char fp[64];
+                snprintf(fp, sizeof fp, "keys[%zu].key", i);
+                fail(p, fp, "duplicate key (same as key \"%s\")", c->key_index[s]->name);
+                return -1;
+            }
+            s = (s + 1) & (c->key_index_cap - 1);
+        }
+        c->key_index[s] = &c->keys[i];
+    }
+    for (size_t i = 0; i < c->nmodels; i++) {
+        const char *a = c->models[i].alias;
+        size_t s = fnv1a(a, strlen(a)) & (c->model_index_cap - 1);
+        while (c->model_index[s]) {
+            if (!strcmp(c->model_index[s]->alias, a)) {
+                char fp[64];
+                snprintf(fp, sizeof fp, "models[%zu].alias", i);
+                fail(p, fp, "duplicate alias \"%s\"", a);
+                return -1;
+            }
+            s = (s + 1) & (c->model_index_cap - 1);
+        }
+        c->model_index[s] = &c->models[i];
+    }
+    for (size_t i = 0; i < c->nkeys; i++)
+        for (size_t j = 0; j < c->keys[i].nmodels; j++)
+            if (!config_find_model(c, c->keys[i].models[j], strlen(c->keys[i].models[j]))) {
+                char fp[64];
+                snprintf(fp, sizeof fp, "keys[%zu].models[%zu]", i, j);
+                fail(p, fp, "unknown alias \"%s\"", c->keys[i].models[j]);
+                return -1;
+            }
+    return 0;
+}
+
+static void parse_root(parse_ctx *p, yaml_node_t *root, gw_config *c)
+{
+    yaml_node_t *models = NULL, *keys = NULL;
+    if (!root) { fail(p, "config", "empty file"); return; }
+    if (root->type != YAML_MAPPING_NODE) { fail(p, "config", "top level must be a mapping"); return; }
+    /* settings first so models inherit the default timeouts whatever the order */
+    for (yaml_node_pair_t *pr = root->data.mapping.pairs.start; pr < root->data.mapping.pairs.top && !p->failed; pr++) {
+        const char *k = scalar(node(p, pr->key));
+        yaml_node_t *v = node(p, pr->value);
+        if (!k) { fail(p, "config", "keys must be strings"); break; }
+        if (!strcmp(k, "listen")) {
+            const char *s = scalar(v);
+            if (!s) fail(p, k, "must be host:port");
+            else parse_listen(p, k, s, &c->listen_host, &c->listen_port);
+        }
+        else if (!strcmp(k, "workers")) { long x; if (want_long(p, k, v, 0, 256, &x) == 0) c->workers = (int)x; }
+        else if (!strcmp(k, "metrics_listen")) want_string(p, k, v, &c->metrics_listen);
+        else if (!strcmp(k, "redis_url")) want_string(p, k, v, &c->redis_url);
+        else if (!strcmp(k, "state_dir")) want_string(p, k, v, &c->state_dir);
+        else if (!strcmp(k, "control_plane")) want_string(p, k, v, &c->control_plane);
+        else if (!strcmp(k, "access_log")) want_string(p, k, v, &c->access_log);
+        else if (!strcmp(k, "max_body_bytes")) want_size(p, k, v, 1024, 1L << 30, &c->max_body_bytes);
+        else if (!strcmp(k, "max_header_bytes")) want_size(p, k, v, 1024, 1L << 20, &c->max_header_bytes);
+        else if (!strcmp(k, "client_timeout_ms")) want_long(p, k, v, 100, 86400000, &c->client_timeout_ms);
+        else if (!strcmp(k, "timeouts")) parse_timeouts(p, k, v, &c->timeouts);
+        else if (!strcmp(k, "models")) models = v;
+        else if (!strcmp(k, "keys")) keys = v;
+        else fail(p, k, "unknown field");
+    }
+    if (p->failed) return;
+    if (models) {
+        if (models->type != YAML_SEQUENCE_NODE) { fail(p, "models", "must be a list"); return; }
+        size_t cnt = (size_t)(models->data.sequence.items.top - models->data.sequence.items.start);
+        c->models = calloc(cnt ? cnt : 1, sizeof *c->models);
+        if (!c->models) { fail(p, "models", "out of memory"); return; }
+        for (size_t i = 0; i < cnt && !p->failed; i++) {
+            char fp[64];
+            snprintf(fp, sizeof fp, "models[%zu]", i);
+            c->nmodels++;
+            parse_model(p, fp, node(p, models->data.sequence.items.start[i]), &c->models[i], &c->timeouts);
+        }
+    }
+    if (keys && !p->failed) {
+        if (keys->type != YAML_SEQUENCE_NODE) { fail(p, "keys", "must be a list"); return; }
+        size_t cnt = (size_t)(keys->data.sequence.items.top - keys->data.sequence.items.start);
+        c->keys = calloc(cnt ? cnt : 1, sizeof *c->keys);
+        if (!c->keys) { fail(p, "keys", "out of memory"); return; }
+        for (size_t i = 0; i < cnt && !p->failed; i++) {
+            char fp[64];
+            snprintf(fp, sizeof fp, "keys[%zu]", i);
+            c->nkeys++;
+            parse_key(p, fp, node(p, keys->data.sequence.items.start[i]), &c->keys[i]);
+        }
+    }
+    if (!p->failed) build_indexes(p, c);
+}
+
+static void config_free(gw_config *c)
+{
+    if (!c) return;
+    for (size_t i = 0; i < c->nmodels; i++) {
+        gw_model *m = &c->models[i];
+        for (size_t j = 0; j < m->ndeployments; j++) deployment_free(&m->deployments[j]);
+        free(m->deployments); free(m->alias); free(m->strategy);
+    }
+    for (size_t i = 0; i < c->nkeys; i++) {
+        gw_key *k = &c->keys[i];
+        for (size_t j = 0; j < k->nmodels; j++) free(k->models[j]);
+        free(k->models); free(k->name); free(k->budget_period);
+    }
+    free(c->models); free(c->keys); free(c->key_index); free(c->model_index);
+    free(c->path); free(c->listen_host); free(c->metrics_listen); free(c->redis_url);
+    free(c->state_dir); free(c->control_plane); free(c->access_log);
+    free(c);
+}
+
+gw_config *config_parse(const char *yaml, size_t len, const char *path, char *err, size_t errlen)
+{
+    yaml_parser_t parser;
+    yaml_document_t doc;
+    parse_ctx p = { .doc = &doc, .err = err, .errlen = errlen };
+    if (errlen) err[0] = '\0';
+    gw_config *c = calloc(1, sizeof *c);
+    if (!c) { snprintf(err, errlen, "out of memory"); return NULL; }
+    c->refcount = 1;
+    c->workers = 0;
+    c->max_body_bytes = 4u << 20;
+    c->max_header_bytes = 32768;
+    c->client_timeout_ms = 60000;
+    c->listen_port = 8080;
+    if (!(c->listen_host = strdup("127.0.0.1")) || !(c->path = strdup(path ? path : "-"))) {
+        config_free(c);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (!yaml_parser_initialize(&parser)) { config_free(c); snprintf(err, errlen, "yaml: cannot initialize parser"); return NULL; }
+    yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
+    if (!yaml_parser_load(&parser, &doc)) {
+        snprintf(err, errlen, "yaml: %s at line %zu column %zu", parser.problem ? parser.problem : "syntax error",
+                 parser.problem_mark.line + 1, parser.problem_mark.column + 1);
+        yaml_parser_delete(&parser);
+        config_free(c);
+        return NULL;
+    }
+    parse_root(&p, yaml_document_get_root_node(&doc), c);
+    yaml_document_delete(&doc);
+    yaml_parser_delete(&parser);
+    if (p.failed) { config_free(c); return NULL; }
+    c->version = __atomic_add_fetch(&g_version, 1, __ATOMIC_RELAXED);
+    return c;
+}
+
+gw_config *config_load(const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) { snprintf(err, errlen, "%s: %s", path, strerror(errno)); return NULL; }
+    char *data = malloc(CONFIG_FILE_MAX + 1);
+    if (!data) { fclose(f); snprintf(err, errlen, "out of memory"); return NULL; }
+    size_t n = fread(data, 1, CONFIG_FILE_MAX + 1, f);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad || n > CONFIG_FILE_MAX) {
+        free(data);
+        snprintf(err, errlen, "%s: unreadable or larger than %u bytes", path, CONFIG_FILE_MAX);
+        return NULL;
+    }
+    gw_config *c = config_parse(data, n, path, err, errlen);
+    free(data);
+    return c;
+}
+
+gw_config *config_ref(gw_config *c)
+{
+    if (c) c->refcount++;
+    return c;
+}
+
+void config_unref(gw_config *c)
+{
+    if (c && --c->refcount == 0) config_free(c);
+}
+
+const gw_key *config_find_key(const gw_config *c, const uint8_t sha[32])
+{
+    size_t mask = c->key_index_cap - 1;
+    for (size_t s = key_slot_hash(sha) & mask;; s = (s + 1) & mask) {
+        const gw_key *k = c->key_index[s];
+        if (!k) return NULL;
+        if (CRYPTO_memcmp(k->sha256, sha, 32) == 0) return k;
+    }
+}
+
+const gw_model *config_find_model(const gw_config *c, const char *alias, size_t len)
+{
+    size_t mask = c->model_index_cap - 1;
+    for (size_t s = fnv1a(alias, len) & mask;; s = (s + 1) & mask) {
+        const gw_model *m = c->model_index[s];
+        if (!m) return NULL;
+        if (strlen(m->alias) == len && !memcmp(m->alias, alias, len)) return m;
+    }
+}
+
+int config_key_allows(const gw_key *k, const char *alias, size_t len)
+{
+    if (!k->models) return 1;
+    for (size_t i = 0; i < k->nmodels; i++)
+        if (strlen(k->models[i]) == len && !memcmp(k->models[i], alias, len)) return 1;
+    return 0;
+}

@@ -1,0 +1,168 @@
+/* mock: a built-in provider that answers in-process, deterministically, with
+ * realistic usage, for `make run`, tests and demos. latency_ms on the
+ * deployment delays the answer (the request layer applies it). */
+#include "provider.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "config.h"
+
+static int prepare(gw_deployment *d, char *err, size_t errlen) { (void)d; (void)err; (void)errlen; return 0; }
+
+/* The last user message's text (string content or the first text part). */
+static const json_value *last_user_text(const json_value *root)
+{
+    const json_value *msgs = json_get(root, "messages"), *found = NULL;
+    if (!msgs || msgs->type != JSON_ARRAY) return NULL;
+    for (const json_value *m = msgs->first; m; m = m->next) {
+        const char *role = json_get_str(m, "role");
+        const json_value *c = json_get(m, "content");
+        if (!role || strcmp(role, "user") || !c) continue;
+        if (c->type == JSON_STRING) found = c;
+        else if (c->type == JSON_ARRAY)
+            for (const json_value *part = c->first; part; part = part->next) {
+                const json_value *t = json_get(part, "text");
+                if (t && t->type == JSON_STRING) { found = t; break; }
+            }
+    }
+    return found;
+}
+
+static long estimate_tokens(size_t bytes) { return bytes / 4 + 1; }
+
+static void reply_text(const provider_call *call, buf_t *text)
+{
+    const json_value *u = call->route == ROUTE_CHAT ? last_user_text(call->root) : json_get(call->root, "prompt");
+    buf_puts(text, "This is a mock response from the gateway. You said: ");
+    if (u && u->type == JSON_STRING) buf_append(text, u->str, u->str_len > 60 ? 60 : u->str_len);
+    else buf_puts(text, "(nothing)");
+}
+
+static long count_words(const char *s, size_t n)
+{
+    long w = 0;
+    int in = 0;
+    for (size_t i = 0; i < n; i++) {
+        int sp = s[i] == ' ' || s[i] == '\n' || s[i] == '\t';
+        if (!sp && !in) w++;
+        in = !sp;
+    }
+    return w;
+}
+
+static void usage_json(buf_t *out, long prompt, long completion)
+{
+    buf_printf(out, "\"usage\":{\"prompt_tokens\":%ld,\"completion_tokens\":%ld,\"total_tokens\":%ld}",
+               prompt, completion, prompt + completion);
+}
+
+static void chunk(buf_t *out, const char *id, long created, const char *model, const char *delta_json,
+                  const char *finish)
+{
+    buf_printf(out, "data: {\"id\":\"%s\",\"object\":\"chat.completion.chunk\",\"created\":%ld,\"model\":", id, created);
+    buf_json_str(out, model, strlen(model));
+    buf_printf(out, ",\"choices\":[{\"index\":0,\"delta\":%s,\"finish_reason\":%s}]}\n\n", delta_json, finish);
+}
+
+static void chat_stream(const provider_call *call, const char *id, long created, buf_t *text, long prompt, buf_t *out)
+{
+    const char *model = call->dep->model;
+    long completion = count_words(text->data, text->len);
+    buf_t delta; buf_init(&delta);
+    chunk(out, id, created, model, "{\"role\":\"assistant\",\"content\":\"\"}", "null");
+    /* one chunk per word, as real providers stream a few tokens at a time */
+    size_t i = 0;
+    while (i < text->len) {
+        size_t j = i;
+        while (j < text->len && text->data[j] != ' ') j++;
+        if (j < text->len) j++;
+        buf_reset(&delta);
+        buf_puts(&delta, "{\"content\":");
+        buf_json_str(&delta, text->data + i, j - i);
+        buf_putc(&delta, '}');
+        chunk(out, id, created, model, delta.data, "null");
+        i = j;
+    }
+    chunk(out, id, created, model, "{}", "\"stop\"");
+    const json_value *so = json_get(call->root, "stream_options");
+    if (so && json_get_bool(so, "include_usage")) {
+        buf_printf(out, "data: {\"id\":\"%s\",\"object\":\"chat.completion.chunk\",\"created\":%ld,\"model\":", id, created);
+        buf_json_str(out, model, strlen(model));
+        buf_puts(out, ",\"choices\":[],");
+        usage_json(out, prompt, completion);
+        buf_puts(out, "}\n\n");
+    }
+    buf_puts(out, "data: [DONE]\n\n");
+    buf_free(&delta);
+}
+
+static void embeddings(const provider_call *call, buf_t *out)
+{
+    const json_value *in = json_get(call->root, "input");
+    size_t n = in && in->type == JSON_ARRAY ? in->count : 1;
+    size_t bytes = in ? in->end - in->start : 0;
+    buf_puts(out, "{\"object\":\"list\",\"data\":[");
+    for (size_t i = 0; i < n; i++) {
+        /* a deterministic vector derived from the input span */
+        unsigned h = 2166136261u + (unsigned)i;
+        for (size_t k = in ? in->start : 0; in && k < in->end; k++) h = (h ^ (unsigned char)call->body[k]) * 16777619u;
+        buf_printf(out, "%s{\"object\":\"embedding\",\"index\":%zu,\"embedding\":[", i ? "," : "", i);
+        for (int d = 0; d < 8; d++) {
+            h = h * 1103515245u + 12345u;
+            buf_printf(out, "%s%.6f", d ? "," : "", ((double)(h >> 8) / (double)(1u << 24)) * 2.0 - 1.0);
+        }
+        buf_puts(out, "]}");
+    }
+    buf_puts(out, "],\"model\":");
+    buf_json_str(out, call->dep->model, strlen(call->dep->model));
+    buf_printf(out, ",\"usage\":{\"prompt_tokens\":%ld,\"total_tokens\":%ld}}", estimate_tokens(bytes), estimate_tokens(bytes));
+}
+
+static int local_reply(const provider_call *call, int *status, buf_t *out)
+{
+    static unsigned long seq;
+    char id[48];
+    long created = (long)time(NULL);
+    buf_t text; buf_init(&text);
+    *status = 200;
+    if (call->route == ROUTE_EMBEDDINGS) {
+        embeddings(call, out);
+        return out->oom ? -1 : 0;
+    }
+    reply_text(call, &text);
+    const json_value *msgs = json_get(call->root, call->route == ROUTE_CHAT ? "messages" : "prompt");
+    long prompt = estimate_tokens(msgs ? msgs->end - msgs->start : 0);
+    long completion = count_words(text.data, text.len);
+    snprintf(id, sizeof id, "%s-mock-%lu", call->route == ROUTE_CHAT ? "chatcmpl" : "cmpl", ++seq);
+    if (call->route == ROUTE_CHAT && call->stream) {
+        chat_stream(call, id, created, &text, prompt, out);
+    } else if (call->route == ROUTE_CHAT) {
+        buf_printf(out, "{\"id\":\"%s\",\"object\":\"chat.completion\",\"created\":%ld,\"model\":", id, created);
+        buf_json_str(out, call->dep->model, strlen(call->dep->model));
+        buf_puts(out, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
+        buf_json_str(out, text.data, text.len);
+        buf_puts(out, "},\"logprobs\":null,\"finish_reason\":\"stop\"}],");
+        usage_json(out, prompt, completion);
+        buf_putc(out, '}');
+    } else if (call->stream) {
+        buf_printf(out, "data: {\"id\":\"%s\",\"object\":\"text_completion\",\"created\":%ld,\"model\":", id, created);
+        buf_json_str(out, call->dep->model, strlen(call->dep->model));
+        buf_puts(out, ",\"choices\":[{\"index\":0,\"text\":");
+        buf_json_str(out, text.data, text.len);
+        buf_puts(out, ",\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n");
+    } else {
+        buf_printf(out, "{\"id\":\"%s\",\"object\":\"text_completion\",\"created\":%ld,\"model\":", id, created);
+        buf_json_str(out, call->dep->model, strlen(call->dep->model));
+        buf_puts(out, ",\"choices\":[{\"index\":0,\"text\":");
+        buf_json_str(out, text.data, text.len);
+        buf_puts(out, ",\"logprobs\":null,\"finish_reason\":\"stop\"}],");
+        usage_json(out, prompt, completion);
+        buf_putc(out, '}');
+    }
+    buf_free(&text);
+    return out->oom ? -1 : 0;
+}
+
+const provider provider_mock = { .name = "mock", .prepare = prepare, .local_reply = local_reply };

@@ -1,0 +1,585 @@
+/* request: one API request's life, start to end.
+ *
+ *   authenticate -> parse + validate -> resolve alias and scope -> pick a
+ *   deployment -> render the provider call -> attempt (upstream or local)
+ *   -> relay (streamed chunk by chunk, or buffered) -> access log.
+ *
+ * A request that finishes synchronously (an error, /v1/models) never pauses
+ * its connection. One that goes upstream pauses it (so pipelined bytes wait
+ * in the socket and the idle timeout does not fire while the provider
+ * thinks), holds a ref on the config snapshot it started with, and resumes
+ * the connection once the reply is written. If the client goes away first,
+ * evhtp's error/fini hooks cancel the upstream call.
+ */
+#include "request.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <evhtp.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <openssl/sha.h>
+
+#include "accesslog.h"
+#include "auth.h"
+#include "buf.h"
+#include "config.h"
+#include "httputil.h"
+#include "json.h"
+#include "log.h"
+#include "providers/provider.h"
+#include "sse.h"
+#include "upstream.h"
+#include "usage.h"
+#include "validate.h"
+#include "worker.h"
+
+#define MAX_BUFFERED_RESPONSE (64u << 20)  /* non-streaming upstream bodies */
+#define OUTPUT_HIGH_WATER     (1u << 20)   /* pause the upstream above this much unsent to the client */
+#define OUTPUT_LOW_WATER      (256u << 10)
+#define JSON_MAX_DEPTH        64
+
+typedef struct gw_req {
+    worker_t            *w;
+    evhtp_request_t     *req;          /* NULL once evhtp freed it (client gone) */
+    gw_config           *cfg;          /* the snapshot this request started with */
+    const gw_key        *key;
+    const gw_model      *model;
+    const gw_deployment *dep;
+    gw_route             route;
+    int                  stream;
+    json_doc            *doc;
+    provider_http        http;
+    upstream_req_t      *up;
+    struct event        *timer;        /* mock latency, or backpressure polling */
+    buf_t                local;        /* a local provider's answer */
+    buf_t                resp;         /* buffered non-streaming upstream body */
+    struct evbuffer     *chunk;        /* reused for relaying stream chunks */
+    sse_parser           sse;          /* watches a relayed stream for its usage chunk */
+    usage_t              usage;
+    int                  up_status;
+    int                  status;       /* what the client got */
+    int                  relaying;     /* chunked reply started */
+    int                  up_paused;
+    int                  conn_paused;
+    const char          *error;        /* short reason for the access log */
+    size_t               bytes_out;
+    char                 id[40];
+    struct timespec      t0;
+    double               ttft_ms;
+} gw_req;
+
+static double ms_since(const struct timespec *t0)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - t0->tv_sec) * 1e3 + (double)(now.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+static const char *route_path(gw_route r)
+{
+    switch (r) {
+    case ROUTE_CHAT: return "/v1/chat/completions";
+    case ROUTE_COMPLETIONS: return "/v1/completions";
+    case ROUTE_EMBEDDINGS: return "/v1/embeddings";
+    }
+    return "";
+}
+
+static void access_log(gw_req *r)
+{
+    if (!accesslog_enabled(r->w->alog)) return;
+    char line[1024];
+    buf_t b = { .data = line, .len = 0, .cap = 0 };
+    buf_init(&b);
+    time_t now = time(NULL);
+    struct tm tm;
+    char when[32];
+    gmtime_r(&now, &tm);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    buf_printf(&b, "{\"ts\":\"%s\",\"request_id\":\"%s\",\"method\":\"POST\",\"path\":\"%s\",\"status\":%d",
+               when, r->id, route_path(r->route), r->status);
+    if (r->key) { buf_puts(&b, ",\"key_name\":"); buf_json_str(&b, r->key->name, strlen(r->key->name)); }
+    if (r->model) { buf_puts(&b, ",\"model\":"); buf_json_str(&b, r->model->alias, strlen(r->model->alias)); }
+    if (r->dep) {
+        buf_printf(&b, ",\"provider\":\"%s\",\"upstream_model\":", r->dep->provider->name);
+        buf_json_str(&b, r->dep->model, strlen(r->dep->model));
+        buf_printf(&b, ",\"upstream_status\":%d,\"attempts\":1", r->up_status);
+    }
+    buf_printf(&b, ",\"stream\":%s,\"latency_ms\":%.3f", r->stream ? "true" : "false", ms_since(&r->t0));
+    if (r->ttft_ms > 0) buf_printf(&b, ",\"ttft_ms\":%.3f", r->ttft_ms);
+    if (r->usage.present)
+        buf_printf(&b, ",\"prompt_tokens\":%ld,\"completion_tokens\":%ld,\"cached_tokens\":%ld",
+                   r->usage.prompt_tokens, r->usage.completion_tokens, r->usage.cached_tokens);
+    buf_printf(&b, ",\"bytes_out\":%zu", r->bytes_out);
+    if (r->error) { buf_puts(&b, ",\"error\":"); buf_json_str(&b, r->error, strlen(r->error)); }
+    buf_puts(&b, "}\n");
+    if (!b.oom) accesslog_write(r->w->alog, b.data, b.len);
+    buf_free(&b);
+}
+
+static void add_gateway_headers(gw_req *r)
+{
+    evhtp_headers_t *h = r->req->headers_out;
+    evhtp_headers_add_header(h, evhtp_header_new("X-Gateway-Request-Id", r->id, 0, 1));
+    if (r->dep) {
+        evhtp_headers_add_header(h, evhtp_header_new("X-Gateway-Provider", r->dep->provider->name, 0, 0));
+        evhtp_headers_add_header(h, evhtp_header_new("X-Gateway-Model", r->dep->model, 0, 1));
+        evhtp_headers_add_header(h, evhtp_header_new("X-Gateway-Attempts", "1", 0, 0));
+    }
+    if (r->w->draining) evhtp_request_set_keepalive(r->req, 0);
+}
+
+/* Frees everything the request owns; the evhtp request is not touched. */
+static void req_free(gw_req *r)
+{
+    if (r->up) upstream_cancel(r->up);
+    if (r->timer) event_free(r->timer);
+    if (r->chunk) evbuffer_free(r->chunk);
+    if (r->relaying) sse_free(&r->sse);
+    json_doc_free(r->doc);
+    buf_free(&r->http.url);
+    buf_free(&r->http.body);
+    buf_free(&r->local);
+    buf_free(&r->resp);
+    config_unref(r->cfg);
+    free(r);
+}
+
+/* The reply is fully handed to evhtp: log, detach from evhtp, free. */
+static void req_finish(gw_req *r)
+{
+    access_log(r);
+    if (r->req) {
+        evhtp_request_unset_hook(r->req, evhtp_hook_on_error);
+        evhtp_request_unset_hook(r->req, evhtp_hook_on_request_fini);
+        if (r->conn_paused) evhtp_request_resume(r->req);
+    }
+    worker_t *w = r->w;
+    int async = r->conn_paused;
+    req_free(r);
+    if (async) worker_request_done(w);
+}
+
+static void reply_error(gw_req *r, int status, const char *type, const char *code,
+                        const char *param, const char *message)
+{
+    r->status = status;
+    if (!r->error) r->error = code ? code : type;
+    add_gateway_headers(r);
+    r->bytes_out += http_send_openai_error(r->req, status, type, code, param, message);
+}
+
+/* ---- relaying a response (shared by upstream and local providers) ---- */
+
+static void on_backpressure_poll(evutil_socket_t fd, short what, void *arg);
+
+static size_t client_unsent(gw_req *r)
+{
+    struct bufferevent *bev = evhtp_request_get_bev(r->req);
+    return bev ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
+}
+
+static void on_stream_event(void *ud, const char *event, const char *data, size_t len)
+{
+    gw_req *r = ud;
+    (void)event;
+    if (len > 0 && data[0] == '{') usage_from_bytes(data, len, &r->usage);
+}
+
+static void relay_start(gw_req *r, int status, const char *content_type)
+{
+    r->status = status;
+    r->relaying = 1;
+    sse_init(&r->sse, 1u << 20, on_stream_event, r);
+    add_gateway_headers(r);
+    evhtp_headers_add_header(r->req->headers_out,
+        evhtp_header_new("Content-Type", content_type ? content_type : "text/event-stream", 0, 1));
+    evhtp_headers_add_header(r->req->headers_out, evhtp_header_new("Cache-Control", "no-cache", 0, 0));
+    evhtp_send_reply_chunk_start(r->req, (evhtp_res)status);
+}
+
+/* Returns 1 when the producer should pause (the client reads slower than the provider writes). */
+static int relay_chunk(gw_req *r, const char *data, size_t len)
+{
+    if (!r->chunk && !(r->chunk = evbuffer_new())) return 0;
+    sse_feed(&r->sse, data, len);
+    evbuffer_add(r->chunk, data, len);
+    evhtp_send_reply_chunk(r->req, r->chunk);
+    r->bytes_out += len;
+    return client_unsent(r) > OUTPUT_HIGH_WATER;
+}
+
+static void relay_end(gw_req *r, upstream_result res)
+{
+    if (res != UPSTREAM_OK) {
+        /* the status line is gone: end the stream with an error event the SDKs surface */
+        char ev[256];
+        int n = snprintf(ev, sizeof ev,
+            "data: {\"error\":{\"message\":\"upstream stream failed: %s\",\"type\":\"upstream_error\",\"code\":\"%s\",\"param\":null}}\n\n",
+            upstream_result_name(res), upstream_result_name(res));
+        relay_chunk(r, ev, (size_t)n);
+        r->error = upstream_result_name(res);
+    }
+    evhtp_send_reply_chunk_end(r->req);
+}
+
+static void reply_buffered(gw_req *r, int status, const char *content_type, const char *body, size_t len)
+{
+    r->status = status;
+    add_gateway_headers(r);
+    evhtp_headers_add_header(r->req->headers_out,
+        evhtp_header_new("Content-Type", content_type ? content_type : "application/json", 0, 1));
+    evbuffer_add(r->req->buffer_out, body, len);
+    r->bytes_out += len;
+    evhtp_send_reply(r->req, (evhtp_res)status);
+    /* after the reply is queued: accounting never delays the client */
+    if (status < 300) usage_from_bytes(body, len, &r->usage);
+}
+
+/* ---- upstream callbacks ---- */
+
+static int is_stream_ok(gw_req *r, int status) { return r->stream && status >= 200 && status < 300; }
+
+static void up_on_response(void *ud, upstream_req_t *u, int status)
+{
+    gw_req *r = ud;
+    r->up_status = status;
+    r->ttft_ms = ms_since(&r->t0);
+    if (is_stream_ok(r, status)) relay_start(r, status, upstream_header(u, "content-type"));
+}
+
+static int up_on_data(void *ud, upstream_req_t *u, const char *data, size_t len)
+{
+    gw_req *r = ud;
+    (void)u;
+    if (r->relaying) {
+        if (relay_chunk(r, data, len)) {
+            r->up_paused = 1;
+            struct timeval tv = { 0, 5000 };
+            if (!r->timer) r->timer = event_new(r->w->base, -1, EV_PERSIST, on_backpressure_poll, r);
+            if (r->timer) event_add(r->timer, &tv);
+            return r->timer ? 1 : 0;
+        }
+        return 0;
+    }
+    if (r->resp.len + len > MAX_BUFFERED_RESPONSE) {
+        r->error = "upstream response too large";
+        return 0;  /* dropped; on_done replies 502 */
+    }
+    buf_append(&r->resp, data, len);
+    return 0;
+}
+
+static void on_backpressure_poll(evutil_socket_t fd, short what, void *arg)
+{
+    gw_req *r = arg;
+    (void)fd; (void)what;
+    if (!r->req || !r->up_paused || client_unsent(r) > OUTPUT_LOW_WATER) return;
+    event_del(r->timer);
+    r->up_paused = 0;
+    if (r->up) upstream_resume(r->up);
+}
+
+/* An upstream that rejects the gateway's own credentials is the operator's
+ * problem, not the client's: do not let an SDK think its key is wrong. */
+static int client_status_for(int up_status)
+{
+    if (up_status == 401 || up_status == 403) return 502;
+    return up_status;
+}
+
+static void up_on_done(void *ud, upstream_req_t *u, upstream_result res, const char *errmsg)
+{
+    gw_req *r = ud;
+    (void)u;
+    r->up = NULL;  /* upstream frees it after this returns */
+    if (r->relaying) {
+        relay_end(r, res);
+    } else if (res != UPSTREAM_OK) {
+        int timeout = res == UPSTREAM_ERR_TIMEOUT_CONNECT || res == UPSTREAM_ERR_TIMEOUT_FIRST_BYTE ||
+                      res == UPSTREAM_ERR_TIMEOUT_IDLE || res == UPSTREAM_ERR_TIMEOUT_TOTAL;
+        char msg[300];
+        snprintf(msg, sizeof msg, "The upstream provider %s %s: %s", r->dep->provider->name,
+                 timeout ? "timed out" : "failed", errmsg && *errmsg ? errmsg : upstream_result_name(res));
+        r->error = upstream_result_name(res);
+        reply_error(r, timeout ? 504 : 502, "upstream_error", upstream_result_name(res), NULL, msg);
+    } else if (r->error && !strcmp(r->error, "upstream response too large")) {
+        reply_error(r, 502, "upstream_error", "upstream_too_large", NULL, "The upstream response was too large.");
+    } else if (r->up_status >= 400 && (r->resp.len == 0 || r->resp.data[0] != '{')) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "The upstream provider returned HTTP %d.", r->up_status);
+        r->error = "upstream_status";
+        reply_error(r, client_status_for(r->up_status) >= 500 ? client_status_for(r->up_status) : r->up_status,
+                    "upstream_error", "upstream_status", NULL, msg);
+    } else {
+        if (r->up_status >= 400) r->error = "upstream_status";
+        reply_buffered(r, client_status_for(r->up_status), upstream_header(u, "content-type"),
+                       r->resp.data ? r->resp.data : "", r->resp.len);
+    }
+    req_finish(r);
+}
+
+static const upstream_callbacks up_callbacks = {
+    .on_response = up_on_response,
+    .on_data = up_on_data,
+    .on_done = up_on_done,
+};
+
+/* ---- local providers (mock) ---- */
+
+static void local_deliver(evutil_socket_t fd, short what, void *arg)
+{
+    gw_req *r = arg;
+    (void)fd; (void)what;
+    r->up_status = 200;
+    r->ttft_ms = ms_since(&r->t0);
+    if (r->stream) {
+        relay_start(r, 200, "text/event-stream");
+        relay_chunk(r, r->local.data, r->local.len);
+        relay_end(r, UPSTREAM_OK);
+    } else {
+        reply_buffered(r, 200, "application/json", r->local.data, r->local.len);
+    }
+    req_finish(r);
+}
+
+/* ---- client-side hooks while a request is in flight ---- */
+
+static void on_client_error(evhtp_request_t *req, evhtp_error_flags errtype, void *arg)
+{
+    gw_req *r = arg;
+    (void)errtype;
+    /* The connection died while paused: stop the upstream now, then resume so
+     * evhtp frees the connection (it waits for a resume); on_client_fini runs
+     * from inside that and frees r, so r is not touched after the resume. */
+    if (r->up) { upstream_cancel(r->up); r->up = NULL; }
+    evhtp_request_resume(req);
+}
+
+/* Only installed while a request is async: evhtp is freeing it under us. */
+static evhtp_res on_client_fini(evhtp_request_t *req, void *arg)
+{
+    gw_req *r = arg;
+    (void)req;
+    r->req = NULL;
+    r->status = 499;  /* nginx's "client closed request" */
+    r->error = "client_gone";
+    access_log(r);
+    worker_t *w = r->w;
+    req_free(r);
+    worker_request_done(w);
+    return EVHTP_RES_OK;
+}
+
+/* ---- the pipeline ---- */
+
+/* Smooth enough for one deployment per alias today; the router issue brings
+ * the strategies. Picks by weight with a per-worker counter. */
+static const gw_deployment *pick_deployment(worker_t *w, const gw_model *m)
+{
+    if (m->ndeployments == 1) return &m->deployments[0];
+    uint64_t n = w->req_seq % (uint64_t)m->total_weight;
+    for (size_t i = 0; i < m->ndeployments; i++) {
+        if (n < (uint64_t)m->deployments[i].weight) return &m->deployments[i];
+        n -= (uint64_t)m->deployments[i].weight;
+    }
+    return &m->deployments[0];
+}
+
+static void new_request_id(worker_t *w, char *out, size_t len)
+{
+    snprintf(out, len, "req_%016" PRIx64 "%08" PRIx64, w->id_prefix, ++w->req_seq);
+}
+
+static int start_attempt(gw_req *r)
+{
+    provider_call call = {
+        .route = r->route, .dep = r->dep,
+        .body = r->http.body.data, /* replaced below */
+        .root = json_root(r->doc), .stream = r->stream,
+    };
+    struct evbuffer *in = r->req->buffer_in;
+    call.body_len = evbuffer_get_length(in);
+    call.body = (const char *)evbuffer_pullup(in, -1);
+    call.model = json_get(call.root, "model");
+    const provider *p = r->dep->provider;
+    char err[200];
+
+    if (p->local_reply) {
+        int status;
+        if (p->local_reply(&call, &status, &r->local) < 0) return -1;
+        long delay = r->dep->latency_ms;
+        struct timeval tv = { delay / 1000, (delay % 1000) * 1000 };
+        r->timer = event_new(r->w->base, -1, 0, local_deliver, r);
+        return r->timer && event_add(r->timer, &tv) == 0 ? 0 : -1;
+    }
+    if (p->build(&call, &r->http, err, sizeof err) < 0) return -1;
+    upstream_request ureq = {
+        .method = "POST",
+        .url = r->http.url.data,
+        .headers = r->http.headers,
+        .body = r->http.body.data,
+        .body_len = r->http.body.len,
+        .max_response_bytes = r->stream ? 0 : MAX_BUFFERED_RESPONSE,
+        .timeouts = r->dep->timeouts,
+    };
+    r->up = upstream_start(r->w->up, &ureq, &up_callbacks, r);
+    return r->up ? 0 : -1;
+}
+
+static const gw_key *authenticate(gw_req *r)
+{
+    const char *token = auth_extract_token(r->req->headers_in);
+    if (!token) {
+        reply_error(r, 401, "invalid_request_error", "missing_api_key", NULL,
+                    "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.");
+        return NULL;
+    }
+    const gw_key *k = auth_lookup(r->cfg, token);
+    if (!k) reply_error(r, 401, "invalid_request_error", "invalid_api_key", NULL, "Incorrect API key provided.");
+    return k;
+}
+
+static void handle_api(evhtp_request_t *req, gw_route route, worker_t *w)
+{
+    gw_req *r = calloc(1, sizeof *r);
+    if (!r) { http_send_openai_error(req, 503, "server_error", "overloaded", NULL, "Out of memory."); return; }
+    clock_gettime(CLOCK_MONOTONIC, &r->t0);
+    r->w = w;
+    r->req = req;
+    r->route = route;
+    r->cfg = config_ref(w->cfg);
+    new_request_id(w, r->id, sizeof r->id);
+    buf_init(&r->http.url); buf_init(&r->http.body); buf_init(&r->local); buf_init(&r->resp);
+
+    char msg[256];
+    const char *param = NULL;
+    if (evhtp_request_get_method(req) != htp_method_POST) {
+        reply_error(r, 405, "invalid_request_error", "method_not_allowed", NULL, "Use POST for this route.");
+        goto done;
+    }
+    if (!(r->key = authenticate(r))) goto done;
+
+    struct evbuffer *in = req->buffer_in;
+    size_t len = evbuffer_get_length(in);
+    const char *body = (const char *)evbuffer_pullup(in, -1);
+    json_error jerr;
+    json_limits lim = { .max_depth = JSON_MAX_DEPTH, .max_bytes = r->cfg->max_body_bytes };
+    if (!(r->doc = json_parse(body ? body : "", len, &lim, &jerr))) {
+        snprintf(msg, sizeof msg, "We could not parse the JSON body of your request: %s at line %d column %d (byte %zu).",
+                 jerr.message, jerr.line, jerr.column, jerr.offset);
+        reply_error(r, 400, "invalid_request_error", "invalid_json", NULL, msg);
+        goto done;
+    }
+    validated v;
+    if (validate_request(route, json_root(r->doc), &v, msg, sizeof msg, &param) < 0) {
+        reply_error(r, 400, "invalid_request_error", "invalid_request", param, msg);
+        goto done;
+    }
+    const json_value *model = v.model;
+    r->stream = v.stream;
+    if (!(r->model = config_find_model(r->cfg, model->str, model->str_len))) {
+        snprintf(msg, sizeof msg, "The model '%.*s' does not exist or you do not have access to it.",
+                 (int)(model->str_len > 100 ? 100 : model->str_len), model->str);
+        reply_error(r, 404, "invalid_request_error", "model_not_found", "model", msg);
+        goto done;
+    }
+    if (!config_key_allows(r->key, model->str, model->str_len)) {
+        snprintf(msg, sizeof msg, "This key is not allowed to use the model '%s'.", r->model->alias);
+        reply_error(r, 403, "permission_error", "model_not_allowed", "model", msg);
+        goto done;
+    }
+    r->dep = pick_deployment(w, r->model);
+    if (start_attempt(r) < 0) {
+        reply_error(r, 500, "server_error", "internal_error", NULL, "The gateway could not start the upstream call.");
+        goto done;
+    }
+    /* async from here: the connection waits for us */
+    evhtp_request_set_hook(req, evhtp_hook_on_error, (evhtp_hook)(void (*)(void))on_client_error, r);
+    evhtp_request_set_hook(req, evhtp_hook_on_request_fini, (evhtp_hook)on_client_fini, r);
+    evhtp_request_pause(req);
+    r->conn_paused = 1;
+    w->active++;
+    return;
+done:
+    req_finish(r);
+}
+
+static void on_chat(evhtp_request_t *req, void *arg) { handle_api(req, ROUTE_CHAT, arg); }
+static void on_completions(evhtp_request_t *req, void *arg) { handle_api(req, ROUTE_COMPLETIONS, arg); }
+static void on_embeddings(evhtp_request_t *req, void *arg) { handle_api(req, ROUTE_EMBEDDINGS, arg); }
+
+static void on_models(evhtp_request_t *req, void *arg)
+{
+    worker_t *w = arg;
+    const gw_config *cfg = w->cfg;
+    if (evhtp_request_get_method(req) != htp_method_GET) {
+        http_send_openai_error(req, 405, "invalid_request_error", "method_not_allowed", NULL, "Use GET for this route.");
+        return;
+    }
+    const char *token = auth_extract_token(req->headers_in);
+    const gw_key *k = token ? auth_lookup(cfg, token) : NULL;
+    if (!k) {
+        http_send_openai_error(req, 401, "invalid_request_error", token ? "invalid_api_key" : "missing_api_key",
+                               NULL, token ? "Incorrect API key provided." : "You didn't provide an API key.");
+        return;
+    }
+    buf_t b; buf_init(&b);
+    buf_puts(&b, "{\"object\":\"list\",\"data\":[");
+    int first = 1;
+    for (size_t i = 0; i < cfg->nmodels; i++) {
+        const char *a = cfg->models[i].alias;
+        if (!config_key_allows(k, a, strlen(a))) continue;
+        buf_puts(&b, first ? "{\"id\":" : ",{\"id\":");
+        buf_json_str(&b, a, strlen(a));
+        buf_puts(&b, ",\"object\":\"model\",\"created\":0,\"owned_by\":\"gateway\"}");
+        first = 0;
+    }
+    buf_puts(&b, "]}");
+    http_send_json(req, 200, b.data, b.len);
+    buf_free(&b);
+}
+
+static void on_healthz(evhtp_request_t *req, void *arg)
+{
+    (void)arg;
+    static const char ok[] = "{\"status\":\"ok\"}";
+    http_send_json(req, 200, ok, sizeof ok - 1);
+}
+
+static void on_readyz(evhtp_request_t *req, void *arg)
+{
+    worker_t *w = arg;
+    char body[128];
+    int ready = w->cfg && !w->draining;
+    int n = snprintf(body, sizeof body, "{\"status\":\"%s\",\"config_version\":%" PRIu64 ",\"worker\":%d}",
+                     ready ? "ready" : (w->draining ? "draining" : "no_config"), w->cfg ? w->cfg->version : 0, w->index);
+    http_send_json(req, ready ? 200 : 503, body, (size_t)n);
+}
+
+static void on_not_found(evhtp_request_t *req, void *arg)
+{
+    (void)arg;
+    http_send_openai_error(req, 404, "invalid_request_error", "not_found", NULL, "Unknown route.");
+}
+
+int request_register_routes(worker_t *w)
+{
+    struct { const char *path; evhtp_callback_cb cb; } routes[] = {
+        { "/v1/chat/completions", on_chat },
+        { "/v1/completions", on_completions },
+        { "/v1/embeddings", on_embeddings },
+        { "/v1/models", on_models },
+        { "/healthz", on_healthz },
+        { "/readyz", on_readyz },
+    };
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
+        if (!evhtp_set_cb(w->htp, routes[i].path, routes[i].cb, w)) return -1;
+    evhtp_set_gencb(w->htp, on_not_found, w);
+    return 0;
+}

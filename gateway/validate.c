@@ -1,0 +1,62 @@
+#include "validate.h"
+
+#include <stdio.h>
+
+static int bad(char *msg, size_t msglen, const char **param, const char *p, const char *text)
+{
+    *param = p;
+    snprintf(msg, msglen, "%s", text);
+    return -1;
+}
+
+static int validate_messages(const json_value *m, char *msg, size_t msglen, const char **param)
+{
+    if (!m) return bad(msg, msglen, param, "messages", "Missing required parameter: 'messages'.");
+    if (m->type != JSON_ARRAY || m->count == 0)
+        return bad(msg, msglen, param, "messages", "'messages' must be a non-empty array.");
+    size_t i = 0;
+    for (const json_value *e = m->first; e; e = e->next, i++) {
+        const char *role = e->type == JSON_OBJECT ? json_get_str(e, "role") : NULL;
+        if (!role) {
+            *param = "messages";
+            snprintf(msg, msglen, "'messages[%zu]' must be an object with a string 'role'.", i);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int validate_request(gw_route route, const json_value *root, validated *out,
+                     char *msg, size_t msglen, const char **param)
+{
+    *param = NULL;
+    if (root->type != JSON_OBJECT) return bad(msg, msglen, param, NULL, "The request body must be a JSON object.");
+    out->model = json_get(root, "model");
+    if (!out->model) return bad(msg, msglen, param, "model", "Missing required parameter: 'model'.");
+    if (out->model->type != JSON_STRING || out->model->str_len == 0)
+        return bad(msg, msglen, param, "model", "'model' must be a non-empty string.");
+    const json_value *s = json_get(root, "stream");
+    if (s && s->type != JSON_TRUE && s->type != JSON_FALSE && s->type != JSON_NULL)
+        return bad(msg, msglen, param, "stream", "'stream' must be a boolean.");
+    out->stream = s && s->type == JSON_TRUE;
+    switch (route) {
+    case ROUTE_CHAT:
+        return validate_messages(json_get(root, "messages"), msg, msglen, param);
+    case ROUTE_COMPLETIONS: {
+        const json_value *p = json_get(root, "prompt");
+        if (!p) return bad(msg, msglen, param, "prompt", "Missing required parameter: 'prompt'.");
+        if (p->type != JSON_STRING && p->type != JSON_ARRAY)
+            return bad(msg, msglen, param, "prompt", "'prompt' must be a string or an array.");
+        return 0;
+    }
+    case ROUTE_EMBEDDINGS: {
+        const json_value *in = json_get(root, "input");
+        if (out->stream) return bad(msg, msglen, param, "stream", "Embeddings cannot be streamed.");
+        if (!in) return bad(msg, msglen, param, "input", "Missing required parameter: 'input'.");
+        if ((in->type != JSON_STRING && in->type != JSON_ARRAY) || (in->type == JSON_ARRAY && in->count == 0))
+            return bad(msg, msglen, param, "input", "'input' must be a string or a non-empty array.");
+        return 0;
+    }
+    }
+    return 0;
+}

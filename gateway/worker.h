@@ -1,0 +1,38 @@
+/* worker: one pre-forked process: its own libevent loop, libevhtp server on
+ * the listener the master bound, upstream client, and the config snapshot
+ * it serves from. Everything here is single-threaded: no locks. */
+#ifndef GW_WORKER_H
+#define GW_WORKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct event;
+struct evhtp;
+struct gw_config;
+struct upstream;
+struct accesslog;
+
+typedef struct worker {
+    int                 index;
+    const char         *config_path;
+    struct event_base  *base;
+    struct evhtp       *htp;
+    struct gw_config   *cfg;        /* current snapshot; requests hold their own ref */
+    struct upstream    *up;
+    struct accesslog   *alog;
+    uint64_t            id_prefix;  /* random per worker: request ids are unique across workers */
+    uint64_t            req_seq;
+    size_t              active;     /* requests in flight (async) */
+    int                 draining;
+    struct event       *ev_term, *ev_int, *ev_hup, *ev_drain_check;
+} worker_t;
+
+/* Serves until drained; returns the process exit code. Takes a ref on cfg. */
+int  worker_run(int listen_fd, struct gw_config *cfg, const char *config_path, int index);
+
+/* Called by the request layer when an async request ends. */
+void worker_request_done(worker_t *w);
+
+#endif

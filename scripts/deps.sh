@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the build, `make run` and `make test` need,
+# only those that are missing (so a prepared machine pays nothing).
+set -euo pipefail
+pkgs=(build-essential pkg-config clang libclang-rt-14-dev
+      libevhtp-dev libevent-dev libcurl4-openssl-dev libyaml-dev libssl-dev
+      libnng-dev libprotobuf-c-dev protobuf-c-compiler libhiredis-dev
+      libmicrohttpd-dev libpq-dev postgresql redis-server
+      python3 curl jq nodejs npm wrk nginx-light)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

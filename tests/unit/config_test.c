@@ -1,0 +1,169 @@
+/* config parsing, secret references, key hashing and lookup */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <openssl/sha.h>
+
+#include "config.h"
+#include "providers/provider.h"
+#include "test.h"
+
+static const char *good =
+    "listen: 127.0.0.1:9999\n"
+    "workers: 3\n"
+    "max_body_bytes: 65536\n"
+    "timeouts: { connect_ms: 1500, first_byte_ms: 2500 }\n"
+    "models:\n"
+    "  - alias: gpt-4o-mini\n"
+    "    strategy: weighted\n"
+    "    deployments:\n"
+    "      - provider: openai_compatible\n"
+    "        model: up-model\n"
+    "        base_url: http://127.0.0.1:1/v1/\n"
+    "        api_key: env:CONFIG_TEST_KEY\n"
+    "        weight: 3\n"
+    "      - provider: mock\n"
+    "        model: mock-1\n"
+    "        timeouts: { first_byte_ms: 700 }\n"
+    "  - alias: other\n"
+    "    deployments: [ { provider: mock, model: m } ]\n"
+    "keys:\n"
+    "  - name: team-a\n"
+    "    key: sk-gw-team-a-secret\n"
+    "    models: [gpt-4o-mini]\n"
+    "    rpm_limit: 600\n"
+    "  - name: team-b\n"
+    "    key_sha256: 5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8\n";
+
+static gw_config *parse(const char *y, char *err, size_t errlen)
+{
+    return config_parse(y, strlen(y), "test.yaml", err, errlen);
+}
+
+static void test_parses_settings_and_models(void)
+{
+    char err[256];
+    setenv("CONFIG_TEST_KEY", "sk-upstream-xyz", 1);
+    gw_config *c = parse(good, err, sizeof err);
+    CHECK(c != NULL);
+    if (!c) { fprintf(stderr, "  %s\n", err); return; }
+    CHECK_STR(c->listen_host, "127.0.0.1");
+    CHECK(c->listen_port == 9999);
+    CHECK(c->workers == 3);
+    CHECK(c->max_body_bytes == 65536);
+    CHECK(c->nmodels == 2);
+    const gw_model *m = config_find_model(c, "gpt-4o-mini", 11);
+    CHECK(m != NULL);
+    if (m) {
+        CHECK(m->ndeployments == 2);
+        CHECK(m->total_weight == 4);
+        CHECK_STR(m->deployments[0].base_url, "http://127.0.0.1:1/v1");   /* trailing slash trimmed */
+        CHECK_STR(m->deployments[0].api_key, "sk-upstream-xyz");          /* env: resolved */
+        CHECK_STR(m->deployments[0].auth_header, "Authorization: Bearer sk-upstream-xyz");
+        CHECK(m->deployments[0].timeouts.connect_ms == 1500);             /* inherited default */
+        CHECK(m->deployments[1].timeouts.first_byte_ms == 700);           /* per-deployment override */
+        CHECK(m->deployments[1].provider == &provider_mock);
+    }
+    CHECK(config_find_model(c, "gpt-4o", 6) == NULL);
+    config_unref(c);
+}
+
+static void test_keys_are_hashed_and_found(void)
+{
+    char err[256];
+    setenv("CONFIG_TEST_KEY", "x", 1);
+    gw_config *c = parse(good, err, sizeof err);
+    CHECK(c != NULL);
+    if (!c) return;
+    uint8_t h[32];
+    SHA256((const unsigned char *)"sk-gw-team-a-secret", 19, h);
+    const gw_key *k = config_find_key(c, h);
+    CHECK(k != NULL && !strcmp(k->name, "team-a"));
+    CHECK(k && k->rpm_limit == 600);
+    CHECK(k && config_key_allows(k, "gpt-4o-mini", 11));
+    CHECK(k && !config_key_allows(k, "other", 5));
+    SHA256((const unsigned char *)"password", 8, h);   /* key_sha256 given directly */
+    k = config_find_key(c, h);
+    CHECK(k != NULL && !strcmp(k->name, "team-b"));
+    CHECK(k && config_key_allows(k, "other", 5));       /* no models = all */
+    SHA256((const unsigned char *)"sk-gw-unknown", 13, h);
+    CHECK(config_find_key(c, h) == NULL);
+    config_unref(c);
+}
+
+static void expect_error(const char *yaml, const char *needle)
+{
+    char err[512];
+    gw_config *c = parse(yaml, err, sizeof err);
+    CHECK(c == NULL);
+    if (c) { config_unref(c); return; }
+    if (!strstr(err, needle)) { fprintf(stderr, "  error was: %s\n  expected: %s\n", err, needle); t_cur_failed = 1; }
+}
+
+static void test_errors_name_the_field(void)
+{
+    expect_error("models:\n  - alias: a\n    deployments:\n      - provider: nope\n        model: m\n",
+                 "models[0].deployments[0].provider: unknown provider \"nope\"");
+    expect_error("models:\n  - alias: a\n    deployments:\n      - provider: mock\n", "models[0].deployments[0].model: is required");
+    expect_error("models:\n  - deployments: [ {provider: mock, model: m} ]\n", "models[0].alias: is required");
+    expect_error("workers: lots\n", "workers: must be an integer");
+    expect_error("listen: nowhere\n", "listen: must be host:port");
+    expect_error("bogus: 1\n", "bogus: unknown field");
+    expect_error("models:\n  - alias: a\n    strategy: fastest\n    deployments: [ {provider: mock, model: m} ]\n",
+                 "models[0].strategy: unknown strategy");
+    expect_error("keys:\n  - name: k\n    key: env:CONFIG_TEST_UNSET_VAR\n",
+                 "keys[0].key: environment variable CONFIG_TEST_UNSET_VAR is not set");
+    expect_error("keys:\n  - name: k\n    key: sk-gw-aaaaaaaa\n  - name: j\n    key: sk-gw-aaaaaaaa\n",
+                 "keys[1].key: duplicate key");
+    expect_error("keys:\n  - name: k\n    key: sk-gw-aaaaaaaa\n    models: [missing]\n", "keys[0].models[0]: unknown alias");
+    expect_error("models:\n  - alias: a\n    deployments: [ {provider: openai_compatible, model: m} ]\n",
+                 "base_url is required");
+    expect_error("models: [ {alias: a, deployments: [ {provider: mock, model: m} ]}, {alias: a, deployments: [ {provider: mock, model: m} ]} ]\n",
+                 "models[1].alias: duplicate alias");
+    expect_error("listen: [unclosed\n", "yaml:");
+    expect_error("- just\n- a list\n", "top level must be a mapping");
+}
+
+static void test_file_secret_and_defaults(void)
+{
+    char path[] = "/tmp/gw-secret-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (fd < 0) return;
+    CHECK(write(fd, "sk-from-file\n", 13) == 13);
+    close(fd);
+    char y[512], err[256];
+    snprintf(y, sizeof y, "models:\n  - alias: a\n    deployments:\n      - provider: openai\n        model: gpt-4o\n        api_key: file:%s\n", path);
+    gw_config *c = parse(y, err, sizeof err);
+    unlink(path);
+    CHECK(c != NULL);
+    if (!c) { fprintf(stderr, "  %s\n", err); return; }
+    CHECK_STR(c->models[0].deployments[0].api_key, "sk-from-file");
+    CHECK_STR(c->models[0].deployments[0].base_url, "https://api.openai.com/v1");
+    CHECK(c->max_body_bytes == 4u << 20);
+    CHECK(c->listen_port == 8080);
+    config_unref(c);
+}
+
+static void test_refcount(void)
+{
+    char err[256];
+    gw_config *c = parse("workers: 1\n", err, sizeof err);
+    CHECK(c != NULL);
+    if (!c) return;
+    gw_config *r = config_ref(c);
+    CHECK(r == c && c->refcount == 2);
+    config_unref(c);
+    CHECK(r->refcount == 1);
+    config_unref(r);
+}
+
+int main(void)
+{
+    RUN(test_parses_settings_and_models);
+    RUN(test_keys_are_hashed_and_found);
+    RUN(test_errors_name_the_field);
+    RUN(test_file_secret_and_defaults);
+    RUN(test_refcount);
+    TEST_MAIN_END();
+}
