@@ -6,7 +6,10 @@ pkgs=(build-essential pkg-config clang libclang-rt-14-dev
       libevhtp-dev libevent-dev libcurl4-openssl-dev libyaml-dev libssl-dev
       libnng-dev libprotobuf-c-dev protobuf-c-compiler libhiredis-dev
       libmicrohttpd-dev libpq-dev postgresql redis-server
-      python3 curl jq nodejs npm wrk nginx-light)
+      python3 curl jq wrk nginx-light)
+# Node may come from elsewhere than Debian (then Debian's npm would conflict with it)
+command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
+command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
