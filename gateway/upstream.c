@@ -14,8 +14,14 @@
  * Ownership: a request that is cancelled while a curl call or one of its own
  * user callbacks is on the stack is parked on a reap list and released from
  * a zero-delay event, never from inside curl.
+ *
+ * For callers: on_response fires once the final header block is complete
+ * (so before any body byte); errmsg is "" on success, never NULL; time spent
+ * paused counts toward total_ms but not idle_ms; upstream_free must not be
+ * called from inside a callback.
  */
 #include "upstream.h"
+#include "log.h"
 
 #include <curl/curl.h>
 #include <event2/event.h>
@@ -91,7 +97,8 @@ struct upstream_req {
     char *pend;
     size_t pend_len, pend_cap;
 
-    char errbuf[CURL_ERROR_SIZE];
+    char errbuf[CURL_ERROR_SIZE];   /* curl's own words (CURLOPT_ERRORBUFFER) */
+    char msg[CURL_ERROR_SIZE];      /* what on_done gets; curl may overwrite errbuf */
 
     upstream_req_t *prev, *next;    /* u->live list */
     upstream_req_t *link;           /* free list / reap list / add queue */
@@ -299,6 +306,22 @@ static int deliver(upstream_req_t *r, const char *p, size_t n)
     return r->user_paused ? 1 : 0;
 }
 
+/* Takes r's easy handle out of the multi.  Outside curl callbacks only.
+ * forbid_reuse: the connection may hold unread response bytes, so it must
+ * be closed rather than pooled (curl also closes on premature removal). */
+static void detach(upstream_req_t *r, int forbid_reuse)
+{
+    if (!r->in_multi)
+        return;
+    if (forbid_reuse && curl_easy_setopt(r->easy, CURLOPT_FORBID_REUSE, 1L) != CURLE_OK)
+        log_warn("upstream: cannot set FORBID_REUSE");
+    CURLMcode mc = curl_multi_remove_handle(r->u->multi, r->easy);
+    if (mc != CURLM_OK)
+        log_warn("upstream: curl_multi_remove_handle: %s", curl_multi_strerror(mc));
+    r->in_multi = 0;
+    r->curl_paused = 0;
+}
+
 /* Runs on_done (unless cancelled) and releases r.  Outside curl only. */
 static void complete(upstream_req_t *r, upstream_result res, const char *msg)
 {
@@ -317,18 +340,7 @@ static void complete(upstream_req_t *r, upstream_result res, const char *msg)
 /* Aborts a transfer from outside curl (our own timers). */
 static void fail_now(upstream_req_t *r, upstream_result res, const char *msg)
 {
-    upstream_t *u = r->u;
-    if (r->in_multi) {
-        /* Never hand a half-read connection back to the pool. */
-        (void)curl_easy_setopt(r->easy, CURLOPT_FORBID_REUSE, 1L);
-        (void)curl_multi_remove_handle(u->multi, r->easy);
-        r->in_multi = 0;
-    }
-    if (res != UPSTREAM_OK && r->headers_done && !r->resp_fired) {
-        fire_response(r);
-        if (gone(r))
-            return;
-    }
+    detach(r, 1);
     complete(r, res, msg);
 }
 
@@ -349,9 +361,9 @@ static void first_byte_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd; (void)what;
     if (r->state != RS_RUNNING && r->state != RS_QUEUED)
         return;
-    snprintf(r->errbuf, sizeof r->errbuf, "no response from upstream within %ld ms",
+    snprintf(r->msg, sizeof r->msg, "no response from upstream within %ld ms",
              r->first_byte_ms);
-    fail_now(r, UPSTREAM_ERR_TIMEOUT_FIRST_BYTE, r->errbuf);
+    fail_now(r, UPSTREAM_ERR_TIMEOUT_FIRST_BYTE, r->msg);
 }
 
 /* Re-armed lazily: mark_rx only stamps the time, this decides. */
@@ -366,8 +378,8 @@ static void idle_cb(evutil_socket_t fd, short what, void *arg)
         if (arm_ms(r->idle_ev, (long)(r->idle_ms - quiet)) == 0)
             return;
     }
-    snprintf(r->errbuf, sizeof r->errbuf, "upstream sent nothing for %ld ms", r->idle_ms);
-    fail_now(r, UPSTREAM_ERR_TIMEOUT_IDLE, r->errbuf);
+    snprintf(r->msg, sizeof r->msg, "upstream sent nothing for %ld ms", r->idle_ms);
+    fail_now(r, UPSTREAM_ERR_TIMEOUT_IDLE, r->msg);
 }
 
 static void unpause_curl(upstream_req_t *r)
@@ -384,8 +396,8 @@ static void unpause_curl(upstream_req_t *r)
         /* write_cb refused bytes (too large) or curl failed: end it now. */
         upstream_result res = r->err ? r->err : UPSTREAM_ERR_INTERNAL;
         if (!r->err)
-            snprintf(r->errbuf, sizeof r->errbuf, "resume failed: %s", curl_easy_strerror(cc));
-        fail_now(r, res, r->errbuf);
+            snprintf(r->msg, sizeof r->msg, "resume failed: %s", curl_easy_strerror(cc));
+        fail_now(r, res, r->msg);
     }
 }
 
@@ -404,7 +416,7 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
             return;          /* paused again or cancelled */
     }
     if (r->state == RS_DRAINING) {
-        complete(r, r->final_res, r->errbuf);
+        complete(r, r->final_res, r->msg);
         return;
     }
     if (r->state != RS_RUNNING)
@@ -527,14 +539,14 @@ static size_t write_cb(char *p, size_t size, size_t nmemb, void *ud)
     r->body_bytes += n;
     if (r->max_resp && r->body_bytes > r->max_resp) {
         r->err = UPSTREAM_ERR_TOO_LARGE;
-        snprintf(r->errbuf, sizeof r->errbuf, "response larger than %zu bytes", r->max_resp);
+        snprintf(r->msg, sizeof r->msg, "response larger than %zu bytes", r->max_resp);
         return 0;
     }
     if (r->user_paused || r->pend_len) {
         /* Caller is paused: keep the bytes ourselves, never make curl redeliver. */
         if (store_grow((void **)&r->pend, &r->pend_cap, r->pend_len + n, 1) != 0) {
             r->err = UPSTREAM_ERR_INTERNAL;
-            snprintf(r->errbuf, sizeof r->errbuf, "out of memory buffering response");
+            snprintf(r->msg, sizeof r->msg, "out of memory buffering response");
             return 0;
         }
         memcpy(r->pend + r->pend_len, p, n);
@@ -601,18 +613,13 @@ static upstream_result map_curl(upstream_req_t *r, CURLcode cc)
 
 static void transfer_done(upstream_req_t *r, CURLcode cc)
 {
-    upstream_t *u = r->u;
     upstream_result res = r->err ? r->err : map_curl(r, cc);
-    if (res != UPSTREAM_OK && !r->err && !r->errbuf[0])
-        snprintf(r->errbuf, sizeof r->errbuf, "%s", curl_easy_strerror(cc));
     if (res == UPSTREAM_OK)
-        r->errbuf[0] = '\0';
+        r->msg[0] = '\0';
+    else if (!r->err)                /* our own failures already wrote r->msg */
+        snprintf(r->msg, sizeof r->msg, "%s", r->errbuf[0] ? r->errbuf : curl_easy_strerror(cc));
     stop_timers(r);
-    if (res != UPSTREAM_OK)
-        (void)curl_easy_setopt(r->easy, CURLOPT_FORBID_REUSE, 1L);
-    (void)curl_multi_remove_handle(u->multi, r->easy);
-    r->in_multi = 0;
-    r->curl_paused = 0;
+    detach(r, res != UPSTREAM_OK);
 
     if (!r->resp_fired && r->headers_done) {
         fire_response(r);
@@ -627,7 +634,7 @@ static void transfer_done(upstream_req_t *r, CURLcode cc)
             event_active(r->kick_ev, EV_TIMEOUT, 1);
         return;
     }
-    complete(r, res, r->errbuf);
+    complete(r, res, r->msg);
 }
 
 static void process_done(upstream_t *u)
@@ -652,8 +659,8 @@ static void add_now(upstream_req_t *r)
 {
     upstream_t *u = r->u;
     if (curl_multi_add_handle(u->multi, r->easy) != CURLM_OK) {
-        snprintf(r->errbuf, sizeof r->errbuf, "could not start transfer");
-        complete(r, UPSTREAM_ERR_INTERNAL, r->errbuf);
+        snprintf(r->msg, sizeof r->msg, "could not start transfer");
+        complete(r, UPSTREAM_ERR_INTERNAL, r->msg);
         return;
     }
     r->in_multi = 1;
@@ -687,9 +694,9 @@ static void drive(upstream_t *u, curl_socket_t fd, int flags)
     u->in_curl++;
     CURLMcode mc = curl_multi_socket_action(u->multi, fd, flags, &running);
     u->in_curl--;
-    /* Errors here are per-call (bad socket, callback refused); transfers
-     * that failed still report through info_read, so just go on. */
-    (void)mc;
+    /* Transfers that failed still report through info_read: just go on. */
+    if (mc != CURLM_OK)
+        log_warn("upstream: curl_multi_socket_action: %s", curl_multi_strerror(mc));
     process_done(u);
     if (u->reap || u->addq)
         defer_post(u);
@@ -753,10 +760,7 @@ static void release(upstream_req_t *r)
     upstream_t *u = r->u;
     stop_timers(r);
     addq_unlink(u, r);
-    if (r->in_multi) {
-        (void)curl_multi_remove_handle(u->multi, r->easy);
-        r->in_multi = 0;
-    }
+    detach(r, 1);      /* still in the multi here only when cancelled */
     curl_slist_free_all(r->req_hdrs);
     r->req_hdrs = NULL;
     if (r->prev) r->prev->next = r->next; else if (u->live == r) u->live = r->next;
@@ -791,6 +795,7 @@ static void req_reset_fields(upstream_req_t *r)
     r->hdr_len = 0;
     r->nhdrs = 0;
     r->errbuf[0] = '\0';
+    r->msg[0] = '\0';
     r->link = r->prev = r->next = NULL;
 }
 
@@ -918,8 +923,6 @@ void upstream_free(upstream_t *u)
     while (u->live) {
         upstream_req_t *r = u->live;
         r->cancelled = 1;
-        if (r->in_multi)
-            (void)curl_easy_setopt(r->easy, CURLOPT_FORBID_REUSE, 1L);
         release(r);
     }
     u->reap = NULL;                  /* all of them were live, now released */
@@ -1035,8 +1038,6 @@ void upstream_cancel(upstream_req_t *r)
     r->cancelled = 1;
     if (u->active) u->active--;
     stop_timers(r);
-    if (r->in_multi)
-        (void)curl_easy_setopt(r->easy, CURLOPT_FORBID_REUSE, 1L);
     addq_unlink(u, r);
     r->state = RS_FINISHED;
     if (u->in_curl || r->busy) {

@@ -202,7 +202,9 @@ static int setup_server(worker_t *w, int listen_fd)
     if (!(w->htp = evhtp_new(w->base, NULL))) return -1;
     struct timeval client_tv = { cfg->client_timeout_ms / 1000, (cfg->client_timeout_ms % 1000) * 1000 };
     evhtp_set_timeouts(w->htp, &client_tv, &client_tv);
-    evhtp_set_max_body_size(w->htp, cfg->max_body_bytes + 2);  /* backstop behind on_body */
+    /* evhtp's own body cap drops the connection without a reply; on_body
+     * enforces the limit instead and answers 413, chunked bodies included */
+    evhtp_set_max_body_size(w->htp, 0);
     evhtp_set_max_keepalive_requests(w->htp, 0);
     evhtp_set_post_accept_cb(w->htp, on_accept, w);
     if (request_register_routes(w) < 0) return -1;

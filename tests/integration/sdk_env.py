@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""Starts a mock upstream + a gateway for the SDK suite and keeps them up.
+
+Prints "READY <gateway-url> <virtual-key>" on stdout once /readyz is 200, then
+waits until it gets SIGTERM/SIGINT or its stdin closes (bounded: 300 s), and
+stops everything it started.
+"""
+import os
+import secrets
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402
+
+MAX_LIFETIME_S = 300
+
+
+def main():
+    key = "sk-gw-" + secrets.token_urlsafe(32)
+    mock = gw = None
+    stop = {"now": False}
+
+    def on_term(signum, frame):
+        stop["now"] = True
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    try:
+        mock = h.Mock("mock")
+        port = h.free_port()
+        cfg = {
+            "listen": "127.0.0.1:%d" % port,
+            "workers": 2,
+            "models": [
+                {"alias": "gpt-4o-mini", "deployments": [{
+                    "provider": "openai_compatible", "model": "upstream-model-name",
+                    "base_url": mock.base_url, "api_key": "sk-upstream-" + secrets.token_hex(8)}]},
+                {"alias": "text-embedding", "deployments": [{
+                    "provider": "openai_compatible", "model": "upstream-embed",
+                    "base_url": mock.base_url, "api_key": "sk-upstream-" + secrets.token_hex(8)}]},
+                {"alias": "mock-alias", "deployments": [{"provider": "mock", "model": "mock-1"}]},
+            ],
+            "keys": [{"name": "sdk", "key": key}],
+        }
+        gw = h.Gateway(cfg)
+        print("READY %s %s" % (gw.url, key), flush=True)
+        deadline = time.monotonic() + MAX_LIFETIME_S
+        while not stop["now"] and time.monotonic() < deadline:
+            if not gw.alive():
+                h.log("sdk_env: gateway exited (code %s); stderr:\n%s" % (
+                    gw.proc.returncode, gw.stderr_text()[-2000:]))
+                return 1
+            time.sleep(0.1)
+        return 0
+    except Exception as e:  # noqa: BLE001
+        h.log("sdk_env: %s" % e)
+        return 1
+    finally:
+        if gw is not None:
+            gw.stop(timeout=5)
+        if mock is not None:
+            mock.stop()
+        h.kill_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
