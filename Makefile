@@ -10,8 +10,8 @@ SAN     ?=
 CFLAGS_ALL  = $(CSTD) $(WARN) $(OPT) $(SAN) -Icommon -Igateway -I$(BUILD)/proto -I/usr/include/postgresql -MMD -MP
 LDFLAGS_ALL = $(SAN)
 
-GW_LIBS := -levhtp -levent -levent_openssl -levent_pthreads -lcurl -lyaml -lssl -lcrypto -lpthread -lm
-CP_LIBS := -lmicrohttpd -lpq -lyaml -lssl -lcrypto -lpthread -lm
+GW_LIBS := -levhtp -levent -levent_openssl -levent_pthreads -lcurl -lyaml -lnng -lprotobuf-c -lssl -lcrypto -lpthread -lm
+CP_LIBS := -lmicrohttpd -lpq -lyaml -lnng -lprotobuf-c -lssl -lcrypto -lpthread -lm
 
 COMMON_SRC := $(wildcard common/*.c)
 GW_SRC     := $(wildcard gateway/*.c gateway/providers/*.c)
@@ -19,6 +19,11 @@ GW_LIB_SRC := $(filter-out gateway/main.c,$(GW_SRC))
 CP_SRC     := $(wildcard controlplane/*.c controlplane/api/*.c)
 CP_LIB_SRC := $(filter-out controlplane/main.c,$(CP_SRC))
 UNIT_SRC   := $(wildcard tests/unit/*_test.c)
+# protobuf definitions: C is generated into $(BUILD)/proto by protoc-c, never committed
+PROTO_SRC  := $(wildcard proto/*.proto)
+PROTO_GEN_C := $(patsubst proto/%.proto,$(BUILD)/proto/%.pb-c.c,$(PROTO_SRC))
+PROTO_GEN_H := $(PROTO_GEN_C:.c=.h)
+PROTO_OBJ  := $(PROTO_GEN_C:.c=.o)
 
 obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
 
@@ -31,15 +36,22 @@ all: $(BINS)
 deps:
 	@scripts/deps.sh
 
-$(BUILD)/%.o: %.c
+$(BUILD)/proto/%.pb-c.c $(BUILD)/proto/%.pb-c.h: proto/%.proto
+	@mkdir -p $(BUILD)/proto
+	protoc-c --c_out=$(BUILD)/proto -Iproto $<
+
+$(PROTO_OBJ): %.o: %.c
+	$(CC) $(CFLAGS_ALL) -Wno-unused-parameter -c $< -o $@
+
+$(BUILD)/%.o: %.c | $(PROTO_GEN_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
-$(BIN)/gateway: $(call obj,$(GW_SRC) $(COMMON_SRC))
+$(BIN)/gateway: $(call obj,$(GW_SRC) $(COMMON_SRC)) $(PROTO_OBJ)
 	@mkdir -p $(BIN)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(GW_LIBS)
 
-$(BIN)/controlplane: $(call obj,$(CP_SRC) $(COMMON_SRC))
+$(BIN)/controlplane: $(call obj,$(CP_SRC) $(COMMON_SRC)) $(PROTO_OBJ)
 	@mkdir -p $(BIN)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CP_LIBS)
 
@@ -49,7 +61,7 @@ $(BUILD)/libgw.a: $(call obj,$(GW_LIB_SRC))
 	@rm -f $@; ar rcs $@ $^
 $(BUILD)/libcp.a: $(call obj,$(CP_LIB_SRC))
 	@rm -f $@; ar rcs $@ $^
-$(BUILD)/libcommon.a: $(call obj,$(COMMON_SRC))
+$(BUILD)/libcommon.a: $(call obj,$(COMMON_SRC)) $(PROTO_OBJ)
 	@rm -f $@; ar rcs $@ $^
 TEST_LIBS := $(BUILD)/libgw.a $(if $(CP_LIB_SRC),$(BUILD)/libcp.a) $(BUILD)/libcommon.a
 $(BUILD)/tests/%_test: $(BUILD)/tests/unit/%_test.o $(TEST_LIBS)
