@@ -105,6 +105,32 @@ int buf_json_str(buf_t *b, const char *s, size_t n)
     return buf_putc(b, '"');
 }
 
+int buf_put_u64(buf_t *b, unsigned long long v)
+{
+    char tmp[24];
+    int i = sizeof tmp;
+    do { tmp[--i] = (char)('0' + v % 10); v /= 10; } while (v);
+    return buf_append(b, tmp + i, sizeof tmp - (size_t)i);
+}
+
+int buf_put_i64(buf_t *b, long long v)
+{
+    if (v < 0) {
+        buf_putc(b, '-');
+        return buf_put_u64(b, 0ULL - (unsigned long long)v);
+    }
+    return buf_put_u64(b, (unsigned long long)v);
+}
+
+int buf_put_fixed3(buf_t *b, double v)
+{
+    if (!(v >= 0) || v > 1e15) return buf_puts(b, "0.000");
+    unsigned long long milli = (unsigned long long)(v * 1000.0 + 0.5);
+    buf_put_u64(b, milli / 1000);
+    char frac[4] = { '.', (char)('0' + milli / 100 % 10), (char)('0' + milli / 10 % 10), (char)('0' + milli % 10) };
+    return buf_append(b, frac, 4);
+}
+
 char *buf_steal(buf_t *b)
 {
     char *p = b->data;

@@ -23,6 +23,10 @@ int  buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2,
 int  buf_vprintf(buf_t *b, const char *fmt, va_list ap);
 /* Appends s as a JSON string literal, quotes included, escaping as RFC 8259 requires. */
 int  buf_json_str(buf_t *b, const char *s, size_t n);
+/* Decimal integer / fixed-point with 3 decimals, without printf (hot paths). */
+int  buf_put_u64(buf_t *b, unsigned long long v);
+int  buf_put_i64(buf_t *b, long long v);
+int  buf_put_fixed3(buf_t *b, double v);        /* v >= 0, e.g. 12.345 */
 char *buf_steal(buf_t *b);                      /* caller frees; b is reset to empty */
 
 #endif

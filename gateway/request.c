@@ -47,7 +47,8 @@ typedef struct gw_req {
     worker_t            *w;
     evhtp_request_t     *req;          /* NULL once evhtp freed it (client gone) */
     gw_config           *cfg;          /* the snapshot this request started with */
-    const gw_key        *key;
+    const gw_key        *key;          /* valid only during the synchronous part */
+    char                 key_name[64]; /* copied: a config push may replace the key mid-request */
     const gw_model      *model;
     const gw_deployment *dep;
     gw_route             route;
@@ -90,36 +91,64 @@ static const char *route_path(gw_route r)
     return "";
 }
 
+/* "2026-01-02T03:04:05Z", formatted once per second */
+static const char *utc_now(void)
+{
+    static time_t cached_sec = -1;
+    static char cached[32];
+    time_t now = time(NULL);
+    if (now != cached_sec) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(cached, sizeof cached, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        cached_sec = now;
+    }
+    return cached;
+}
+
+static void put_field_str(buf_t *b, const char *name, const char *v)
+{
+    buf_puts(b, name);
+    buf_json_str(b, v, strlen(v));
+}
+
+/* One JSON line per request; built without printf: this runs for every request. */
 static void access_log(gw_req *r)
 {
     if (!accesslog_enabled(r->w->alog)) return;
-    char line[1024];
-    buf_t b = { .data = line, .len = 0, .cap = 0 };
-    buf_init(&b);
-    time_t now = time(NULL);
-    struct tm tm;
-    char when[32];
-    gmtime_r(&now, &tm);
-    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    buf_printf(&b, "{\"ts\":\"%s\",\"request_id\":\"%s\",\"method\":\"POST\",\"path\":\"%s\",\"status\":%d",
-               when, r->id, route_path(r->route), r->status);
-    if (r->key) { buf_puts(&b, ",\"key_name\":"); buf_json_str(&b, r->key->name, strlen(r->key->name)); }
-    if (r->model) { buf_puts(&b, ",\"model\":"); buf_json_str(&b, r->model->alias, strlen(r->model->alias)); }
+    buf_t *b = &r->w->logline;
+    buf_reset(b);
+    buf_puts(b, "{\"ts\":\"");
+    buf_puts(b, utc_now());
+    buf_puts(b, "\",\"request_id\":\"");
+    buf_puts(b, r->id);
+    buf_puts(b, "\",\"method\":\"POST\",\"path\":\"");
+    buf_puts(b, route_path(r->route));
+    buf_puts(b, "\",\"status\":");
+    buf_put_i64(b, r->status);
+    if (r->key_name[0]) put_field_str(b, ",\"key_name\":", r->key_name);
+    if (r->model) put_field_str(b, ",\"model\":", r->model->alias);
     if (r->dep) {
-        buf_printf(&b, ",\"provider\":\"%s\",\"upstream_model\":", r->dep->provider->name);
-        buf_json_str(&b, r->dep->model, strlen(r->dep->model));
-        buf_printf(&b, ",\"upstream_status\":%d,\"attempts\":1", r->up_status);
+        put_field_str(b, ",\"provider\":", r->dep->provider->name);
+        put_field_str(b, ",\"upstream_model\":", r->dep->model);
+        buf_puts(b, ",\"upstream_status\":");
+        buf_put_i64(b, r->up_status);
+        buf_puts(b, ",\"attempts\":1");
     }
-    buf_printf(&b, ",\"stream\":%s,\"latency_ms\":%.3f", r->stream ? "true" : "false", ms_since(&r->t0));
-    if (r->ttft_ms > 0) buf_printf(&b, ",\"ttft_ms\":%.3f", r->ttft_ms);
-    if (r->usage.present)
-        buf_printf(&b, ",\"prompt_tokens\":%ld,\"completion_tokens\":%ld,\"cached_tokens\":%ld",
-                   r->usage.prompt_tokens, r->usage.completion_tokens, r->usage.cached_tokens);
-    buf_printf(&b, ",\"bytes_out\":%zu", r->bytes_out);
-    if (r->error) { buf_puts(&b, ",\"error\":"); buf_json_str(&b, r->error, strlen(r->error)); }
-    buf_puts(&b, "}\n");
-    if (!b.oom) accesslog_write(r->w->alog, b.data, b.len);
-    buf_free(&b);
+    buf_puts(b, r->stream ? ",\"stream\":true,\"latency_ms\":" : ",\"stream\":false,\"latency_ms\":");
+    buf_put_fixed3(b, ms_since(&r->t0));
+    if (r->ttft_ms > 0) { buf_puts(b, ",\"ttft_ms\":"); buf_put_fixed3(b, r->ttft_ms); }
+    if (r->usage.present) {
+        buf_puts(b, ",\"prompt_tokens\":"); buf_put_i64(b, r->usage.prompt_tokens);
+        buf_puts(b, ",\"completion_tokens\":"); buf_put_i64(b, r->usage.completion_tokens);
+        buf_puts(b, ",\"cached_tokens\":"); buf_put_i64(b, r->usage.cached_tokens);
+    }
+    buf_puts(b, ",\"bytes_out\":");
+    buf_put_u64(b, r->bytes_out);
+    if (r->error) put_field_str(b, ",\"error\":", r->error);
+    buf_puts(b, "}\n");
+    if (!b->oom) accesslog_write(r->w->alog, b->data, b->len);
+    else { buf_free(b); buf_init(b); }
 }
 
 static void add_gateway_headers(gw_req *r)
@@ -391,9 +420,16 @@ static const gw_deployment *pick_deployment(worker_t *w, const gw_model *m)
     return &m->deployments[0];
 }
 
+/* "req_" + 16 hex digits of a per-worker random prefix + 8 of a counter */
 static void new_request_id(worker_t *w, char *out, size_t len)
 {
-    snprintf(out, len, "req_%016" PRIx64 "%08" PRIx64, w->id_prefix, ++w->req_seq);
+    static const char hex[] = "0123456789abcdef";
+    uint64_t seq = ++w->req_seq;
+    if (len < 4 + 16 + 8 + 1) { out[0] = '\0'; return; }
+    memcpy(out, "req_", 4);
+    for (int i = 0; i < 16; i++) out[4 + i] = hex[(w->id_prefix >> (60 - 4 * i)) & 15];
+    for (int i = 0; i < 8; i++) out[20 + i] = hex[(seq >> (28 - 4 * i)) & 15];
+    out[28] = '\0';
 }
 
 static int start_attempt(gw_req *r)
@@ -442,6 +478,7 @@ static const gw_key *authenticate(gw_req *r)
     }
     const gw_key *k = auth_lookup(r->cfg, token);
     if (!k) reply_error(r, 401, "invalid_request_error", "invalid_api_key", NULL, "Incorrect API key provided.");
+    else snprintf(r->key_name, sizeof r->key_name, "%s", k->name);
     return k;
 }
 

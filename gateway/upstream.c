@@ -119,6 +119,7 @@ struct upstream {
     struct event *post_ev;          /* deferred reaps and adds */
     upstream_opts opts;
     char *ca_file;
+    int no_proxy_env;               /* no *_proxy variable set: skip curl's per-request getenv */
 
     int in_curl;                    /* depth of curl calls that may call back */
     size_t active;
@@ -844,6 +845,8 @@ static int configure(upstream_req_t *r, const upstream_request *req)
         SET(CURLOPT_CAINFO, u->ca_file);
     if (u->share)
         SET(CURLOPT_SHARE, u->share);
+    if (u->no_proxy_env)
+        SET(CURLOPT_PROXY, "");
 
     if (strcmp(method, "GET") == 0 && !req->body) {
         SET(CURLOPT_HTTPGET, 1L);
@@ -899,6 +902,11 @@ upstream_t *upstream_new(struct event_base *base, const upstream_opts *opts)
                           u->opts.max_host_connections) != CURLM_OK)
         goto fail;
     /* TLS session resumption across this worker's handles (one thread: no locks). */
+    static const char *const proxy_vars[] = { "http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY",
+                                              "all_proxy", "ALL_PROXY" };
+    u->no_proxy_env = 1;
+    for (size_t i = 0; i < sizeof proxy_vars / sizeof proxy_vars[0]; i++)
+        if (getenv(proxy_vars[i])) u->no_proxy_env = 0;
     u->share = curl_share_init();
     if (u->share && curl_share_setopt(u->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK) {
         curl_share_cleanup(u->share);

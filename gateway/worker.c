@@ -212,6 +212,20 @@ static int setup_server(worker_t *w, int listen_fd)
     return 0;
 }
 
+/* The epoll changelist folds the add/del/modify calls made during one loop
+ * iteration into one epoll_ctl per fd at dispatch: curl flips a socket
+ * between read and write interest within a request, evhtp pauses and
+ * resumes the client, and most of those flips cancel out. */
+static struct event_base *new_event_base(void)
+{
+    struct event_config *ec = event_config_new();
+    if (!ec) return NULL;
+    event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    struct event_base *b = event_base_new_with_config(ec);
+    event_config_free(ec);
+    return b;
+}
+
 int worker_run(int listen_fd, gw_config *cfg, const char *config_path, int index)
 {
     worker_t w;
@@ -235,7 +249,7 @@ int worker_run(int listen_fd, gw_config *cfg, const char *config_path, int index
 
     int rc = 1;
     upstream_opts uopts = { .max_host_connections = 0 };
-    if (!(w.base = event_base_new())) { log_error("event_base_new failed"); goto out; }
+    if (!(w.base = new_event_base())) { log_error("event_base_new failed"); goto out; }
     if (!(w.up = upstream_new(w.base, &uopts))) { log_error("upstream_new failed"); goto out; }
     if (!(w.alog = accesslog_open(w.base, cfg->access_log))) goto out;
     if (setup_server(&w, listen_fd) < 0) { log_error("cannot start the HTTP server"); goto out; }
@@ -261,5 +275,6 @@ out:
     if (w.ev_drain_check) event_free(w.ev_drain_check);
     if (w.base) event_base_free(w.base);
     config_unref(w.cfg);
+    buf_free(&w.logline);
     return rc;
 }

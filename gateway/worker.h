@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "buf.h"
+
 struct event_base;
 struct event;
 struct evhtp;
@@ -26,6 +28,7 @@ typedef struct worker {
     uint64_t            req_seq;
     size_t              active;     /* requests in flight (async) */
     int                 draining;
+    buf_t               logline;    /* reused to format access-log lines */
     struct event       *ev_term, *ev_int, *ev_hup, *ev_drain_check;
 } worker_t;
 

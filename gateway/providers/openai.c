@@ -59,8 +59,8 @@ static int build(const provider_call *call, provider_http *out, char *err, size_
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    /* every extra header costs curl a scan per header it checks: keep only what matters */
     out->headers[h++] = "Content-Type: application/json";
-    out->headers[h++] = call->stream ? "Accept: text/event-stream" : "Accept: application/json";
     if (d->auth_header) out->headers[h++] = d->auth_header;
     out->headers[h] = NULL;
     out->same_dialect = 1;
