@@ -247,6 +247,12 @@ static int timer_cb(CURLM *m, long timeout_ms, void *userp)
         event_del(u->timer_ev);
         return 0;
     }
+    if (timeout_ms == 0) {
+        /* "now": run in this loop pass instead of after another epoll_wait */
+        event_del(u->timer_ev);
+        event_active(u->timer_ev, EV_TIMEOUT, 1);
+        return 0;
+    }
     return arm_ms(u->timer_ev, timeout_ms) == 0 ? 0 : -1;
 }
 
