@@ -82,3 +82,84 @@ void http_reject_connection(evhtp_connection_t *conn, int status, const char *re
     bufferevent_setcb(bev, NULL, close_when_flushed, close_on_event, NULL);
     bufferevent_enable(bev, EV_WRITE);
 }
+
+#define PIPELINE_HIGH_WATER (256u << 10)
+
+static struct bufferevent *req_bev(evhtp_request_t *req)
+{
+    evhtp_connection_t *c = evhtp_request_get_connection(req);
+    return c ? c->bev : NULL;
+}
+
+void http_conn_accept(evhtp_connection_t *c)
+{
+    if (c->bev) bufferevent_disable(c->bev, EV_WRITE);
+}
+
+/* evhtp queues "100 Continue" itself after the headers: let the bufferevent
+ * send it, since the client waits for it before sending the body. */
+void http_conn_expect_continue(evhtp_request_t *req)
+{
+    struct bufferevent *bev = req_bev(req);
+    if (bev) bufferevent_enable(bev, EV_WRITE);
+}
+
+void http_conn_hold(evhtp_request_t *req)
+{
+    evhtp_connection_t *c = evhtp_request_get_connection(req);
+    evhtp_request_pause(req);
+    if (!c || !c->bev) return;
+    bufferevent_enable(c->bev, EV_READ);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, PIPELINE_HIGH_WATER);
+    bufferevent_set_timeouts(c->bev, NULL, &c->htp->send_timeo);
+}
+
+/* 1 when nothing is left to send */
+static int flush_now(struct bufferevent *bev)
+{
+    struct evbuffer *out = bufferevent_get_output(bev);
+    if (evbuffer_get_length(out) > 0) {
+        /* a bufferevent freezes the front of its output (only it drains
+         * it); we are draining on its behalf, on the same thread */
+        evbuffer_unfreeze(out, 1);
+        (void)evbuffer_write(out, bufferevent_getfd(bev));
+        evbuffer_freeze(out, 1);
+    }
+    if (evbuffer_get_length(out) == 0) return 1;
+    /* short write or error: the bufferevent finishes it, or reports the
+     * error through evhtp's event callback */
+    bufferevent_enable(bev, EV_WRITE);
+    return 0;
+}
+
+void http_conn_flush(evhtp_request_t *req)
+{
+    struct bufferevent *bev = req_bev(req);
+    if (bev) flush_now(bev);
+}
+
+void http_conn_release(evhtp_request_t *req, const struct timeval *idle_timeout)
+{
+    evhtp_connection_t *c = evhtp_request_get_connection(req);
+    struct bufferevent *bev = c ? c->bev : NULL;
+    if (!bev) { evhtp_request_resume(req); return; }
+    bufferevent_setwatermark(bev, EV_READ, 0, 0);
+    bufferevent_set_timeouts(bev, idle_timeout, &c->htp->send_timeo);
+    int flushed = flush_now(bev);
+    evhtp_request_resume(req);   /* clears the pause now; its event runs later */
+    if (!flushed) return;        /* evhtp finishes once the bufferevent drained */
+    /* Everything is on the wire: run evhtp's write-done step (keep-alive
+     * reset or close) now; we are not inside evhtp's parser here. */
+    bufferevent_data_cb readcb, writecb;
+    bufferevent_event_cb eventcb;
+    void *arg;
+    bufferevent_getcb(bev, &readcb, &writecb, &eventcb, &arg);
+    if (writecb) writecb(bev, arg);
+}
+
+void http_conn_sync_done(evhtp_request_t *req)
+{
+    struct bufferevent *bev = req_bev(req);
+    if (bev && flush_now(bev))
+        bufferevent_trigger(bev, EV_WRITE, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}

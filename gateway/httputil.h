@@ -14,4 +14,33 @@ size_t http_send_openai_error(evhtp_request_t *req, int status, const char *type
  * and close once it is flushed. */
 void   http_reject_connection(evhtp_connection_t *conn, int status, const char *reason, const char *message);
 
+/* Replies without the event-loop round trips evhtp would add.
+ *
+ * Client connections keep EV_WRITE disabled (http_conn_accept): output is
+ * written to the socket right away by these functions, with one writev, and
+ * only a short write hands the rest to the bufferevent. That saves, per
+ * reply, adding and removing EPOLLOUT interest and a wakeup to learn what we
+ * knew: a fresh socket is writable.
+ *
+ * hold: the request goes async. evhtp's pause flag keeps pipelined bytes
+ * unparsed, but reading stays enabled (the disable and re-enable fold into
+ * nothing in the epoll changelist), so a client that hangs up is seen at
+ * once; the idle read timeout is suspended while the provider works, and a
+ * read high-water mark bounds what a pipelining client can queue meanwhile.
+ *
+ * flush: writes pending output now (streams call it per chunk).
+ *
+ * release: an async reply is complete: restores the idle timeout, flushes,
+ * and lets evhtp finish the request (keep-alive reset or close) at once.
+ * The evhtp request may be freed when it returns.
+ *
+ * sync_done: same for a reply made inside evhtp's request callback, where
+ * evhtp's finishing step must wait until its parser has returned. */
+void http_conn_accept(evhtp_connection_t *c);
+void http_conn_expect_continue(evhtp_request_t *req);
+void http_conn_hold(evhtp_request_t *req);
+void http_conn_flush(evhtp_request_t *req);
+void http_conn_release(evhtp_request_t *req, const struct timeval *idle_timeout);
+void http_conn_sync_done(evhtp_request_t *req);
+
 #endif

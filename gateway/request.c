@@ -186,7 +186,13 @@ static void req_finish(gw_req *r)
     if (r->req) {
         evhtp_request_unset_hook(r->req, evhtp_hook_on_error);
         evhtp_request_unset_hook(r->req, evhtp_hook_on_request_fini);
-        if (r->conn_paused) evhtp_request_resume(r->req);
+        if (r->conn_paused) {
+            long ms = r->cfg->client_timeout_ms;
+            struct timeval idle = { ms / 1000, (ms % 1000) * 1000 };
+            http_conn_release(r->req, &idle);
+        } else {
+            http_conn_sync_done(r->req);
+        }
     }
     worker_t *w = r->w;
     int async = r->conn_paused;
@@ -230,6 +236,7 @@ static void relay_start(gw_req *r, int status, const char *content_type)
         evhtp_header_new("Content-Type", content_type ? content_type : "text/event-stream", 0, 1));
     evhtp_headers_add_header(r->req->headers_out, evhtp_header_new("Cache-Control", "no-cache", 0, 0));
     evhtp_send_reply_chunk_start(r->req, (evhtp_res)status);
+    http_conn_flush(r->req);   /* the client sees the status line before the first token */
 }
 
 /* Returns 1 when the producer should pause (the client reads slower than the provider writes). */
@@ -239,6 +246,7 @@ static int relay_chunk(gw_req *r, const char *data, size_t len)
     sse_feed(&r->sse, data, len);
     evbuffer_add(r->chunk, data, len);
     evhtp_send_reply_chunk(r->req, r->chunk);
+    http_conn_flush(r->req);
     r->bytes_out += len;
     return client_unsent(r) > OUTPUT_HIGH_WATER;
 }
@@ -485,7 +493,11 @@ static const gw_key *authenticate(gw_req *r)
 static void handle_api(evhtp_request_t *req, gw_route route, worker_t *w)
 {
     gw_req *r = calloc(1, sizeof *r);
-    if (!r) { http_send_openai_error(req, 503, "server_error", "overloaded", NULL, "Out of memory."); return; }
+    if (!r) {
+        http_send_openai_error(req, 503, "server_error", "overloaded", NULL, "Out of memory.");
+        http_conn_sync_done(req);
+        return;
+    }
     clock_gettime(CLOCK_MONOTONIC, &r->t0);
     r->w = w;
     r->req = req;
@@ -539,7 +551,7 @@ static void handle_api(evhtp_request_t *req, gw_route route, worker_t *w)
     /* async from here: the connection waits for us */
     evhtp_request_set_hook(req, evhtp_hook_on_error, (evhtp_hook)(void (*)(void))on_client_error, r);
     evhtp_request_set_hook(req, evhtp_hook_on_request_fini, (evhtp_hook)on_client_fini, r);
-    evhtp_request_pause(req);
+    http_conn_hold(req);
     r->conn_paused = 1;
     w->active++;
     return;
@@ -557,6 +569,7 @@ static void on_models(evhtp_request_t *req, void *arg)
     const gw_config *cfg = w->cfg;
     if (evhtp_request_get_method(req) != htp_method_GET) {
         http_send_openai_error(req, 405, "invalid_request_error", "method_not_allowed", NULL, "Use GET for this route.");
+        http_conn_sync_done(req);
         return;
     }
     const char *token = auth_extract_token(req->headers_in);
@@ -564,6 +577,7 @@ static void on_models(evhtp_request_t *req, void *arg)
     if (!k) {
         http_send_openai_error(req, 401, "invalid_request_error", token ? "invalid_api_key" : "missing_api_key",
                                NULL, token ? "Incorrect API key provided." : "You didn't provide an API key.");
+        http_conn_sync_done(req);
         return;
     }
     buf_t b; buf_init(&b);
@@ -579,6 +593,7 @@ static void on_models(evhtp_request_t *req, void *arg)
     }
     buf_puts(&b, "]}");
     http_send_json(req, 200, b.data, b.len);
+    http_conn_sync_done(req);
     buf_free(&b);
 }
 
@@ -587,6 +602,7 @@ static void on_healthz(evhtp_request_t *req, void *arg)
     (void)arg;
     static const char ok[] = "{\"status\":\"ok\"}";
     http_send_json(req, 200, ok, sizeof ok - 1);
+    http_conn_sync_done(req);
 }
 
 static void on_readyz(evhtp_request_t *req, void *arg)
@@ -597,12 +613,14 @@ static void on_readyz(evhtp_request_t *req, void *arg)
     int n = snprintf(body, sizeof body, "{\"status\":\"%s\",\"config_version\":%" PRIu64 ",\"worker\":%d}",
                      ready ? "ready" : (w->draining ? "draining" : "no_config"), w->cfg ? w->cfg->version : 0, w->index);
     http_send_json(req, ready ? 200 : 503, body, (size_t)n);
+    http_conn_sync_done(req);
 }
 
 static void on_not_found(evhtp_request_t *req, void *arg)
 {
     (void)arg;
     http_send_openai_error(req, 404, "invalid_request_error", "not_found", NULL, "Unknown route.");
+    http_conn_sync_done(req);
 }
 
 int request_register_routes(worker_t *w)

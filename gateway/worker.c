@@ -70,6 +70,7 @@ static evhtp_res on_header(evhtp_request_t *req, evhtp_header_t *h, void *arg)
 static evhtp_res on_headers(evhtp_request_t *req, evhtp_headers_t *hdrs, void *arg)
 {
     conn_guard *g = arg;
+    if (evhtp_header_find(hdrs, "expect")) http_conn_expect_continue(req);
     const char *cl = evhtp_header_find(hdrs, "content-length");
     const char *te = evhtp_header_find(hdrs, "transfer-encoding");
     if (cl && te) {
@@ -124,6 +125,7 @@ static evhtp_res on_accept(evhtp_connection_t *c, void *arg)
     conn_guard *g = calloc(1, sizeof *g);
     if (!g) return EVHTP_RES_ERROR;
     g->w = arg;
+    http_conn_accept(c);
     evhtp_connection_set_hook(c, evhtp_hook_on_headers_start, (evhtp_hook)on_headers_start, g);
     evhtp_connection_set_hook(c, evhtp_hook_on_header, (evhtp_hook)on_header, g);
     evhtp_connection_set_hook(c, evhtp_hook_on_headers, (evhtp_hook)on_headers, g);
