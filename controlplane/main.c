@@ -24,11 +24,12 @@
 #include "http.h"
 #include "log.h"
 #include "migrate.h"
+#include "publish.h"
 
 typedef struct config {
     char *database_url;
     char *admin_listen;
-    char *dataplane_listen;     /* kept for the data-plane publisher */
+    char *dataplane_listen;     /* REP here, PUB at the next port (publish.h) */
     char *master_key_file;
     char *migrations_dir;
     char *log_level;
@@ -372,6 +373,7 @@ int main(int argc, char **argv)
     unsigned char key[CP_MASTER_KEY_LEN];
     cp_db *db = NULL;
     cp_http *http = NULL;
+    cp_publisher *pub = NULL;
     char err[512];
 
     if (!migrate_only) {
@@ -416,8 +418,11 @@ int main(int argc, char **argv)
         log_error("%s", err);
         goto out;
     }
-    log_info("admin API listening on http://%s (data plane address %s reserved for the config publisher)",
-             cfg.admin_listen, cfg.dataplane_listen);
+    log_info("admin API listening on http://%s", cfg.admin_listen);
+    if (!(pub = cp_publish_start(cfg.dataplane_listen, cfg.database_url, key, err, sizeof err))) {
+        log_error("%s", err);
+        goto out;
+    }
 
     for (;;) {
         int sig = 0;
@@ -431,6 +436,7 @@ int main(int argc, char **argv)
     }
     status = 0;
 out:
+    cp_publish_stop(pub);
     cp_http_stop(http);
     cp_db_close(db);
     cp_wipe(key, sizeof key);

@@ -40,9 +40,12 @@ static void key_hash(const char *token, size_t n, uint8_t out[32])
 
 const gw_key *auth_lookup(const gw_config *cfg, const char *token)
 {
+    /* Valid until the next lookup or key-table change (the worker is single-
+     * threaded): callers use it synchronously and copy what they keep. */
+    static gw_key view;
     size_t n = strnlen(token, MAX_KEY_LEN + 1);
     if (n == 0 || n > MAX_KEY_LEN) return NULL;
     uint8_t h[32];
     key_hash(token, n, h);
-    return config_find_key(cfg, h);
+    return config_find_key(cfg, h, &view);
 }

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <yaml.h>
 #include <openssl/crypto.h>
@@ -26,6 +27,18 @@ typedef struct parse_ctx {
 } parse_ctx;
 
 static uint64_t g_version;
+
+/* A YAML key while parsing; it goes into the key table once all are read. */
+typedef struct yaml_key {
+    char     *name;
+    uint8_t   sha256[32];
+    char    **models;          /* NULL = every alias */
+    size_t    nmodels;
+    long      rpm_limit, tpm_limit;
+    double    budget_usd;
+    int       has_budget;
+    char     *budget_period;
+} yaml_key;
 
 static void fail(parse_ctx *p, const char *path, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void fail(parse_ctx *p, const char *path, const char *fmt, ...)
@@ -133,7 +146,7 @@ static int parse_timeouts(parse_ctx *p, const char *path, yaml_node_t *m, upstre
     return 0;
 }
 
-static void deployment_free(gw_deployment *d)
+void config_deployment_free(gw_deployment *d)
 {
     free(d->provider_name); free(d->model); free(d->base_url);
     if (d->api_key) { OPENSSL_cleanse(d->api_key, strlen(d->api_key)); free(d->api_key); }
@@ -212,7 +225,7 @@ static int hex_decode32(const char *s, uint8_t out[32])
     return 0;
 }
 
-static int parse_key(parse_ctx *p, const char *path, yaml_node_t *m, gw_key *k)
+static int parse_key(parse_ctx *p, const char *path, yaml_node_t *m, yaml_key *k)
 {
     char fp[256];
     char *plain = NULL, *hexhash = NULL;
@@ -235,7 +248,7 @@ static int parse_key(parse_ctx *p, const char *path, yaml_node_t *m, gw_key *k)
         else if (!strcmp(kk, "models")) parse_string_list(p, fp, v, &k->models, &k->nmodels);
         else if (!strcmp(kk, "rpm_limit")) want_long(p, fp, v, 0, 1000000000L, &k->rpm_limit);
         else if (!strcmp(kk, "tpm_limit")) want_long(p, fp, v, 0, 1000000000000L, &k->tpm_limit);
-        else if (!strcmp(kk, "budget_usd")) want_double(p, fp, v, &k->budget_usd);
+        else if (!strcmp(kk, "budget_usd")) { if (want_double(p, fp, v, &k->budget_usd) == 0) k->has_budget = 1; }
         else if (!strcmp(kk, "budget_period")) {
             if (want_string(p, fp, v, &k->budget_period) == 0 &&
                 strcmp(k->budget_period, "daily") && strcmp(k->budget_period, "weekly") &&
@@ -308,13 +321,6 @@ static uint64_t fnv1a(const char *s, size_t n)
     return h;
 }
 
-static uint64_t key_slot_hash(const uint8_t *sha)
-{
-    uint64_t h;
-    memcpy(&h, sha, sizeof h);
-    return h;
-}
-
 static size_t pow2_at_least(size_t n)
 {
     size_t c = 8;
@@ -322,48 +328,77 @@ static size_t pow2_at_least(size_t n)
     return c;
 }
 
-static int build_indexes(parse_ctx *p, gw_config *c)
+static int index_models(gw_config *c, char *err, size_t errlen)
 {
-    c->key_index_cap = pow2_at_least(c->nkeys);
     c->model_index_cap = pow2_at_least(c->nmodels);
-    c->key_index = calloc(c->key_index_cap, sizeof *c->key_index);
     c->model_index = calloc(c->model_index_cap, sizeof *c->model_index);
-    if (!c->key_index || !c->model_index) { fail(p, "config", "out of memory"); return -1; }
-    for (size_t i = 0; i < c->nkeys; i++) {
-        size_t s = key_slot_hash(c->keys[i].sha256) & (c->key_index_cap - 1);
-        while (c->key_index[s]) {
-            if (!memcmp(c->key_index[s]->sha256, c->keys[i].sha256, 32)) {
-                char fp[64];
-                snprintf(fp, sizeof fp, "keys[%zu].key", i);
-                fail(p, fp, "duplicate key (same as key \"%s\")", c->key_index[s]->name);
-                return -1;
-            }
-            s = (s + 1) & (c->key_index_cap - 1);
-        }
-        c->key_index[s] = &c->keys[i];
-    }
+    if (!c->model_index) { snprintf(err, errlen, "config: out of memory"); return -1; }
     for (size_t i = 0; i < c->nmodels; i++) {
         const char *a = c->models[i].alias;
         size_t s = fnv1a(a, strlen(a)) & (c->model_index_cap - 1);
         while (c->model_index[s]) {
             if (!strcmp(c->model_index[s]->alias, a)) {
-                char fp[64];
-                snprintf(fp, sizeof fp, "models[%zu].alias", i);
-                fail(p, fp, "duplicate alias \"%s\"", a);
+                snprintf(err, errlen, "models[%zu].alias: duplicate alias \"%s\"", i, a);
                 return -1;
             }
             s = (s + 1) & (c->model_index_cap - 1);
         }
         c->model_index[s] = &c->models[i];
     }
-    for (size_t i = 0; i < c->nkeys; i++)
-        for (size_t j = 0; j < c->keys[i].nmodels; j++)
-            if (!config_find_model(c, c->keys[i].models[j], strlen(c->keys[i].models[j]))) {
+    return 0;
+}
+
+static void yaml_keys_free(yaml_key *keys, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        yaml_key *k = &keys[i];
+        for (size_t j = 0; j < k->nmodels; j++) free(k->models[j]);
+        free(k->models); free(k->name); free(k->budget_period);
+    }
+    free(keys);
+}
+
+static int build_indexes(parse_ctx *p, gw_config *c, const yaml_key *keys, size_t nkeys)
+{
+    char why[256];
+    if (index_models(c, why, sizeof why) < 0) {
+        char *colon = strstr(why, ": ");
+        if (colon) { *colon = '\0'; fail(p, why, "%s", colon + 2); } else fail(p, "config", "%s", why);
+        return -1;
+    }
+    for (size_t i = 0; i < nkeys; i++)
+        for (size_t j = 0; j < keys[i].nmodels; j++)
+            if (!config_find_model(c, keys[i].models[j], strlen(keys[i].models[j]))) {
                 char fp[64];
                 snprintf(fp, sizeof fp, "keys[%zu].models[%zu]", i, j);
-                fail(p, fp, "unknown alias \"%s\"", c->keys[i].models[j]);
+                fail(p, fp, "unknown alias \"%s\"", keys[i].models[j]);
                 return -1;
             }
+    if (!(c->keys = keytab_new(nkeys))) { fail(p, "config", "out of memory"); return -1; }
+    for (size_t i = 0; i < nkeys; i++) {
+        const yaml_key *y = &keys[i];
+        char fp[64];
+        if (strlen(y->name) > KT_NAME_MAX) {
+            snprintf(fp, sizeof fp, "keys[%zu].name", i);
+            fail(p, fp, "longer than %d bytes", KT_NAME_MAX);
+            return -1;
+        }
+        keytab_key k = {
+            .name = y->name, .all_models = y->models == NULL,
+            .models = (const char *const *)y->models, .nmodels = y->nmodels,
+            .rpm_limit = y->rpm_limit ? y->rpm_limit : -1, .tpm_limit = y->tpm_limit ? y->tpm_limit : -1,
+            .budget_usd = y->has_budget ? y->budget_usd : -1,
+            .budget_period = keytab_period_parse(y->budget_period),
+        };
+        memcpy(k.sha256, y->sha256, 32);
+        const char *clash = NULL;
+        if (keytab_upsert(c->keys, &k, &clash) < 0) {
+            snprintf(fp, sizeof fp, "keys[%zu].key", i);
+            if (clash) fail(p, fp, "duplicate key (same as key \"%s\")", clash);
+            else fail(p, fp, "out of memory");
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -386,7 +421,15 @@ static void parse_root(parse_ctx *p, yaml_node_t *root, gw_config *c)
         else if (!strcmp(k, "metrics_listen")) want_string(p, k, v, &c->metrics_listen);
         else if (!strcmp(k, "redis_url")) want_string(p, k, v, &c->redis_url);
         else if (!strcmp(k, "state_dir")) want_string(p, k, v, &c->state_dir);
-        else if (!strcmp(k, "control_plane")) want_string(p, k, v, &c->control_plane);
+        else if (!strcmp(k, "control_plane")) {
+            if (want_string(p, k, v, &c->control_plane) == 0 && strncmp(c->control_plane, "tcp://", 6) &&
+                strncmp(c->control_plane, "tls+tcp://", 10) && strncmp(c->control_plane, "ipc://", 6))
+                fail(p, k, "must be a tcp://host:port, tls+tcp://host:port or ipc:// address");
+        }
+        else if (!strcmp(k, "dataplane_id")) {
+            if (want_string(p, k, v, &c->dataplane_id) == 0 && (!*c->dataplane_id || strlen(c->dataplane_id) > 200))
+                fail(p, k, "must be 1-200 characters");
+        }
         else if (!strcmp(k, "access_log")) want_string(p, k, v, &c->access_log);
         else if (!strcmp(k, "max_body_bytes")) want_size(p, k, v, 1024, 1L << 30, &c->max_body_bytes);
         else if (!strcmp(k, "max_header_bytes")) want_size(p, k, v, 1024, 1L << 20, &c->max_header_bytes);
@@ -409,37 +452,38 @@ static void parse_root(parse_ctx *p, yaml_node_t *root, gw_config *c)
             parse_model(p, fp, node(p, models->data.sequence.items.start[i]), &c->models[i], &c->timeouts);
         }
     }
+    yaml_key *ykeys = NULL;
+    size_t nkeys = 0;
     if (keys && !p->failed) {
         if (keys->type != YAML_SEQUENCE_NODE) { fail(p, "keys", "must be a list"); return; }
         size_t cnt = (size_t)(keys->data.sequence.items.top - keys->data.sequence.items.start);
-        c->keys = calloc(cnt ? cnt : 1, sizeof *c->keys);
-        if (!c->keys) { fail(p, "keys", "out of memory"); return; }
+        ykeys = calloc(cnt ? cnt : 1, sizeof *ykeys);
+        if (!ykeys) { fail(p, "keys", "out of memory"); return; }
         for (size_t i = 0; i < cnt && !p->failed; i++) {
             char fp[64];
             snprintf(fp, sizeof fp, "keys[%zu]", i);
-            c->nkeys++;
-            parse_key(p, fp, node(p, keys->data.sequence.items.start[i]), &c->keys[i]);
+            nkeys++;
+            parse_key(p, fp, node(p, keys->data.sequence.items.start[i]), &ykeys[i]);
         }
     }
-    if (!p->failed) build_indexes(p, c);
+    if (!p->failed) build_indexes(p, c, ykeys, nkeys);
+    yaml_keys_free(ykeys, nkeys);
+}
+
+void config_model_free(gw_model *m)
+{
+    for (size_t j = 0; j < m->ndeployments; j++) config_deployment_free(&m->deployments[j]);
+    free(m->deployments); free(m->alias); free(m->strategy);
 }
 
 static void config_free(gw_config *c)
 {
     if (!c) return;
-    for (size_t i = 0; i < c->nmodels; i++) {
-        gw_model *m = &c->models[i];
-        for (size_t j = 0; j < m->ndeployments; j++) deployment_free(&m->deployments[j]);
-        free(m->deployments); free(m->alias); free(m->strategy);
-    }
-    for (size_t i = 0; i < c->nkeys; i++) {
-        gw_key *k = &c->keys[i];
-        for (size_t j = 0; j < k->nmodels; j++) free(k->models[j]);
-        free(k->models); free(k->name); free(k->budget_period);
-    }
-    free(c->models); free(c->keys); free(c->key_index); free(c->model_index);
+    for (size_t i = 0; i < c->nmodels; i++) config_model_free(&c->models[i]);
+    free(c->models); free(c->model_index);
+    keytab_unref(c->keys);
     free(c->path); free(c->listen_host); free(c->metrics_listen); free(c->redis_url);
-    free(c->state_dir); free(c->control_plane); free(c->access_log);
+    free(c->state_dir); free(c->control_plane); free(c->dataplane_id); free(c->access_log);
     free(c);
 }
 
@@ -509,15 +553,12 @@ void config_unref(gw_config *c)
     if (c && --c->refcount == 0) config_free(c);
 }
 
-const gw_key *config_find_key(const gw_config *c, const uint8_t sha[32])
+const gw_key *config_find_key(const gw_config *c, const uint8_t sha[32], gw_key *view)
 {
-    size_t mask = c->key_index_cap - 1;
-    for (size_t s = key_slot_hash(sha) & mask;; s = (s + 1) & mask) {
-        const gw_key *k = c->key_index[s];
-        if (!k) return NULL;
-        if (CRYPTO_memcmp(k->sha256, sha, 32) == 0) return k;
-    }
+    return keytab_find(c->keys, sha, time(NULL), view) ? view : NULL;
 }
+
+size_t config_key_count(const gw_config *c) { return keytab_count(c->keys); }
 
 const gw_model *config_find_model(const gw_config *c, const char *alias, size_t len)
 {
@@ -534,5 +575,77 @@ int config_key_allows(const gw_key *k, const char *alias, size_t len)
     if (!k->models) return 1;
     for (size_t i = 0; i < k->nmodels; i++)
         if (strlen(k->models[i]) == len && !memcmp(k->models[i], alias, len)) return 1;
+    return 0;
+}
+
+int config_deployment_prepare(gw_deployment *d, char *err, size_t errlen)
+{
+    if (!(d->provider = provider_find(d->provider_name))) {
+        snprintf(err, errlen, "unknown provider \"%s\" (known: %s)", d->provider_name, provider_names());
+        return -1;
+    }
+    return d->provider->prepare ? d->provider->prepare(d, err, errlen) : 0;
+}
+
+static char *dup_or_null(const char *s, int *oom)
+{
+    if (!s) return NULL;
+    char *d = strdup(s);
+    if (!d) *oom = 1;
+    return d;
+}
+
+gw_config *config_with_settings(const gw_config *base, keytab *keys)
+{
+    gw_config *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    int oom = 0;
+    c->refcount = 1;
+    c->version = base->version;
+    c->listen_port = base->listen_port;
+    c->workers = base->workers;
+    c->max_body_bytes = base->max_body_bytes;
+    c->max_header_bytes = base->max_header_bytes;
+    c->client_timeout_ms = base->client_timeout_ms;
+    c->timeouts = base->timeouts;
+    c->path = dup_or_null(base->path, &oom);
+    c->listen_host = dup_or_null(base->listen_host, &oom);
+    c->metrics_listen = dup_or_null(base->metrics_listen, &oom);
+    c->redis_url = dup_or_null(base->redis_url, &oom);
+    c->state_dir = dup_or_null(base->state_dir, &oom);
+    c->control_plane = dup_or_null(base->control_plane, &oom);
+    c->dataplane_id = dup_or_null(base->dataplane_id, &oom);
+    c->access_log = dup_or_null(base->access_log, &oom);
+    c->keys = keys ? keytab_ref(keys) : keytab_new(0);
+    if (!c->keys) oom = 1;
+    if (!oom) {
+        char err[64];
+        if (config_set_models(c, NULL, 0, err, sizeof err) < 0) oom = 1;
+    }
+    if (oom) { config_free(c); return NULL; }
+    return c;
+}
+
+int config_set_models(gw_config *c, gw_model *models, size_t n, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < c->nmodels; i++) config_model_free(&c->models[i]);
+    free(c->models);
+    free(c->model_index);
+    c->model_index = NULL;
+    c->models = models;
+    c->nmodels = n;
+    if (!c->models && !(c->models = calloc(1, sizeof *c->models))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (index_models(c, err, errlen) < 0) {
+        for (size_t i = 0; i < c->nmodels; i++) config_model_free(&c->models[i]);
+        free(c->models);
+        free(c->model_index);
+        c->models = NULL;
+        c->model_index = NULL;
+        c->nmodels = 0;
+        return -1;
+    }
     return 0;
 }

@@ -1,9 +1,13 @@
 /* config: the gateway's configuration as one immutable, refcounted snapshot.
  *
  * A worker serves every request from the snapshot it started with; a reload
- * (SIGHUP, later a push from the control plane) builds a new snapshot off to
+ * (SIGHUP, or a push from the control plane) builds a new snapshot off to
  * the side and swaps one pointer. Virtual keys are hashed on load: the plain
  * key never outlives parsing.
+ *
+ * The key table is the exception to "immutable": with a control plane it
+ * holds up to millions of keys and deltas change it in place (keytab.h), so
+ * a request copies what it needs of its key at auth time.
  */
 #ifndef GW_CONFIG_H
 #define GW_CONFIG_H
@@ -11,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "keytab.h"
 #include "upstream.h"
 
 struct provider;
@@ -35,16 +40,6 @@ typedef struct gw_model {
     int            total_weight;
 } gw_model;
 
-typedef struct gw_key {
-    char     *name;
-    uint8_t   sha256[32];
-    char    **models;          /* NULL = every alias */
-    size_t    nmodels;
-    long      rpm_limit, tpm_limit;
-    double    budget_usd;
-    char     *budget_period;
-} gw_key;
-
 typedef struct gw_config {
     int        refcount;
     uint64_t   version;        /* bumped by every load in this process */
@@ -56,6 +51,7 @@ typedef struct gw_config {
     char      *redis_url;
     char      *state_dir;
     char      *control_plane;
+    char      *dataplane_id;   /* how this node names itself to the control plane (default: hostname) */
     char      *access_log;     /* "stdout" (default), "off", or a file path */
     size_t     max_body_bytes;
     size_t     max_header_bytes;
@@ -64,11 +60,10 @@ typedef struct gw_config {
 
     gw_model  *models;
     size_t     nmodels;
-    gw_key    *keys;
-    size_t     nkeys;
+    keytab    *keys;           /* shared (refcounted) by the snapshots of one worker */
+    int        awaiting_cp;    /* control-plane mode, nothing received yet: not ready */
 
-    /* open-addressing indexes built on load */
-    gw_key   **key_index;      size_t key_index_cap;
+    /* open-addressing index built on load */
     gw_model **model_index;    size_t model_index_cap;
 } gw_config;
 
@@ -82,8 +77,22 @@ gw_config *config_parse(const char *yaml, size_t len, const char *path, char *er
 gw_config *config_ref(gw_config *c);
 void       config_unref(gw_config *c);
 
-/* Lookups: O(1). key_sha256 is the SHA-256 of the presented key. */
-const gw_key   *config_find_key(const gw_config *c, const uint8_t key_sha256[32]);
+/* Control-plane mode: a config with base's settings, no models and the given
+ * key table (a ref is taken; NULL: an empty one). NULL on out of memory. */
+gw_config *config_with_settings(const gw_config *base, keytab *keys);
+/* Takes ownership of models[0..n) and indexes them; -1 (models freed) on a
+ * duplicate alias or out of memory, with the reason in err. */
+int        config_set_models(gw_config *c, gw_model *models, size_t n, char *err, size_t errlen);
+/* Resolves and prepares a deployment whose provider, model, base_url and
+ * weight are set: finds the provider and runs its prepare(). -1 with a reason. */
+int        config_deployment_prepare(gw_deployment *d, char *err, size_t errlen);
+void       config_deployment_free(gw_deployment *d);
+void       config_model_free(gw_model *m);
+size_t     config_key_count(const gw_config *c);
+
+/* Lookups: O(1). key_sha256 is the SHA-256 of the presented key; *view is
+ * filled and returned when a usable (unexpired, unblocked) key matches. */
+const gw_key   *config_find_key(const gw_config *c, const uint8_t key_sha256[32], gw_key *view);
 const gw_model *config_find_model(const gw_config *c, const char *alias, size_t len);
 int             config_key_allows(const gw_key *k, const char *alias, size_t len);
 

@@ -19,6 +19,7 @@
 #include <curl/curl.h>
 
 #include "config.h"
+#include "cpagent.h"
 #include "log.h"
 #include "worker.h"
 
@@ -31,6 +32,7 @@ typedef struct slot {
 } slot_t;
 
 static slot_t      slots[MAX_WORKERS];
+static slot_t      agent;          /* the control-plane agent, when control_plane is set */
 static int         nworkers;
 static int         listen_fd = -1;
 static const char *config_path;
@@ -93,15 +95,28 @@ static pid_t spawn(int index)
     return pid;
 }
 
+static void spawn_agent(void)
+{
+    pid_t pid = fork();
+    if (pid < 0) { log_error("fork: %s", strerror(errno)); return; }
+    if (pid == 0) {
+        close(listen_fd);   /* the agent serves no traffic */
+        _exit(cpagent_run(cfg, nworkers));
+    }
+    agent.pid = pid;
+    agent.started = time(NULL);
+}
+
 static void signal_workers(int sig)
 {
     for (int i = 0; i < MAX_WORKERS; i++)
         if (slots[i].pid > 0) kill(slots[i].pid, sig);
+    if (agent.pid > 0 && sig != SIGHUP) kill(agent.pid, sig);
 }
 
 static int live_workers(void)
 {
-    int n = 0;
+    int n = agent.pid > 0;
     for (int i = 0; i < MAX_WORKERS; i++) n += slots[i].pid > 0;
     return n;
 }
@@ -118,6 +133,16 @@ static void reap(int stopping)
     int status;
     pid_t pid;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        if (pid == agent.pid) {
+            char why[96];
+            describe_exit(status, why, sizeof why);
+            agent.pid = 0;
+            if (stopping || !cfg->control_plane) { log_info("agent (pid %d) %s", (int)pid, why); continue; }
+            log_warn("agent (pid %d) %s; respawning", (int)pid, why);
+            if (time(NULL) - agent.started < RESPAWN_BACKOFF_S) sleep(RESPAWN_BACKOFF_S);
+            spawn_agent();
+            continue;
+        }
         for (int i = 0; i < MAX_WORKERS; i++) {
             if (slots[i].pid != pid) continue;
             slots[i].pid = 0;
@@ -145,6 +170,20 @@ static void reload(void)
     char err[512];
     gw_config *next = config_load(config_path, err, sizeof err);
     if (!next) { log_error("reload refused, config unchanged: %s", err); return; }
+    if (next->control_plane && cpagent_prepare_config(next, err, sizeof err) < 0) {
+        log_error("reload refused, config unchanged: %s", err);
+        config_unref(next);
+        return;
+    }
+    if (!cfg->control_plane != !next->control_plane) {
+        log_error("reload refused: switching between standalone and control-plane mode needs a restart");
+        config_unref(next);
+        return;
+    }
+    /* the agent reads its settings at start: restart it when they change */
+    int agent_restart = next->control_plane && (strcmp(next->control_plane, cfg->control_plane) ||
+                                                strcmp(next->state_dir, cfg->state_dir) ||
+                                                strcmp(next->dataplane_id, cfg->dataplane_id));
     if (strcmp(next->listen_host, cfg->listen_host) || next->listen_port != cfg->listen_port)
         log_warn("'listen' changed: a restart is needed for that; the rest is reloaded");
     /* workers re-read the file themselves and swap their snapshot; no
@@ -159,7 +198,8 @@ static void reload(void)
     config_unref(cfg);
     cfg = next;
     for (int i = old; i < want; i++) if (slots[i].pid <= 0) spawn(i);
-    log_info("reloaded %s: %zu models, %zu keys, %d workers", config_path, cfg->nmodels, cfg->nkeys, nworkers);
+    if (agent_restart && agent.pid > 0) kill(agent.pid, SIGTERM);   /* reap() respawns it with the new settings */
+    log_info("reloaded %s: %zu models, %zu keys, %d workers", config_path, cfg->nmodels, config_key_count(cfg), nworkers);
 }
 
 int main(int argc, char **argv)
@@ -195,7 +235,7 @@ int main(int argc, char **argv)
     if (check) {
         gw_config *t = config_load(check, err, sizeof err);
         if (!t) { fprintf(stderr, "%s: %s\n", check, err); return 1; }
-        printf("%s: ok (%zu models, %zu keys)\n", check, t->nmodels, t->nkeys);
+        printf("%s: ok (%zu models, %zu keys)\n", check, t->nmodels, config_key_count(t));
         config_unref(t);
         return 0;
     }
@@ -211,6 +251,7 @@ int main(int argc, char **argv)
         if (!cfg->listen_host) return 1;
     }
     if (workers_override >= 0) cfg->workers = workers_override;
+    if (cfg->control_plane && cpagent_prepare_config(cfg, err, sizeof err) < 0) { log_error("%s", err); return 1; }
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) { log_error("curl_global_init failed"); return 1; }
     if ((listen_fd = bind_listener(cfg->listen_host, cfg->listen_port)) < 0) return 1;
 
@@ -223,7 +264,11 @@ int main(int argc, char **argv)
 
     nworkers = effective_workers(cfg);
     log_info("listening on %s:%d with %d workers (%zu models, %zu keys)", cfg->listen_host, cfg->listen_port,
-             nworkers, cfg->nmodels, cfg->nkeys);
+             nworkers, cfg->nmodels, config_key_count(cfg));
+    if (cfg->control_plane) {
+        log_info("control plane %s (data plane id %s, state in %s)", cfg->control_plane, cfg->dataplane_id, cfg->state_dir);
+        spawn_agent();
+    }
     for (int i = 0; i < nworkers; i++) spawn(i);
 
     int stopping = 0;

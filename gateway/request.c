@@ -484,6 +484,11 @@ static const gw_key *authenticate(gw_req *r)
                     "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.");
         return NULL;
     }
+    if (r->cfg->awaiting_cp) {
+        reply_error(r, 503, "server_error", "no_config", NULL,
+                    "The gateway has not received its configuration from the control plane yet.");
+        return NULL;
+    }
     const gw_key *k = auth_lookup(r->cfg, token);
     if (!k) reply_error(r, 401, "invalid_request_error", "invalid_api_key", NULL, "Incorrect API key provided.");
     else snprintf(r->key_name, sizeof r->key_name, "%s", k->name);
@@ -609,7 +614,7 @@ static void on_readyz(evhtp_request_t *req, void *arg)
 {
     worker_t *w = arg;
     char body[128];
-    int ready = w->cfg && !w->draining;
+    int ready = w->cfg && !w->cfg->awaiting_cp && !w->draining;
     int n = snprintf(body, sizeof body, "{\"status\":\"%s\",\"config_version\":%" PRIu64 ",\"worker\":%d}",
                      ready ? "ready" : (w->draining ? "draining" : "no_config"), w->cfg ? w->cfg->version : 0, w->index);
     http_send_json(req, ready ? 200 : 503, body, (size_t)n);

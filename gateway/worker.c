@@ -22,6 +22,8 @@
 
 #include "accesslog.h"
 #include "config.h"
+#include "cpagent.h"
+#include "cpsync.h"
 #include "httputil.h"
 #include "log.h"
 #include "request.h"
@@ -192,10 +194,18 @@ static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
         log_error("reload failed, keeping config version %llu: %s", (unsigned long long)w->cfg->version, err);
         return;
     }
+    if (w->cp) {
+        /* models and keys come from the control plane: only settings change */
+        if (!next->control_plane) log_warn("control_plane removed from the file: restart to run standalone");
+        else if (cpagent_prepare_config(next, err, sizeof err) < 0) log_error("reload refused: %s", err);
+        else { cpsync_settings(w->cp, next); log_info("settings reloaded"); }
+        config_unref(next);
+        return;
+    }
     /* in-flight requests keep their own ref on the old snapshot */
     config_unref(w->cfg);
     w->cfg = next;
-    log_info("config reloaded (%zu models, %zu keys)", next->nmodels, next->nkeys);
+    log_info("config reloaded (%zu models, %zu keys)", next->nmodels, config_key_count(next));
 }
 
 static int setup_server(worker_t *w, int listen_fd)
@@ -254,6 +264,7 @@ int worker_run(int listen_fd, gw_config *cfg, const char *config_path, int index
     if (!(w.base = new_event_base())) { log_error("event_base_new failed"); goto out; }
     if (!(w.up = upstream_new(w.base, &uopts))) { log_error("upstream_new failed"); goto out; }
     if (!(w.alog = accesslog_open(w.base, cfg->access_log))) goto out;
+    if (cfg->control_plane && !(w.cp = cpsync_start(w.base, cfg, &w.cfg))) goto out;
     if (setup_server(&w, listen_fd) < 0) { log_error("cannot start the HTTP server"); goto out; }
     w.ev_term = evsignal_new(w.base, SIGTERM, on_stop_signal, &w);
     w.ev_int = evsignal_new(w.base, SIGINT, on_stop_signal, &w);
@@ -275,6 +286,7 @@ out:
     if (w.ev_int) event_free(w.ev_int);
     if (w.ev_hup) event_free(w.ev_hup);
     if (w.ev_drain_check) event_free(w.ev_drain_check);
+    cpsync_stop(w.cp);
     if (w.base) event_base_free(w.base);
     config_unref(w.cfg);
     buf_free(&w.logline);

@@ -15,6 +15,7 @@ struct evhtp;
 struct gw_config;
 struct upstream;
 struct accesslog;
+struct cpsync;
 
 typedef struct worker {
     int                 index;
@@ -24,6 +25,7 @@ typedef struct worker {
     struct gw_config   *cfg;        /* current snapshot; requests hold their own ref */
     struct upstream    *up;
     struct accesslog   *alog;
+    struct cpsync      *cp;         /* control-plane mode: follows the agent */
     uint64_t            id_prefix;  /* random per worker: request ids are unique across workers */
     uint64_t            req_seq;
     size_t              active;     /* requests in flight (async) */

@@ -41,6 +41,20 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
+# the control plane binds dataplane_listen's port P and P+1 (deltas)
+free_port_pair() {
+  python3 -c '
+import socket
+for _ in range(100):
+    a = socket.socket(); a.bind(("127.0.0.1", 0)); p = a.getsockname()[1]; b = socket.socket()
+    try:
+        b.bind(("127.0.0.1", p + 1)); print(p); break
+    except OSError:
+        pass
+    finally:
+        a.close(); b.close()'
+}
+
 pg_port=$(free_port) || fail_early "no free port"
 db_url=$("$root/scripts/pg.sh" start "$work/pg" "$pg_port" 2>"$work/pg-start.err") \
   || { cat "$work/pg-start.err" >&2; fail_early "postgres did not start"; }
@@ -56,7 +70,7 @@ cat >"$work/controlplane.yaml" <<EOF
 # written by suite_controlplane.sh
 database_url: $db_url
 admin_listen: 127.0.0.1:$cp_port
-dataplane_listen: tcp://127.0.0.1:$(free_port)
+dataplane_listen: tcp://127.0.0.1:$(free_port_pair)
 master_key_file: $work/var/keys/master.key
 EOF
 

@@ -77,17 +77,18 @@ static void test_keys_are_hashed_and_found(void)
     if (!c) return;
     uint8_t h[32];
     SHA256((const unsigned char *)"sk-gw-team-a-secret", 19, h);
-    const gw_key *k = config_find_key(c, h);
+    gw_key view;
+    const gw_key *k = config_find_key(c, h, &view);
     CHECK(k != NULL && !strcmp(k->name, "team-a"));
     CHECK(k && k->rpm_limit == 600);
     CHECK(k && config_key_allows(k, "gpt-4o-mini", 11));
     CHECK(k && !config_key_allows(k, "other", 5));
     SHA256((const unsigned char *)"password", 8, h);   /* key_sha256 given directly */
-    k = config_find_key(c, h);
+    k = config_find_key(c, h, &view);
     CHECK(k != NULL && !strcmp(k->name, "team-b"));
     CHECK(k && config_key_allows(k, "other", 5));       /* no models = all */
     SHA256((const unsigned char *)"sk-gw-unknown", 13, h);
-    CHECK(config_find_key(c, h) == NULL);
+    CHECK(config_find_key(c, h, &view) == NULL);
     config_unref(c);
 }
 

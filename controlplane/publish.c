@@ -1,0 +1,248 @@
+#include "publish.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <nng/nng.h>
+#include <nng/protocol/pubsub0/pub.h>
+#include <nng/protocol/reqrep0/rep.h>
+
+#include "cplink.h"
+#include "db.h"
+#include "gateway.pb-c.h"
+#include "log.h"
+#include "snapshot.h"
+
+#define POLL_MS 100
+
+struct cp_publisher {
+    const unsigned char *master_key;
+    cp_db               *hello_db, *delta_db;
+    nng_socket           rep, pub;
+    pthread_t            hello_thread, delta_thread;
+    int                  hello_started, delta_started;
+    atomic_int           stop;
+    /* hello thread only */
+    buf_t                cache;          /* the last snapshot built */
+    uint64_t             cache_version;
+    int                  cache_valid;
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- hello ---- */
+
+static int valid_text(const char *s, size_t min, size_t max)
+{
+    size_t n = strnlen(s, max + 1);
+    if (n < min || n > max) return 0;
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20) return 0;
+    return 1;
+}
+
+static void record_dataplane(cp_dbconn *c, const Gw__Hello *h, uint64_t version)
+{
+    char ver[24], workers[16];
+    snprintf(ver, sizeof ver, "%" PRIu64, version);
+    snprintf(workers, sizeof workers, "%u", h->workers > 100000 ? 100000 : h->workers);
+    const char *params[] = { h->dataplane_id, h->hostname, h->software_version, ver, workers };
+    PGresult *r = cp_db_exec(c,
+        "INSERT INTO dataplanes (id, hostname, version, config_version, workers, last_seen) "
+        "VALUES ($1, $2, $3, $4::bigint, $5::integer, now()) ON CONFLICT (id) DO UPDATE SET "
+        "hostname = EXCLUDED.hostname, version = EXCLUDED.version, config_version = EXCLUDED.config_version, "
+        "workers = EXCLUDED.workers, last_seen = now()", 5, params);
+    if (!r) log_warn("cannot record data plane %.200s: %s", h->dataplane_id, cp_db_errmsg(c));
+    PQclear(r);
+}
+
+static void send_reply(cp_publisher *p, Gw__HelloReply *reply)
+{
+    size_t n = gw__hello_reply__get_packed_size(reply);
+    nng_msg *m;
+    if (nng_msg_alloc(&m, n) != 0) { log_error("out of memory for a %zu-byte reply", n); return; }
+    gw__hello_reply__pack(reply, nng_msg_body(m));
+    int rv = nng_sendmsg(p->rep, m, 0);
+    if (rv != 0) { nng_msg_free(m); log_warn("reply to a data plane: %s", nng_strerror(rv)); }
+}
+
+static void on_hello(cp_publisher *p, cp_dbconn *c, const uint8_t *data, size_t len)
+{
+    Gw__HelloReply reply = GW__HELLO_REPLY__INIT;
+    char err[256];
+    Gw__Hello *h = gw__hello__unpack(NULL, len, data);
+    if (!h || !valid_text(h->dataplane_id, 1, 200) || !valid_text(h->hostname, 0, 255) ||
+        !valid_text(h->software_version, 0, 100)) {
+        reply.status = GW__HELLO_REPLY__STATUS__ERROR;
+        reply.error = "malformed Hello";
+        send_reply(p, &reply);
+        if (h) gw__hello__free_unpacked(h, NULL);
+        return;
+    }
+    uint64_t current;
+    int have_current = cp_config_version(c, &current) == 0;
+    if (have_current && h->have_snapshot && h->have_version == current && !h->want_full) {
+        reply.status = GW__HELLO_REPLY__STATUS__UP_TO_DATE;
+        reply.version = current;
+    } else {
+        int64_t t0 = now_ms();
+        if (!(have_current && p->cache_valid && p->cache_version == current)) {
+            uint64_t v;
+            if (cp_snapshot_build(c, p->master_key, &p->cache, &v, err, sizeof err) == 0) {
+                p->cache_valid = 1;
+                p->cache_version = v;
+                log_info("snapshot version %" PRIu64 " built: %zu bytes in %lld ms", v, p->cache.len,
+                         (long long)(now_ms() - t0));
+            } else if (!p->cache_valid) {
+                log_warn("cannot build a snapshot for %.200s: %s", h->dataplane_id, err);
+            }
+        }
+        if (p->cache_valid) {
+            /* the database may be down: the last snapshot built is still the best we have */
+            reply.status = GW__HELLO_REPLY__STATUS__SNAPSHOT;
+            reply.snapshot.data = (uint8_t *)p->cache.data;
+            reply.snapshot.len = p->cache.len;
+            reply.version = p->cache_version;
+        } else {
+            reply.status = GW__HELLO_REPLY__STATUS__ERROR;
+            reply.error = "no snapshot available (database unreachable?)";
+        }
+    }
+    send_reply(p, &reply);
+    if (reply.status != GW__HELLO_REPLY__STATUS__ERROR) record_dataplane(c, h, reply.version);
+    gw__hello__free_unpacked(h, NULL);
+}
+
+static void *hello_main(void *arg)
+{
+    cp_publisher *p = arg;
+    cp_dbconn *c = cp_db_acquire(p->hello_db);
+    while (!atomic_load(&p->stop)) {
+        nng_msg *m;
+        int rv = nng_recvmsg(p->rep, &m, 0);
+        if (rv == NNG_ETIMEDOUT) continue;
+        if (rv != 0) {
+            if (rv != NNG_ECLOSED) log_warn("data plane socket: %s", nng_strerror(rv));
+            if (rv == NNG_ECLOSED) break;
+            continue;
+        }
+        on_hello(p, c, nng_msg_body(m), nng_msg_len(m));
+        nng_msg_free(m);
+    }
+    cp_db_release(p->hello_db, c);
+    return NULL;
+}
+
+/* ---- deltas ---- */
+
+static void publish(cp_publisher *p, const buf_t *b)
+{
+    int rv = nng_send(p->pub, b->data, b->len, 0);
+    if (rv != 0) log_warn("publish: %s", nng_strerror(rv));
+}
+
+static void *delta_main(void *arg)
+{
+    cp_publisher *p = arg;
+    cp_dbconn *c = cp_db_acquire(p->delta_db);
+    buf_t b;
+    buf_init(&b);
+    char err[256];
+    uint64_t last = 0;
+    int known = 0;
+    int64_t next_beat = 0;
+    while (!atomic_load(&p->stop)) {
+        if (!known) {
+            known = cp_config_version(c, &last) == 0;
+            if (known) log_info("publishing from config version %" PRIu64, last);
+        } else {
+            uint64_t v;
+            size_t items;
+            int64_t t0 = now_ms();
+            if (cp_delta_build(c, p->master_key, last, &b, &v, &items, err, sizeof err) < 0) {
+                log_warn("%s", err);
+            } else if (v != last) {
+                publish(p, &b);
+                if (items > CPLINK_DELTA_MAX_ITEMS) log_info("version %" PRIu64 ": resync published", v);
+                else log_debug("delta %" PRIu64 " -> %" PRIu64 ": %zu items, %zu bytes in %lld ms", last, v, items,
+                               b.len, (long long)(now_ms() - t0));
+                last = v;
+                next_beat = now_ms() + CPLINK_HEARTBEAT_MS;
+            }
+        }
+        if (known && now_ms() >= next_beat) {
+            if (cp_heartbeat_build(last, &b) == 0) publish(p, &b);
+            next_beat = now_ms() + CPLINK_HEARTBEAT_MS;
+        }
+        struct timespec ts = { 0, POLL_MS * 1000000L };
+        nanosleep(&ts, NULL);
+    }
+    buf_free(&b);
+    cp_db_release(p->delta_db, c);
+    return NULL;
+}
+
+/* ---- start / stop ---- */
+
+cp_publisher *cp_publish_start(const char *listen, const char *conninfo, const unsigned char *master_key,
+                               char *err, size_t errlen)
+{
+    char pub[512];
+    int rv;
+    if (cplink_pub_address(listen, pub, sizeof pub) < 0) {
+        snprintf(err, errlen, "dataplane_listen %s: expected tcp://host:port, tls+tcp://host:port or ipc://path", listen);
+        return NULL;
+    }
+    cp_publisher *p = calloc(1, sizeof *p);
+    if (!p) { snprintf(err, errlen, "out of memory"); return NULL; }
+    p->master_key = master_key;
+    p->rep = p->pub = (nng_socket)NNG_SOCKET_INITIALIZER;
+    buf_init(&p->cache);
+    if (!(p->hello_db = cp_db_open(conninfo, 1)) || !(p->delta_db = cp_db_open(conninfo, 1))) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    if ((rv = nng_rep0_open(&p->rep)) != 0 ||
+        (rv = nng_socket_set_size(p->rep, NNG_OPT_RECVMAXSZ, CPLINK_HELLO_MAX)) != 0 ||
+        (rv = nng_socket_set_ms(p->rep, NNG_OPT_RECVTIMEO, 200)) != 0 ||
+        (rv = nng_listen(p->rep, listen, NULL, 0)) != 0) {
+        snprintf(err, errlen, "dataplane_listen %s: %s", listen, nng_strerror(rv));
+        goto fail;
+    }
+    if ((rv = nng_pub0_open(&p->pub)) != 0 || (rv = nng_listen(p->pub, pub, NULL, 0)) != 0) {
+        snprintf(err, errlen, "dataplane_listen (deltas) %s: %s", pub, nng_strerror(rv));
+        goto fail;
+    }
+    if (pthread_create(&p->hello_thread, NULL, hello_main, p) != 0) { snprintf(err, errlen, "pthread_create failed"); goto fail; }
+    p->hello_started = 1;
+    if (pthread_create(&p->delta_thread, NULL, delta_main, p) != 0) { snprintf(err, errlen, "pthread_create failed"); goto fail; }
+    p->delta_started = 1;
+    log_info("data planes: snapshots on %s, deltas on %s", listen, pub);
+    return p;
+fail:
+    cp_publish_stop(p);
+    return NULL;
+}
+
+void cp_publish_stop(cp_publisher *p)
+{
+    if (!p) return;
+    atomic_store(&p->stop, 1);
+    if (p->hello_started) pthread_join(p->hello_thread, NULL);
+    if (p->delta_started) pthread_join(p->delta_thread, NULL);
+    nng_close(p->rep);
+    nng_close(p->pub);
+    cp_db_close(p->hello_db);
+    cp_db_close(p->delta_db);
+    buf_free(&p->cache);
+    free(p);
+}
