@@ -48,17 +48,35 @@ typedef struct parser {
     int failed;
 } parser;
 
+/* One spare first-size block, for single-threaded processes that ask for it
+ * (gateway workers): parsing a request and then its usage object would
+ * otherwise malloc and free 4 KiB twice per request, which also keeps
+ * triggering malloc_consolidate. Off by default: the control plane parses
+ * on several threads. */
+static int spare_enabled;
+static block *spare_block;
+
+void json_enable_block_cache(void) { spare_enabled = 1; }
+
 static void blocks_free(block *b)
 {
     while (b) {
         block *next = b->next;
-        free(b);
+        if (spare_enabled && b->cap == ARENA_FIRST && !spare_block) spare_block = b;
+        else free(b);
         b = next;
     }
 }
 
 static block *block_new(size_t cap)
 {
+    if (spare_enabled && cap == ARENA_FIRST && spare_block) {
+        block *b = spare_block;
+        spare_block = NULL;
+        b->next = NULL;
+        b->used = 0;
+        return b;
+    }
     if (cap > (size_t)-1 - BLOCK_HDR) return NULL;
     block *b = malloc(BLOCK_HDR + cap);
     if (!b) return NULL;

@@ -64,4 +64,8 @@ const char *json_get_str(const json_value *obj, const char *key);
 /* 1 if member key is true, 0 if false/absent/other. */
 int         json_get_bool(const json_value *obj, const char *key);
 
+/* Single-threaded processes may let the parser keep one freed arena block
+ * for the next document (saves a malloc/free pair per parse). */
+void        json_enable_block_cache(void);
+
 #endif

@@ -28,8 +28,10 @@ int usage_from_json(const json_value *root, usage_t *u)
  * "usage" key and parse only the object after it, not the whole completion. */
 int usage_from_bytes(const char *p, size_t n, usage_t *u)
 {
+    /* from the end: the usage object is last in a response or a chunk */
     const char *k = NULL;
-    for (const char *s = p; (s = memmem(s, n - (size_t)(s - p), "\"usage\"", 7)); s += 7) k = s;
+    for (size_t i = n >= 7 ? n - 7 + 1 : 0; i-- > 0;)
+        if (p[i] == '"' && memcmp(p + i, "\"usage\"", 7) == 0) { k = p + i; break; }
     if (!k) return -1;
     const char *q = k + 7, *end = p + n;
     while (q < end && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')) q++;

@@ -25,6 +25,7 @@
 #include "cpagent.h"
 #include "cpsync.h"
 #include "httputil.h"
+#include "json.h"
 #include "log.h"
 #include "request.h"
 #include "upstream.h"
@@ -254,6 +255,7 @@ int worker_run(int listen_fd, gw_config *cfg, const char *config_path, int index
     sigprocmask(SIG_SETMASK, &none, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    json_enable_block_cache();   /* a worker is single-threaded */
     w.index = index;
     w.config_path = config_path;
     w.cfg = config_ref(cfg);
