@@ -21,6 +21,7 @@
  * called from inside a callback.
  */
 #include "upstream.h"
+#include "upstream_h1.h"
 #include "log.h"
 
 #include <curl/curl.h>
@@ -56,6 +57,7 @@ typedef struct hdr_ent {
 } hdr_ent;
 
 struct upstream_req {
+    int kind;                       /* UPREQ_CURL: first, see upstream_h1.h */
     upstream_t *u;
     CURL *easy;
     struct curl_slist *req_hdrs;
@@ -120,6 +122,7 @@ struct upstream {
     upstream_opts opts;
     char *ca_file;
     int no_proxy_env;               /* no *_proxy variable set: skip curl's per-request getenv */
+    h1_client *h1;                  /* plain http:// without a proxy goes here, not to curl */
 
     int in_curl;                    /* depth of curl calls that may call back */
     size_t active;
@@ -749,6 +752,7 @@ static upstream_req_t *req_get(upstream_t *u)
     r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
+    r->kind = UPREQ_CURL;
     r->u = u;
     r->easy = curl_easy_init();
     r->first_byte_ev = evtimer_new(u->base, first_byte_cb, r);
@@ -913,6 +917,8 @@ upstream_t *upstream_new(struct event_base *base, const upstream_opts *opts)
     u->no_proxy_env = 1;
     for (size_t i = 0; i < sizeof proxy_vars / sizeof proxy_vars[0]; i++)
         if (getenv(proxy_vars[i])) u->no_proxy_env = 0;
+    if (!(u->h1 = h1_new(base, u->opts.max_host_connections)))
+        goto fail;
     u->share = curl_share_init();
     if (u->share && curl_share_setopt(u->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK) {
         curl_share_cleanup(u->share);
@@ -920,6 +926,7 @@ upstream_t *upstream_new(struct event_base *base, const upstream_opts *opts)
     }
     return u;
 fail:
+    h1_free(u->h1);
     if (u->multi) curl_multi_cleanup(u->multi);
     if (u->timer_ev) event_free(u->timer_ev);
     if (u->post_ev) event_free(u->post_ev);
@@ -934,6 +941,7 @@ void upstream_free(upstream_t *u)
 {
     if (!u)
         return;
+    h1_free(u->h1);
     while (u->live) {
         upstream_req_t *r = u->live;
         r->cancelled = 1;
@@ -964,6 +972,12 @@ upstream_req_t *upstream_start(upstream_t *u, const upstream_request *req,
 {
     if (!u || !req || !req->url || !cb)
         return NULL;
+    if (u->no_proxy_env && strncasecmp(req->url, "http://", 7) == 0) {
+        upstream_req_t *hr = NULL;
+        int rc = h1_start(u->h1, req, cb, ud, &hr);
+        if (rc <= 0)
+            return rc == 0 ? hr : NULL;   /* else a URL only curl takes */
+    }
     upstream_req_t *r = req_get(u);
     if (!r)
         return NULL;
@@ -1011,6 +1025,8 @@ const char *upstream_header(const upstream_req_t *r, const char *name)
 {
     if (!r || !name)
         return NULL;
+    if (upreq_kind(r) == UPREQ_H1)
+        return h1_header(r, name);
     for (size_t i = 0; i < r->nhdrs; i++)
         if (strcasecmp(r->hdr_buf + r->hdrs[i].name, name) == 0)
             return r->hdr_buf + r->hdrs[i].value;
@@ -1019,11 +1035,17 @@ const char *upstream_header(const upstream_req_t *r, const char *name)
 
 int upstream_status(const upstream_req_t *r)
 {
+    if (r && upreq_kind(r) == UPREQ_H1)
+        return h1_status(r);
     return r ? r->status : 0;
 }
 
 void upstream_pause(upstream_req_t *r)
 {
+    if (r && upreq_kind(r) == UPREQ_H1) {
+        h1_pause(r);
+        return;
+    }
     if (!r || r->cancelled || r->state == RS_FINISHED)
         return;
     /* curl itself is paused lazily, from write_cb, where it is always legal. */
@@ -1032,6 +1054,10 @@ void upstream_pause(upstream_req_t *r)
 
 void upstream_resume(upstream_req_t *r)
 {
+    if (r && upreq_kind(r) == UPREQ_H1) {
+        h1_resume(r);
+        return;
+    }
     if (!r || r->cancelled || r->state == RS_FINISHED || !r->user_paused)
         return;
     r->user_paused = 0;
@@ -1046,6 +1072,10 @@ void upstream_resume(upstream_req_t *r)
 
 void upstream_cancel(upstream_req_t *r)
 {
+    if (r && upreq_kind(r) == UPREQ_H1) {
+        h1_cancel(r);
+        return;
+    }
     if (!r || r->cancelled || r->state == RS_FINISHED || r->state == RS_IDLE)
         return;
     upstream_t *u = r->u;
@@ -1067,5 +1097,5 @@ void upstream_cancel(upstream_req_t *r)
 
 size_t upstream_active(const upstream_t *u)
 {
-    return u ? u->active : 0;
+    return u ? u->active + h1_active(u->h1) : 0;
 }
