@@ -850,10 +850,13 @@ def test_access_log_and_no_secrets():
     check(all(ids), "missing request ids: %r" % ids)
     r401 = h.http_request(g.port, "POST", "/v1/chat/completions", chat("gpt-4o-mini", tag))
     expect_status(r401, 401)
+    rid401 = r401.header("x-gateway-request-id")
 
+    # each worker flushes its own log buffer (every 100 ms): wait for all of them
     def lines_for_all():
         log = g.access_log()
-        return log if all(any(e.get("request_id") == rid for e in log) for rid in ids) else None
+        want = list(ids) + ([rid401] if rid401 else [])
+        return log if all(any(e.get("request_id") == rid for e in log) for rid in want) else None
     try:
         log = h.wait_for(lines_for_all, 5, what="access log lines for %s" % list(ids))
     except AssertionError:
@@ -871,7 +874,6 @@ def test_access_log_and_no_secrets():
         check(e["status"] == status or str(e["status"]) == str(status), "logged status %r != %r" % (e["status"], status))
         check(isinstance(e["latency_ms"], (int, float)), "latency_ms not a number: %r" % e)
     check(any(str(e.get("status")) == "401" for e in log), "401 responses are not access-logged")
-    rid401 = r401.header("x-gateway-request-id")
     if rid401:
         check(any(e.get("request_id") == rid401 for e in log), "the 401 request %s is not logged" % rid401)
     check_no_secrets(g)
