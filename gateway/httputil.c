@@ -107,9 +107,11 @@ void http_conn_expect_continue(evhtp_request_t *req)
 void http_conn_hold(evhtp_request_t *req)
 {
     evhtp_connection_t *c = evhtp_request_get_connection(req);
-    evhtp_request_pause(req);
-    if (!c || !c->bev) return;
-    bufferevent_enable(c->bev, EV_READ);
+    if (!c || !c->bev) { evhtp_request_pause(req); return; }
+    /* evhtp_request_pause() minus its read disable: the same two fields it
+     * sets. Disabling and re-enabling would still cost an EPOLL_CTL_MOD. */
+    req->status = EVHTP_RES_PAUSE;
+    c->flags |= EVHTP_CONN_FLAG_PAUSED;
     bufferevent_setwatermark(c->bev, EV_READ, 0, PIPELINE_HIGH_WATER);
     bufferevent_set_timeouts(c->bev, NULL, &c->htp->send_timeo);
 }
