@@ -90,3 +90,31 @@ clean:
 	rm -rf build build-asan bin
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# ---- fuzzing (tests/fuzz/): one libFuzzer target per parser of outside input,
+# built with clang + ASan + UBSan into build-fuzz/ (never mixed with build/).
+# `make fuzz` runs each target FUZZ_SECONDS (default 600), FUZZ_JOBS at once;
+# `make test` runs each briefly through tests/integration/suite_fuzz.sh.
+FUZZ_SECONDS ?= 600
+FUZZ_NAMES   := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/*.c))
+FUZZ_MAKE     = $(MAKE) --no-print-directory CC=clang BUILD=build-fuzz BIN=build-fuzz/bin \
+  OPT="-O1 -g -fno-omit-frame-pointer" WARN="$(WARN) -Wno-unknown-warning-option" \
+  SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined"
+.PHONY: fuzz fuzz-build
+# used by the sub-make (BUILD=build-fuzz): link one target against the archives
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(TEST_LIBS) | $(PROTO_GEN_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) $(OPT) $(SAN) -fsanitize=fuzzer -Icommon -Igateway -Icontrolplane -I$(BUILD)/proto \
+	  -I/usr/include/postgresql $< -o $@ $(TEST_LIBS) $(sort $(GW_LIBS) $(CP_LIBS))
+fuzz-build:
+	+@$(FUZZ_MAKE) $(patsubst $(BUILD)/%,build-fuzz/%,$(PROTO_GEN_H)) $(addprefix build-fuzz/fuzz/,$(FUZZ_NAMES))
+fuzz: fuzz-build
+	@tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_NAMES)
+
+# ---- load and soak test (tests/soak/): a 2-worker gateway under mixed traffic
+# on loopback for SOAK_SECONDS (default 300); prints the report, fails on a
+# broken bound (5xx not caused by an upstream, RSS or fd growth, a dead worker).
+SOAK_SECONDS ?= 300
+.PHONY: soak
+soak: all
+	@SOAK_SECONDS=$(SOAK_SECONDS) GW_BIN_DIR=$${GW_BIN_DIR:-$(CURDIR)/$(BIN)} tests/soak/soak.sh

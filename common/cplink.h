@@ -11,6 +11,9 @@
 #include <stddef.h>
 
 #define CPLINK_HELLO_MAX      (64u << 10)     /* a Hello is a few hundred bytes */
+#define CPLINK_USAGE_TAG      'U'             /* first byte of a usage request on the REP socket */
+#define CPLINK_USAGE_MAX      (8u << 20)      /* one UsageBatch request */
+#define CPLINK_USAGE_EVENTS_MAX 5000          /* events in one batch */
 #define CPLINK_DELTA_MAX      (64u << 20)     /* bigger changes go out as "resync" */
 #define CPLINK_SNAPSHOT_MAX   (1024u << 20)   /* ~15M keys */
 #define CPLINK_HEARTBEAT_MS   1000

@@ -79,6 +79,9 @@ static const route g_routes[] = {
     { "GET",    "/api/dataplanes/{id}",            api_dataplanes_get,      ACCESS_READ },
 
     { "GET",    "/api/audit",                      api_audit_list,          ACCESS_READ },
+
+    { "GET",    "/api/spend",                      api_spend_summary,       ACCESS_READ },
+    { "GET",    "/api/spend/logs",                 api_spend_logs,          ACCESS_READ },
 };
 #define NROUTES (sizeof g_routes / sizeof g_routes[0])
 #define MAX_PARAM 512

@@ -14,6 +14,7 @@
 #include "cplink.h"
 #include "db.h"
 #include "gateway.pb-c.h"
+#include "ingest.h"
 #include "log.h"
 #include "snapshot.h"
 
@@ -28,6 +29,7 @@ struct cp_publisher {
     atomic_int           stop;
     /* hello thread only */
     buf_t                cache;          /* the last snapshot built */
+    buf_t                ingest_json, ingest_reply;   /* reused by usage batches */
     uint64_t             cache_version;
     int                  cache_valid;
 };
@@ -122,6 +124,19 @@ static void on_hello(cp_publisher *p, cp_dbconn *c, const uint8_t *data, size_t 
     gw__hello__free_unpacked(h, NULL);
 }
 
+static void on_usage(cp_publisher *p, cp_dbconn *c, const uint8_t *data, size_t len)
+{
+    cp_ingest_usage(c, data, len, &p->ingest_json, &p->ingest_reply);
+    nng_msg *m;
+    if (p->ingest_reply.len == 0 || nng_msg_alloc(&m, p->ingest_reply.len) != 0) {
+        log_error("cannot build a usage ack");
+        return;   /* no reply: the data plane times out and retries */
+    }
+    memcpy(nng_msg_body(m), p->ingest_reply.data, p->ingest_reply.len);
+    int rv = nng_sendmsg(p->rep, m, 0);
+    if (rv != 0) { nng_msg_free(m); log_warn("usage ack: %s", nng_strerror(rv)); }
+}
+
 static void *hello_main(void *arg)
 {
     cp_publisher *p = arg;
@@ -135,7 +150,11 @@ static void *hello_main(void *arg)
             if (rv == NNG_ECLOSED) break;
             continue;
         }
-        on_hello(p, c, nng_msg_body(m), nng_msg_len(m));
+        const uint8_t *body = nng_msg_body(m);
+        size_t blen = nng_msg_len(m);
+        if (blen > 0 && body[0] == CPLINK_USAGE_TAG) on_usage(p, c, body + 1, blen - 1);
+        else if (blen > CPLINK_HELLO_MAX) log_warn("dropping an oversized Hello (%zu bytes)", blen);
+        else on_hello(p, c, body, blen);
         nng_msg_free(m);
     }
     cp_db_release(p->hello_db, c);
@@ -207,12 +226,14 @@ cp_publisher *cp_publish_start(const char *listen, const char *conninfo, const u
     p->master_key = master_key;
     p->rep = p->pub = (nng_socket)NNG_SOCKET_INITIALIZER;
     buf_init(&p->cache);
+    buf_init(&p->ingest_json);
+    buf_init(&p->ingest_reply);
     if (!(p->hello_db = cp_db_open(conninfo, 1)) || !(p->delta_db = cp_db_open(conninfo, 1))) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
     if ((rv = nng_rep0_open(&p->rep)) != 0 ||
-        (rv = nng_socket_set_size(p->rep, NNG_OPT_RECVMAXSZ, CPLINK_HELLO_MAX)) != 0 ||
+        (rv = nng_socket_set_size(p->rep, NNG_OPT_RECVMAXSZ, CPLINK_USAGE_MAX)) != 0 ||
         (rv = nng_socket_set_ms(p->rep, NNG_OPT_RECVTIMEO, 200)) != 0 ||
         (rv = nng_listen(p->rep, listen, NULL, 0)) != 0) {
         snprintf(err, errlen, "dataplane_listen %s: %s", listen, nng_strerror(rv));
@@ -244,5 +265,7 @@ void cp_publish_stop(cp_publisher *p)
     cp_db_close(p->hello_db);
     cp_db_close(p->delta_db);
     buf_free(&p->cache);
+    buf_free(&p->ingest_json);
+    buf_free(&p->ingest_reply);
     free(p);
 }

@@ -125,12 +125,23 @@ static int fill_deployment(cp_dbconn *c, const unsigned char *mk, const char *al
     b->d = init;
     b->t = tinit;
     b->d.weight = 1;
+    b->d.input_cost_per_mtok = b->d.cached_input_cost_per_mtok = b->d.output_cost_per_mtok = -1;
     for (const json_value *m = o->first; m; m = m->next) {
         if (!strcmp(m->key, "provider") && m->type == JSON_STRING) b->d.provider = (char *)m->str;
         else if (!strcmp(m->key, "model") && m->type == JSON_STRING) b->d.model = (char *)m->str;
         else if (!strcmp(m->key, "base_url") && m->type == JSON_STRING) b->d.base_url = (char *)m->str;
         else if (!strcmp(m->key, "weight") && m->type == JSON_NUMBER) b->d.weight = num_i64(m);
         else if (!strcmp(m->key, "latency_ms") && m->type == JSON_NUMBER) b->d.latency_ms = num_i64(m);
+        else if (!strcmp(m->key, "input_cost_per_mtok") && m->type == JSON_NUMBER) {
+            b->d.input_cost_per_mtok = m->num;
+            b->d.has_price_override = 1;
+        } else if (!strcmp(m->key, "cached_input_cost_per_mtok") && m->type == JSON_NUMBER) {
+            b->d.cached_input_cost_per_mtok = m->num;
+            b->d.has_price_override = 1;
+        } else if (!strcmp(m->key, "output_cost_per_mtok") && m->type == JSON_NUMBER) {
+            b->d.output_cost_per_mtok = m->num;
+            b->d.has_price_override = 1;
+        }
         else if (!strcmp(m->key, "api_key") && m->type == JSON_STRING) {
             if (!strncmp(m->str, "cred:", 5)) {
                 if (!(b->secret = api_credential_plaintext(c, mk, m->str + 5))) {

@@ -14,6 +14,7 @@
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 
+#include "log.h"
 #include "providers/provider.h"
 #include "secret.h"
 
@@ -60,6 +61,17 @@ static const char *scalar(yaml_node_t *n)
     return (n && n->type == YAML_SCALAR_NODE) ? (const char *)n->data.scalar.value : NULL;
 }
 
+/* libyaml accepts a key twice in one mapping; a config never means that:
+ * name the mistake instead of keeping one value (and leaking the other). */
+static int dup_key(parse_ctx *p, const char *path, yaml_node_t *m, yaml_node_pair_t *pr, const char *k)
+{
+    for (yaml_node_pair_t *q = m->data.mapping.pairs.start; k && q < pr; q++) {
+        const char *qk = scalar(node(p, q->key));
+        if (qk && !strcmp(qk, k)) { fail(p, path, "appears twice in the same mapping"); return 1; }
+    }
+    return 0;
+}
+
 static char *xstrdup(parse_ctx *p, const char *path, const char *s)
 {
     char *d = strdup(s);
@@ -101,6 +113,15 @@ static int want_double(parse_ctx *p, const char *path, yaml_node_t *v, double *o
     return 0;
 }
 
+static int want_price(parse_ctx *p, const char *path, yaml_node_t *v, double *out)
+{
+    double x;
+    if (want_double(p, path, v, &x) < 0) return -1;
+    if (!(x <= PRICE_MAX_PER_MTOK)) { fail(p, path, "must be at most %g USD per million tokens", PRICE_MAX_PER_MTOK); return -1; }
+    *out = x;
+    return 0;
+}
+
 static int want_size(parse_ctx *p, const char *path, yaml_node_t *v, long min, long max, size_t *out)
 {
     long x;
@@ -134,6 +155,7 @@ static int parse_timeouts(parse_ctx *p, const char *path, yaml_node_t *m, upstre
         const char *k = scalar(node(p, pr->key));
         yaml_node_t *v = node(p, pr->value);
         snprintf(fp, sizeof fp, "%s.%s", path, k ? k : "?");
+        if (dup_key(p, fp, m, pr, k)) break;
         long *dst = NULL;
         if (!k) { fail(p, path, "keys must be strings"); return -1; }
         if (!strcmp(k, "connect_ms")) dst = &t->connect_ms;
@@ -160,12 +182,14 @@ static int parse_deployment(parse_ctx *p, const char *path, yaml_node_t *m, gw_d
     char *api_key_ref = NULL;
     d->weight = 1;
     d->timeouts = *defaults;
+    d->price_override = PRICE_OVERRIDE_NONE;
     if (m->type != YAML_MAPPING_NODE) { fail(p, path, "must be a mapping"); return -1; }
     for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top; pr++) {
         const char *k = scalar(node(p, pr->key));
         yaml_node_t *v = node(p, pr->value);
         if (!k) { fail(p, path, "keys must be strings"); break; }
         snprintf(fp, sizeof fp, "%s.%s", path, k);
+        if (dup_key(p, fp, m, pr, k)) break;
         long x;
         if (!strcmp(k, "provider")) want_string(p, fp, v, &d->provider_name);
         else if (!strcmp(k, "model")) want_string(p, fp, v, &d->model);
@@ -174,6 +198,9 @@ static int parse_deployment(parse_ctx *p, const char *path, yaml_node_t *m, gw_d
         else if (!strcmp(k, "weight")) { if (want_long(p, fp, v, 0, 1000000, &x) == 0) d->weight = (int)x; }
         else if (!strcmp(k, "latency_ms")) want_long(p, fp, v, 0, 3600000, &d->latency_ms);
         else if (!strcmp(k, "timeouts")) parse_timeouts(p, fp, v, &d->timeouts);
+        else if (!strcmp(k, "input_cost_per_mtok")) want_price(p, fp, v, &d->price_override.input);
+        else if (!strcmp(k, "cached_input_cost_per_mtok")) want_price(p, fp, v, &d->price_override.cached_input);
+        else if (!strcmp(k, "output_cost_per_mtok")) want_price(p, fp, v, &d->price_override.output);
         else fail(p, fp, "unknown field");
         if (p->failed) break;
     }
@@ -193,6 +220,7 @@ static int parse_deployment(parse_ctx *p, const char *path, yaml_node_t *m, gw_d
         char why[200];
         if (d->provider->prepare(d, why, sizeof why) < 0) fail(p, path, "%s", why);
     }
+    if (!p->failed) config_deployment_price(d);
     return p->failed ? -1 : 0;
 }
 
@@ -235,6 +263,7 @@ static int parse_key(parse_ctx *p, const char *path, yaml_node_t *m, yaml_key *k
         yaml_node_t *v = node(p, pr->value);
         if (!kk) { fail(p, path, "keys must be strings"); break; }
         snprintf(fp, sizeof fp, "%s.%s", path, kk);
+        if (dup_key(p, fp, m, pr, kk)) break;
         if (!strcmp(kk, "name")) want_string(p, fp, v, &k->name);
         else if (!strcmp(kk, "key")) {
             char *ref = NULL;
@@ -283,6 +312,7 @@ static int parse_model(parse_ctx *p, const char *path, yaml_node_t *m, gw_model 
         yaml_node_t *v = node(p, pr->value);
         if (!k) { fail(p, path, "keys must be strings"); break; }
         snprintf(fp, sizeof fp, "%s.%s", path, k);
+        if (dup_key(p, fp, m, pr, k)) break;
         if (!strcmp(k, "alias")) want_string(p, fp, v, &md->alias);
         else if (!strcmp(k, "strategy")) {
             if (want_string(p, fp, v, &md->strategy) == 0 && strcmp(md->strategy, "weighted") &&
@@ -412,6 +442,7 @@ static void parse_root(parse_ctx *p, yaml_node_t *root, gw_config *c)
         const char *k = scalar(node(p, pr->key));
         yaml_node_t *v = node(p, pr->value);
         if (!k) { fail(p, "config", "keys must be strings"); break; }
+        if (dup_key(p, k, root, pr, k)) break;
         if (!strcmp(k, "listen")) {
             const char *s = scalar(v);
             if (!s) fail(p, k, "must be host:port");
@@ -578,13 +609,22 @@ int config_key_allows(const gw_key *k, const char *alias, size_t len)
     return 0;
 }
 
+void config_deployment_price(gw_deployment *d)
+{
+    if (!pricing_resolve(d->model, &d->price_override, &d->price) && strcmp(d->provider_name, "mock") != 0)
+        log_warn("no price known for model %s (provider %s): its requests cost 0; set input_cost_per_mtok "
+                 "and output_cost_per_mtok on the deployment", d->model, d->provider_name);
+}
+
 int config_deployment_prepare(gw_deployment *d, char *err, size_t errlen)
 {
     if (!(d->provider = provider_find(d->provider_name))) {
         snprintf(err, errlen, "unknown provider \"%s\" (known: %s)", d->provider_name, provider_names());
         return -1;
     }
-    return d->provider->prepare ? d->provider->prepare(d, err, errlen) : 0;
+    if (d->provider->prepare && d->provider->prepare(d, err, errlen) < 0) return -1;
+    config_deployment_price(d);
+    return 0;
 }
 
 static char *dup_or_null(const char *s, int *oom)

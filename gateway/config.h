@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "keytab.h"
+#include "pricing.h"
 #include "upstream.h"
 
 struct provider;
@@ -30,6 +31,8 @@ typedef struct gw_deployment {
     int    weight;
     long   latency_ms;         /* mock only: simulated latency */
     upstream_timeouts timeouts;
+    gw_price_override price_override;   /* as configured (< 0: not set) */
+    gw_price          price;            /* resolved at load: table + override (pricing.h) */
 } gw_deployment;
 
 typedef struct gw_model {
@@ -87,6 +90,9 @@ int        config_set_models(gw_config *c, gw_model *models, size_t n, char *err
  * weight are set: finds the provider and runs its prepare(). -1 with a reason. */
 int        config_deployment_prepare(gw_deployment *d, char *err, size_t errlen);
 void       config_deployment_free(gw_deployment *d);
+/* Resolves d->price from the built-in table and d->price_override (warns
+ * once when an upstream model has no known price). */
+void       config_deployment_price(gw_deployment *d);
 void       config_model_free(gw_model *m);
 size_t     config_key_count(const gw_config *c);
 

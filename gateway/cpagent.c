@@ -20,6 +20,7 @@
 #include "gateway.pb-c.h"
 #include "log.h"
 #include "statefile.h"
+#include "usageship.h"
 
 #define GW_SOFTWARE_VERSION "gateway/0.1.0"
 #define REPORT_EVERY_MS     5000     /* Hello while idle: keeps last_seen fresh */
@@ -348,8 +349,10 @@ int cpagent_run(const gw_config *cfg, int nworkers)
     a.hostname[sizeof a.hostname - 1] = '\0';
 
     int rc = 1;
+    usageship *ship = NULL;
     load_disk_version(&a);
     if (open_sockets(&a) < 0) goto out;
+    if (!(ship = usageship_start(cfg))) goto out;
     log_info("control plane %s, data plane id %s", cfg->control_plane, cfg->dataplane_id);
     schedule_hello(&a, 1);
     while (!g_stop) {
@@ -378,6 +381,7 @@ int cpagent_run(const gw_config *cfg, int nworkers)
     log_info("stopping");
     rc = 0;
 out:
+    usageship_stop(ship);
     if (a.aio) {
         nng_aio_stop(a.aio);
         /* a message the aio still holds: an unsent request or an unread reply */

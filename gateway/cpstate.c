@@ -92,6 +92,9 @@ static int team_from_pb(const Gw__Team *t, keytab_team *out, char *err, size_t e
     return 0;
 }
 
+/* a price override component: "not set" (< 0) or a finite price in range; NaN fails both */
+static int price_ok(double v) { return v < 0 || (v >= 0 && v <= PRICE_MAX_PER_MTOK); }
+
 static int check_model(const Gw__ModelAlias *m, char *err, size_t errlen)
 {
     if (!check_str(m->alias, 1, ALIAS_MAX) || !check_str(m->strategy, 0, 64) ||
@@ -104,6 +107,11 @@ static int check_model(const Gw__ModelAlias *m, char *err, size_t errlen)
         if (!check_str(d->provider, 1, 64) || !check_str(d->model, 0, 256) || !check_str(d->base_url, 0, STRING_MAX) ||
             !check_str(d->api_key, 0, 16384) || !check_str(d->api_key_ref, 0, STRING_MAX) || d->n_extra > 64) {
             snprintf(err, errlen, "model %s: deployment %zu has a bad or oversized field", m->alias, i);
+            return -1;
+        }
+        if (d->has_price_override && (!price_ok(d->input_cost_per_mtok) || !price_ok(d->cached_input_cost_per_mtok) ||
+                                      !price_ok(d->output_cost_per_mtok))) {
+            snprintf(err, errlen, "model %s: deployment %zu has a bad price override", m->alias, i);
             return -1;
         }
     }
@@ -366,6 +374,13 @@ static int build_deployment(const Gw__Deployment *in, const gw_config *base, con
     d->weight = (int)clamp(in->weight, 0, 1000000);
     d->latency_ms = clamp(in->latency_ms, 0, 3600000);
     d->timeouts = base->timeouts;
+    d->price_override = PRICE_OVERRIDE_NONE;
+    if (in->has_price_override) {
+        /* check_model bounded them; < 0 stays "not set" */
+        d->price_override.input = in->input_cost_per_mtok < 0 ? -1 : in->input_cost_per_mtok;
+        d->price_override.cached_input = in->cached_input_cost_per_mtok < 0 ? -1 : in->cached_input_cost_per_mtok;
+        d->price_override.output = in->output_cost_per_mtok < 0 ? -1 : in->output_cost_per_mtok;
+    }
     if (in->timeouts) {
         if (in->timeouts->connect_ms > 0) d->timeouts.connect_ms = clamp(in->timeouts->connect_ms, 1, 86400000);
         if (in->timeouts->first_byte_ms > 0) d->timeouts.first_byte_ms = clamp(in->timeouts->first_byte_ms, 1, 86400000);

@@ -31,10 +31,13 @@
 #include "httputil.h"
 #include "json.h"
 #include "log.h"
+#include "pricing.h"
 #include "providers/provider.h"
 #include "sse.h"
 #include "upstream.h"
 #include "usage.h"
+#include "usagelog.h"
+#include "usagestrip.h"
 #include "validate.h"
 #include "worker.h"
 
@@ -49,6 +52,8 @@ typedef struct gw_req {
     gw_config           *cfg;          /* the snapshot this request started with */
     const gw_key        *key;          /* valid only during the synchronous part */
     char                 key_name[64]; /* copied: a config push may replace the key mid-request */
+    char                 key_id[37], team_id[37];
+    int64_t              ts_ms;        /* wall clock at start, for usage events */
     const gw_model      *model;
     const gw_deployment *dep;
     gw_route             route;
@@ -61,7 +66,11 @@ typedef struct gw_req {
     buf_t                resp;         /* buffered non-streaming upstream body */
     struct evbuffer     *chunk;        /* reused for relaying stream chunks */
     sse_parser           sse;          /* watches a relayed stream for its usage chunk */
+    usagestrip           strip;        /* drops the usage chunk the gateway asked for (strip_usage) */
     usage_t              usage;
+    int64_t              cost_e10;     /* 1e-10 USD, from usage and the deployment's price */
+    int                  want_usage;   /* stream without include_usage: ask upstream for it anyway */
+    int                  strip_usage;
     int                  up_status;
     int                  status;       /* what the client got */
     int                  relaying;     /* chunked reply started */
@@ -142,6 +151,9 @@ static void access_log(gw_req *r)
         buf_puts(b, ",\"prompt_tokens\":"); buf_put_i64(b, r->usage.prompt_tokens);
         buf_puts(b, ",\"completion_tokens\":"); buf_put_i64(b, r->usage.completion_tokens);
         buf_puts(b, ",\"cached_tokens\":"); buf_put_i64(b, r->usage.cached_tokens);
+        char usd[32];
+        buf_puts(b, ",\"cost_usd\":");
+        buf_append(b, usd, pricing_format_usd(r->cost_e10, usd));
     }
     buf_puts(b, ",\"bytes_out\":");
     buf_put_u64(b, r->bytes_out);
@@ -170,6 +182,7 @@ static void req_free(gw_req *r)
     if (r->timer) event_free(r->timer);
     if (r->chunk) evbuffer_free(r->chunk);
     if (r->relaying) sse_free(&r->sse);
+    if (r->strip_usage) usagestrip_free(&r->strip);
     json_doc_free(r->doc);
     buf_free(&r->http.url);
     buf_free(&r->http.body);
@@ -180,9 +193,33 @@ static void req_free(gw_req *r)
 }
 
 /* The reply is fully handed to evhtp: log, detach from evhtp, free. */
+/* Tokens and cost, once the usage is known (idempotent). */
+static void account(gw_req *r)
+{
+    if (r->dep && r->usage.present) r->cost_e10 = pricing_cost_e10(&r->dep->price, &r->usage);
+}
+
+/* The usage event for the control plane (control-plane mode only). */
+static void record_usage(gw_req *r)
+{
+    if (!r->w->usage) return;
+    usage_event_in e = {
+        .request_id = r->id, .ts_ms = r->ts_ms, .key_id = r->key_id, .team_id = r->team_id,
+        .model_alias = r->model ? r->model->alias : NULL,
+        .provider = r->dep ? r->dep->provider->name : NULL,
+        .upstream_model = r->dep ? r->dep->model : NULL,
+        .usage = r->usage, .cost_e10 = r->cost_e10,
+        .latency_ms = ms_since(&r->t0), .ttft_ms = r->ttft_ms,
+        .status = r->status, .attempts = r->dep ? 1 : 0, .cache_hit = 0,
+    };
+    usagelog_add(r->w->usage, &e);
+}
+
 static void req_finish(gw_req *r)
 {
+    account(r);
     access_log(r);
+    record_usage(r);
     if (r->req) {
         evhtp_request_unset_hook(r->req, evhtp_hook_on_error);
         evhtp_request_unset_hook(r->req, evhtp_hook_on_request_fini);
@@ -239,20 +276,32 @@ static void relay_start(gw_req *r, int status, const char *content_type)
     http_conn_flush(r->req);   /* the client sees the status line before the first token */
 }
 
+static void relay_emit(void *ud, const char *p, size_t n)
+{
+    gw_req *r = ud;
+    evbuffer_add(r->chunk, p, n);
+    r->bytes_out += n;
+}
+
 /* Returns 1 when the producer should pause (the client reads slower than the provider writes). */
 static int relay_chunk(gw_req *r, const char *data, size_t len)
 {
     if (!r->chunk && !(r->chunk = evbuffer_new())) return 0;
     sse_feed(&r->sse, data, len);
-    evbuffer_add(r->chunk, data, len);
+    if (r->strip_usage) usagestrip_feed(&r->strip, data, len, relay_emit, r);
+    else relay_emit(r, data, len);
+    if (evbuffer_get_length(r->chunk) == 0) return 0;
     evhtp_send_reply_chunk(r->req, r->chunk);
     http_conn_flush(r->req);
-    r->bytes_out += len;
     return client_unsent(r) > OUTPUT_HIGH_WATER;
 }
 
 static void relay_end(gw_req *r, upstream_result res)
 {
+    if (r->strip_usage && r->chunk) {
+        usagestrip_flush(&r->strip, relay_emit, r);
+        if (evbuffer_get_length(r->chunk)) evhtp_send_reply_chunk(r->req, r->chunk);
+    }
     if (res != UPSTREAM_OK) {
         /* the status line is gone: end the stream with an error event the SDKs surface */
         char ev[256];
@@ -269,13 +318,19 @@ static void reply_buffered(gw_req *r, int status, const char *content_type, cons
 {
     r->status = status;
     add_gateway_headers(r);
+    /* the cost header goes out with the reply: usage_from_bytes parses only the usage object */
+    if (status < 300 && r->dep) {
+        usage_from_bytes(body, len, &r->usage);
+        account(r);
+        char usd[32];
+        pricing_format_usd(r->cost_e10, usd);
+        evhtp_headers_add_header(r->req->headers_out, evhtp_header_new("X-Gateway-Cost-Usd", usd, 0, 1));
+    }
     evhtp_headers_add_header(r->req->headers_out,
         evhtp_header_new("Content-Type", content_type ? content_type : "application/json", 0, 1));
     evbuffer_add(r->req->buffer_out, body, len);
     r->bytes_out += len;
     evhtp_send_reply(r->req, (evhtp_res)status);
-    /* after the reply is queued: accounting never delays the client */
-    if (status < 300) usage_from_bytes(body, len, &r->usage);
 }
 
 /* ---- upstream callbacks ---- */
@@ -406,7 +461,9 @@ static evhtp_res on_client_fini(evhtp_request_t *req, void *arg)
     r->req = NULL;
     r->status = 499;  /* nginx's "client closed request" */
     r->error = "client_gone";
+    account(r);
     access_log(r);
+    record_usage(r);
     worker_t *w = r->w;
     req_free(r);
     worker_request_done(w);
@@ -445,7 +502,7 @@ static int start_attempt(gw_req *r)
     provider_call call = {
         .route = r->route, .dep = r->dep,
         .body = r->http.body.data, /* replaced below */
-        .root = json_root(r->doc), .stream = r->stream,
+        .root = json_root(r->doc), .stream = r->stream, .want_usage = r->want_usage,
     };
     struct evbuffer *in = r->req->buffer_in;
     call.body_len = evbuffer_get_length(in);
@@ -457,12 +514,14 @@ static int start_attempt(gw_req *r)
     if (p->local_reply) {
         int status;
         if (p->local_reply(&call, &status, &r->local) < 0) return -1;
+        if ((r->strip_usage = r->want_usage)) usagestrip_init(&r->strip);   /* mock honours want_usage */
         long delay = r->dep->latency_ms;
         struct timeval tv = { delay / 1000, (delay % 1000) * 1000 };
         r->timer = event_new(r->w->base, -1, 0, local_deliver, r);
         return r->timer && event_add(r->timer, &tv) == 0 ? 0 : -1;
     }
     if (p->build(&call, &r->http, err, sizeof err) < 0) return -1;
+    if ((r->strip_usage = r->http.usage_injected)) usagestrip_init(&r->strip);
     upstream_request ureq = {
         .method = "POST",
         .url = r->http.url.data,
@@ -491,7 +550,11 @@ static const gw_key *authenticate(gw_req *r)
     }
     const gw_key *k = auth_lookup(r->cfg, token);
     if (!k) reply_error(r, 401, "invalid_request_error", "invalid_api_key", NULL, "Incorrect API key provided.");
-    else snprintf(r->key_name, sizeof r->key_name, "%s", k->name);
+    else {
+        snprintf(r->key_name, sizeof r->key_name, "%s", k->name);
+        memcpy(r->key_id, k->id, sizeof r->key_id);
+        memcpy(r->team_id, k->team_id, sizeof r->team_id);
+    }
     return k;
 }
 
@@ -504,6 +567,11 @@ static void handle_api(evhtp_request_t *req, gw_route route, worker_t *w)
         return;
     }
     clock_gettime(CLOCK_MONOTONIC, &r->t0);
+    if (w->usage) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        r->ts_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    }
     r->w = w;
     r->req = req;
     r->route = route;
@@ -537,6 +605,11 @@ static void handle_api(evhtp_request_t *req, gw_route route, worker_t *w)
     }
     const json_value *model = v.model;
     r->stream = v.stream;
+    if (r->stream && route != ROUTE_EMBEDDINGS) {
+        const json_value *so = json_get(json_root(r->doc), "stream_options");
+        const json_value *iu = so ? json_get(so, "include_usage") : NULL;
+        r->want_usage = !(iu && iu->type == JSON_TRUE);
+    }
     if (!(r->model = config_find_model(r->cfg, model->str, model->str_len))) {
         snprintf(msg, sizeof msg, "The model '%.*s' does not exist or you do not have access to it.",
                  (int)(model->str_len > 100 ? 100 : model->str_len), model->str);

@@ -55,7 +55,8 @@ static void field(sse_parser *p, const char *l, size_t n)
 void sse_feed(sse_parser *p, const char *b, size_t n)
 {
     size_t i = 0;
-    if (p->last_cr && n > 0 && b[0] == '\n') i = 1;  /* second half of a split "\r\n" */
+    if (n == 0) return;   /* keeps last_cr: the "\n" of a split "\r\n" may still come */
+    if (p->last_cr && b[0] == '\n') i = 1;  /* second half of a split "\r\n" */
     p->last_cr = 0;
     size_t start = i;
     for (; i < n; i++) {

@@ -1,6 +1,7 @@
 #include "validate.h"
 
 #include <stdio.h>
+#include <string.h>
 
 static int bad(char *msg, size_t msglen, const char **param, const char *p, const char *text)
 {
@@ -26,11 +27,36 @@ static int validate_messages(const json_value *m, char *msg, size_t msglen, cons
     return 0;
 }
 
+/* The name of a member the gateway decides on ("model", "stream",
+ * "stream_options", "include_usage") that appears twice in obj, or NULL.
+ * The gateway reads the first of duplicate members and most upstream JSON
+ * parsers the last: {"model":"allowed",...,"model":"other"} would pass the
+ * key's scope check and run "other" with the deployment's credentials. */
+static const char *duplicate_member(const json_value *obj, const char *const *names)
+{
+    for (const char *const *n = names; *n; n++) {
+        int seen = 0;
+        for (const json_value *m = obj->first; m; m = m->next)
+            if (!strcmp(m->key, *n) && seen++) return *n;
+    }
+    return NULL;
+}
+
 int validate_request(gw_route route, const json_value *root, validated *out,
                      char *msg, size_t msglen, const char **param)
 {
+    static const char *const top[] = { "model", "stream", "stream_options", NULL };
+    static const char *const so_names[] = { "include_usage", NULL };
     *param = NULL;
     if (root->type != JSON_OBJECT) return bad(msg, msglen, param, NULL, "The request body must be a JSON object.");
+    const char *dup = duplicate_member(root, top);
+    const json_value *so = dup ? NULL : json_get(root, "stream_options");
+    if (!dup && so && so->type == JSON_OBJECT && duplicate_member(so, so_names)) dup = "stream_options";
+    if (dup) {
+        *param = dup;
+        snprintf(msg, msglen, "'%s' appears more than once.", dup);
+        return -1;
+    }
     out->model = json_get(root, "model");
     if (!out->model) return bad(msg, msglen, param, "model", "Missing required parameter: 'model'.");
     if (out->model->type != JSON_STRING || out->model->str_len == 0)

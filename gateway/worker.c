@@ -29,6 +29,7 @@
 #include "log.h"
 #include "request.h"
 #include "upstream.h"
+#include "usagelog.h"
 
 #define MAX_HEADERS       100
 #define DRAIN_DEADLINE_S  600   /* longest a drain waits for streams before giving up */
@@ -70,12 +71,32 @@ static evhtp_res on_header(evhtp_request_t *req, evhtp_header_t *h, void *arg)
     return EVHTP_RES_OK;
 }
 
+/* Counts the Content-Length and Transfer-Encoding fields (evhtp_header_find
+ * sees only the first of each). */
+static void count_framing(evhtp_headers_t *hdrs, int *ncl, int *nte)
+{
+    evhtp_header_t *h;
+    *ncl = *nte = 0;
+    TAILQ_FOREACH(h, hdrs, next) {
+        if (h->klen == 14 && !strncasecmp(h->key, "content-length", 14)) (*ncl)++;
+        else if (h->klen == 17 && !strncasecmp(h->key, "transfer-encoding", 17)) (*nte)++;
+    }
+}
+
 static evhtp_res on_headers(evhtp_request_t *req, evhtp_headers_t *hdrs, void *arg)
 {
     conn_guard *g = arg;
     if (evhtp_header_find(hdrs, "expect")) http_conn_expect_continue(req);
     const char *cl = evhtp_header_find(hdrs, "content-length");
     const char *te = evhtp_header_find(hdrs, "transfer-encoding");
+    int ncl, nte;
+    count_framing(hdrs, &ncl, &nte);
+    if (ncl > 1 || nte > 1) {
+        /* evhtp frames the body by one of them, a proxy in front may have
+         * used the other: ambiguous framing is refused (RFC 9112 6.3) */
+        reject(req, g, 400, "Bad Request", "Content-Length or Transfer-Encoding is repeated.");
+        return EVHTP_RES_ERROR;
+    }
     if (cl && te) {
         /* both framings at once is the classic request-smuggling setup: refuse */
         reject(req, g, 400, "Bad Request", "Content-Length and Transfer-Encoding must not both be set.");
@@ -267,6 +288,7 @@ int worker_run(int listen_fd, gw_config *cfg, const char *config_path, int index
     if (!(w.up = upstream_new(w.base, &uopts))) { log_error("upstream_new failed"); goto out; }
     if (!(w.alog = accesslog_open(w.base, cfg->access_log))) goto out;
     if (cfg->control_plane && !(w.cp = cpsync_start(w.base, cfg, &w.cfg))) goto out;
+    if (cfg->control_plane && !(w.usage = usagelog_open(w.base, cfg->state_dir, cfg->dataplane_id, index))) goto out;
     if (setup_server(&w, listen_fd) < 0) { log_error("cannot start the HTTP server"); goto out; }
     w.ev_term = evsignal_new(w.base, SIGTERM, on_stop_signal, &w);
     w.ev_int = evsignal_new(w.base, SIGINT, on_stop_signal, &w);
@@ -281,6 +303,7 @@ int worker_run(int listen_fd, gw_config *cfg, const char *config_path, int index
     if (event_base_dispatch(w.base) < 0) log_error("event loop failed");
     else rc = 0;
 out:
+    usagelog_close(w.usage);   /* the last batch goes to the spool */
     if (w.htp) evhtp_free(w.htp);
     if (w.up) upstream_free(w.up);
     if (w.alog) accesslog_close(w.alog);

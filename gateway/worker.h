@@ -16,6 +16,7 @@ struct gw_config;
 struct upstream;
 struct accesslog;
 struct cpsync;
+struct usagelog;
 
 typedef struct worker {
     int                 index;
@@ -26,6 +27,7 @@ typedef struct worker {
     struct upstream    *up;
     struct accesslog   *alog;
     struct cpsync      *cp;         /* control-plane mode: follows the agent */
+    struct usagelog    *usage;      /* control-plane mode: usage events for the agent */
     uint64_t            id_prefix;  /* random per worker: request ids are unique across workers */
     uint64_t            req_seq;
     size_t              active;     /* requests in flight (async) */

@@ -145,6 +145,8 @@ void api_admin_tokens_list(api_req *r);
 void api_admin_tokens_revoke(api_req *r);
 
 void api_dataplanes_list(api_req *r);
+void api_spend_summary(api_req *r);
+void api_spend_logs(api_req *r);
 void api_dataplanes_get(api_req *r);
 
 void api_audit_list(api_req *r);

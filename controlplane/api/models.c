@@ -127,6 +127,13 @@ static int check_deployment(api_req *r, size_t i, const json_value *d, cred_refs
                 api_error(r, 400, "invalid_request_error", "%s must be a non-negative number", where);
                 return -1;
             }
+        } else if (strcmp(m->key, "input_cost_per_mtok") == 0 || strcmp(m->key, "cached_input_cost_per_mtok") == 0 ||
+                   strcmp(m->key, "output_cost_per_mtok") == 0) {
+            /* USD per million tokens; overrides the data plane's built-in price table */
+            if (m->type != JSON_NUMBER || !isfinite(m->num) || m->num < 0 || m->num > 1e6) {
+                api_error(r, 400, "invalid_request_error", "%s must be a number from 0 to 1000000 (USD per million tokens)", where);
+                return -1;
+            }
         } else if (in_list(m->key, g_secret_fields) || (m->type == JSON_STRING && secret_like(m->key))) {
             if (check_reference(r, where, m, refs) < 0) return -1;
         }

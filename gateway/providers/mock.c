@@ -87,7 +87,7 @@ static void chat_stream(const provider_call *call, const char *id, long created,
     }
     chunk(out, id, created, model, "{}", "\"stop\"");
     const json_value *so = json_get(call->root, "stream_options");
-    if (so && json_get_bool(so, "include_usage")) {
+    if ((so && json_get_bool(so, "include_usage")) || call->want_usage) {
         buf_printf(out, "data: {\"id\":\"%s\",\"object\":\"chat.completion.chunk\",\"created\":%ld,\"model\":", id, created);
         buf_json_str(out, model, strlen(model));
         buf_puts(out, ",\"choices\":[],");
@@ -151,7 +151,16 @@ static int local_reply(const provider_call *call, int *status, buf_t *out)
         buf_json_str(out, call->dep->model, strlen(call->dep->model));
         buf_puts(out, ",\"choices\":[{\"index\":0,\"text\":");
         buf_json_str(out, text.data, text.len);
-        buf_puts(out, ",\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n");
+        buf_puts(out, ",\"finish_reason\":\"stop\"}]}\n\n");
+        const json_value *so = json_get(call->root, "stream_options");
+        if ((so && json_get_bool(so, "include_usage")) || call->want_usage) {
+            buf_printf(out, "data: {\"id\":\"%s\",\"object\":\"text_completion\",\"created\":%ld,\"model\":", id, created);
+            buf_json_str(out, call->dep->model, strlen(call->dep->model));
+            buf_puts(out, ",\"choices\":[],");
+            usage_json(out, prompt, completion);
+            buf_puts(out, "}\n\n");
+        }
+        buf_puts(out, "data: [DONE]\n\n");
     } else {
         buf_printf(out, "{\"id\":\"%s\",\"object\":\"text_completion\",\"created\":%ld,\"model\":", id, created);
         buf_json_str(out, call->dep->model, strlen(call->dep->model));

@@ -53,9 +53,11 @@ static int build(const provider_call *call, provider_http *out, char *err, size_
 {
     const gw_deployment *d = call->dep;
     int h = 0;
+    /* OpenAI and compatible servers (vLLM, Groq, ...) stream usage on request */
+    int inject = call->stream && call->want_usage && call->route != ROUTE_EMBEDDINGS;
     buf_reset(&out->url);
     if (buf_puts(&out->url, d->base_url) < 0 || buf_puts(&out->url, route_path(call->route)) < 0 ||
-        provider_rewrite_model(call, d->model, &out->body) < 0) {
+        provider_rewrite_body(call, d->model, inject, &out->body) < 0) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -64,6 +66,7 @@ static int build(const provider_call *call, provider_http *out, char *err, size_
     if (d->auth_header) out->headers[h++] = d->auth_header;
     out->headers[h] = NULL;
     out->same_dialect = 1;
+    out->usage_injected = inject;
     return 0;
 }
 

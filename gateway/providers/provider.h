@@ -27,6 +27,8 @@ typedef struct provider_call {
     const json_value            *root;      /* parsed body */
     const json_value            *model;     /* root's "model" member value */
     int                          stream;
+    int                          want_usage; /* streaming: the gateway needs a usage chunk the client did
+                                                not ask for (the provider asks for it; see usage_injected) */
 } provider_call;
 
 #define PROVIDER_MAX_HEADERS 8
@@ -37,6 +39,8 @@ typedef struct provider_http {
     buf_t       body;
     const char *headers[PROVIDER_MAX_HEADERS + 1];   /* NULL-terminated; point into deployment or statics */
     int         same_dialect;   /* response is already OpenAI-shaped: relay bytes as they are */
+    int         usage_injected; /* the body asks for stream usage on the gateway's behalf: the
+                                   usage-only chunk is for the gateway, not the client */
 } provider_http;
 
 typedef struct provider {
@@ -54,6 +58,9 @@ const char     *provider_names(void);            /* "openai, openai_compatible, 
 
 /* Shared by OpenAI-dialect providers: the client body with "model" replaced. */
 int provider_rewrite_model(const provider_call *call, const char *model, buf_t *out);
+/* Same, and when inject_usage, with stream_options.include_usage set to true
+ * (added or replaced; nothing else in the body changes). */
+int provider_rewrite_body(const provider_call *call, const char *model, int inject_usage, buf_t *out);
 
 extern const provider provider_openai;
 extern const provider provider_openai_compatible;

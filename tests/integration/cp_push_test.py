@@ -32,28 +32,9 @@ BOUND_S = 1.0 * h.SLOW          # "within 1 s" (stretched only for sanitizer bui
 REVOCATIONS = 100
 
 
-def free_port_pair():
-    """A port P with P+1 free too (the control plane binds both), held while choosing."""
-    import socket
-    for _ in range(100):
-        a = socket.socket()
-        a.bind(("127.0.0.1", 0))
-        p = a.getsockname()[1]
-        b = socket.socket()
-        try:
-            b.bind(("127.0.0.1", p + 1))
-            return p
-        except OSError:
-            continue
-        finally:
-            a.close()
-            b.close()
-    raise RuntimeError("no free port pair")
-
-
 class Env:
     cp = None
-    dp_port = free_port_pair()
+    dp_port = h.free_port_pair()
     cp_port = h.free_port()
     while cp_port in (dp_port, dp_port + 1):
         cp_port = h.free_port()

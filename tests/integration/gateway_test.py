@@ -27,7 +27,7 @@ KEY_B = "sk-gw-" + secrets.token_urlsafe(32)          # models: [gpt-4o-mini]
 UPSTREAM_KEY = "sk-upstream-test-" + secrets.token_hex(12)
 SECRETS = {"KEY_A": KEY_A, "KEY_B": KEY_B, "UPSTREAM_KEY": UPSTREAM_KEY}
 ALL_ALIASES = ["gpt-4o-mini", "other-model", "text-embedding", "mock-alias", "dead-alias",
-               "reload-alias", "idle-alias"]
+               "reload-alias", "idle-alias", "priced", "mock-priced"]
 
 
 def uniq():
@@ -55,6 +55,12 @@ def make_config(port, mock, dead_port, workers=2, reload_base_url=None):
              "deployments": [oc("reload-upstream", reload_base_url or mock.base_url)]},
             {"alias": "idle-alias",
              "deployments": [dict(oc("idle-upstream", mock.base_url), timeouts={"idle_ms": 300})]},
+            # priced by the built-in table (dated id -> gpt-4o-mini: 0.15 / 0.60 per 1M)
+            {"alias": "priced", "deployments": [oc("gpt-4o-mini-2024-07-18", mock.base_url)]},
+            # the mock costs 0 unless overridden
+            {"alias": "mock-priced", "deployments": [{"provider": "mock", "model": "mock-1",
+                                                      "input_cost_per_mtok": 1000,
+                                                      "output_cost_per_mtok": 2000}]},
         ],
         "keys": [
             {"name": "team-a", "key": KEY_A},
@@ -316,6 +322,69 @@ def test_streaming_usage_chunk_relayed():
         r = c.request("POST", "/v1/chat/completions", body, key=KEY_A, sse=True)
     chunks, text = check_sse_stream(r, want_usage=True)
     check(text == "chunk-0 chunk-1 chunk-2 ", "content: %r" % text)
+
+
+def expected_cost(usage, inp, out, cached_rate=None):
+    """The gateway's cost string: integer 1e-10 USD, 10 decimals."""
+    from decimal import Decimal
+    p, c = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
+    cached = ((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
+    cr = Decimal(str(cached_rate if cached_rate is not None else inp))
+    e10 = ((p - cached) * Decimal(str(inp)) + cached * cr + c * Decimal(str(out))) * 10000
+    return "%.10f" % (Decimal(int(e10.to_integral_value())) / Decimal(10 ** 10))
+
+
+@test
+def test_cost_header_from_price_table():
+    r = h.http_request(port(), "POST", "/v1/chat/completions", chat("priced", "what does this cost"), key=KEY_A)
+    expect_status(r, 200)
+    u = r.json()["usage"]
+    want = expected_cost(u, 0.15, 0.60)
+    check(r.header("x-gateway-cost-usd") == want, "X-Gateway-Cost-Usd %r, want %r for %r" % (
+        r.header("x-gateway-cost-usd"), want, u))
+    check(float(want) > 0, "expected a non-zero cost")
+
+
+@test
+def test_cost_header_deployment_override_and_unpriced_mock():
+    r = h.http_request(port(), "POST", "/v1/chat/completions", chat("mock-priced", "one two three"), key=KEY_A)
+    expect_status(r, 200)
+    want = expected_cost(r.json()["usage"], 1000, 2000)
+    check(r.header("x-gateway-cost-usd") == want, "override: %r want %r" % (r.header("x-gateway-cost-usd"), want))
+    r = h.http_request(port(), "POST", "/v1/chat/completions", chat("mock-alias", "free"), key=KEY_A)
+    expect_status(r, 200)
+    check(r.header("x-gateway-cost-usd") == "0.0000000000", "mock without price: %r" % r.header("x-gateway-cost-usd"))
+    bad = h.http_request(port(), "POST", "/v1/chat/completions", chat("nope-alias", "x"), key=KEY_A)
+    check(bad.header("x-gateway-cost-usd") is None, "a refused request carries a cost header")
+
+
+@test
+def test_stream_usage_requested_upstream_and_hidden_from_client():
+    tag = uniq()
+    body = chat("priced", "%s MOCK_CHUNKS=3" % tag, stream=True)
+    with h.Conn(port()) as c:
+        r = c.request("POST", "/v1/chat/completions", body, key=KEY_A, sse=True)
+    chunks, text = check_sse_stream(r, want_usage=False)
+    check(text == "chunk-0 chunk-1 chunk-2 ", "content: %r" % text)
+    check(all(c.get("choices") for c in chunks), "the client saw a chunk it did not ask for: %r" % chunks)
+    check(not any(c.get("usage") for c in chunks), "usage chunk leaked to the client: %r" % chunks)
+    rec = mock().wait_find(tag)[0]
+    check((rec["body"].get("stream_options") or {}).get("include_usage") is True,
+          "the gateway did not ask upstream for usage: %r" % rec["body"])
+    check(rec["body"].get("messages") == body["messages"], "messages altered: %r" % rec["body"])
+    # the builtin mock honours the same request
+    with h.Conn(port()) as c:
+        r = c.request("POST", "/v1/chat/completions", chat("mock-priced", "a b c", stream=True), key=KEY_A, sse=True)
+    chunks, text = check_sse_stream(r, want_usage=False)
+    check(text and not any(c.get("usage") for c in chunks), "mock stream: %r" % chunks)
+    # a client that asks keeps its own usage chunk and options
+    tag = uniq()
+    body = chat("priced", "%s MOCK_CHUNKS=2" % tag, stream=True, stream_options={"include_usage": True})
+    with h.Conn(port()) as c:
+        r = c.request("POST", "/v1/chat/completions", body, key=KEY_A, sse=True)
+    check_sse_stream(r, want_usage=True)
+    rec = mock().wait_find(tag)[0]
+    check(rec["body"].get("stream_options") == {"include_usage": True}, "options changed: %r" % rec["body"])
 
 
 @test

@@ -52,6 +52,30 @@ def free_port():
     return port
 
 
+def free_port_pair():
+    """A port P with P+1 free too (the control plane binds both for nng).
+
+    Picked from a range below the kernel's ephemeral ports, so the many
+    client connections a busy machine has open (or in TIME_WAIT) never sit
+    on P+1; each candidate pair is probed with a real bind."""
+    import random
+    for _ in range(500):
+        p = random.randrange(20000, 32000, 2)
+        socks = []
+        try:
+            for port in (p, p + 1):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return p
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free port pair")
+
+
 def wait_for(pred, timeout, interval=0.05, what="condition"):
     """Polls pred() until it returns a truthy value; returns it, or raises after timeout."""
     deadline = time.monotonic() + timeout * SLOW

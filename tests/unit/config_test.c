@@ -125,6 +125,32 @@ static void test_errors_name_the_field(void)
     expect_error("- just\n- a list\n", "top level must be a mapping");
 }
 
+static void test_price_overrides(void)
+{
+    char err[512];
+    const char *y =
+        "models:\n"
+        "  - alias: a\n"
+        "    deployments:\n"
+        "      - { provider: mock, model: gpt-4o-2024-08-06, output_cost_per_mtok: 12.5 }\n"
+        "      - { provider: mock, model: mock-1, input_cost_per_mtok: 1, cached_input_cost_per_mtok: 0.5 }\n"
+        "      - { provider: mock, model: mock-2 }\n";
+    gw_config *c = parse(y, err, sizeof err);
+    CHECK(c != NULL);
+    if (!c) { fprintf(stderr, "  %s\n", err); return; }
+    const gw_deployment *d = c->models[0].deployments;
+    CHECK(d[0].price.input == 2.5 && d[0].price.cached_input == 1.25 && d[0].price.output == 12.5);
+    CHECK(d[1].price.input == 1 && d[1].price.cached_input == 0.5 && d[1].price.output == 0);
+    CHECK(d[2].price.input == 0 && d[2].price.output == 0);
+    config_unref(c);
+    expect_error("models:\n  - alias: a\n    deployments: [ {provider: mock, model: m, input_cost_per_mtok: -1} ]\n",
+                 "models[0].deployments[0].input_cost_per_mtok: must be a non-negative number");
+    expect_error("models:\n  - alias: a\n    deployments: [ {provider: mock, model: m, output_cost_per_mtok: 2e6} ]\n",
+                 "models[0].deployments[0].output_cost_per_mtok: must be at most");
+    expect_error("models:\n  - alias: a\n    deployments: [ {provider: mock, model: m, output_cost_per_mtok: nan} ]\n",
+                 "models[0].deployments[0].output_cost_per_mtok:");
+}
+
 static void test_file_secret_and_defaults(void)
 {
     char path[] = "/tmp/gw-secret-XXXXXX";
@@ -165,6 +191,7 @@ int main(void)
     RUN(test_keys_are_hashed_and_found);
     RUN(test_errors_name_the_field);
     RUN(test_file_secret_and_defaults);
+    RUN(test_price_overrides);
     RUN(test_refcount);
     TEST_MAIN_END();
 }

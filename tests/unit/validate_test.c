@@ -65,9 +65,32 @@ static void test_completions_and_embeddings(void)
     expect_bad(ROUTE_EMBEDDINGS, "{\"model\":\"m\",\"input\":\"a\",\"stream\":true}", "stream", "cannot be streamed");
 }
 
+/* The gateway reads the first of duplicate members, upstream parsers the
+ * last: a second "model" would escape the key's scope (found by
+ * tests/fuzz/validate_request), a second include_usage would hide usage. */
+static void test_duplicate_members(void)
+{
+    expect_bad(ROUTE_CHAT, "{\"model\":\"a\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"model\":\"b\"}",
+               "model", "more than once");
+    expect_bad(ROUTE_EMBEDDINGS, "{\"model\":\"a\",\"input\":\"x\",\"model\":\"a\"}", "model", "more than once");
+    expect_bad(ROUTE_CHAT, "{\"model\":\"a\",\"stream\":false,\"messages\":[{\"role\":\"user\"}],\"stream\":true}",
+               "stream", "more than once");
+    expect_bad(ROUTE_CHAT, "{\"model\":\"a\",\"stream\":true,\"stream_options\":{\"include_usage\":true,\"include_usage\":false},"
+               "\"messages\":[{\"role\":\"user\"}]}", "stream_options", "more than once");
+    expect_bad(ROUTE_COMPLETIONS, "{\"model\":\"a\",\"prompt\":\"x\",\"stream_options\":{},\"stream_options\":{}}",
+               "stream_options", "more than once");
+    const char *param;
+    char msg[200];
+    validated v;
+    /* duplicates elsewhere are the upstream's business */
+    CHECK(run(ROUTE_CHAT, "{\"model\":\"a\",\"messages\":[{\"role\":\"user\",\"role\":\"user\"}],\"n\":1,\"n\":2}",
+              &param, msg, sizeof msg, &v) == 0);
+}
+
 int main(void)
 {
     RUN(test_chat);
+    RUN(test_duplicate_members);
     RUN(test_completions_and_embeddings);
     TEST_MAIN_END();
 }
