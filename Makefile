@@ -10,7 +10,7 @@ SAN     ?=
 CFLAGS_ALL  = $(CSTD) $(WARN) $(OPT) $(SAN) -Icommon -Igateway -I$(BUILD)/proto -I/usr/include/postgresql -MMD -MP
 LDFLAGS_ALL = $(SAN)
 
-GW_LIBS := -levhtp -levent -levent_openssl -levent_pthreads -lcurl -lyaml -lnng -lprotobuf-c -lssl -lcrypto -lpthread -lm
+GW_LIBS := -levhtp -lhiredis -levent -levent_openssl -levent_pthreads -lcurl -lyaml -lnng -lprotobuf-c -lssl -lcrypto -lpthread -lm
 CP_LIBS := -lmicrohttpd -lpq -lyaml -lnng -lprotobuf-c -lssl -lcrypto -lpthread -lm
 
 COMMON_SRC := $(wildcard common/*.c)
@@ -118,3 +118,9 @@ SOAK_SECONDS ?= 300
 .PHONY: soak
 soak: all
 	@SOAK_SECONDS=$(SOAK_SECONDS) GW_BIN_DIR=$${GW_BIN_DIR:-$(CURDIR)/$(BIN)} tests/soak/soak.sh
+
+# ---- static analysis: cppcheck + clang-tidy (.clang-tidy) over gateway/,
+# controlplane/ and common/; clean = nothing outside tests/analyze/baseline.txt.
+.PHONY: analyze
+analyze: $(PROTO_GEN_H)
+	@BUILD=$(BUILD) tests/analyze/analyze.sh

@@ -361,6 +361,8 @@ static size_t pow2_at_least(size_t n)
 static int index_models(gw_config *c, char *err, size_t errlen)
 {
     c->model_index_cap = pow2_at_least(c->nmodels);
+    /* an array of pointers: the element size is a pointer's */
+    // NOLINTNEXTLINE(bugprone-sizeof-expression)
     c->model_index = calloc(c->model_index_cap, sizeof *c->model_index);
     if (!c->model_index) { snprintf(err, errlen, "config: out of memory"); return -1; }
     for (size_t i = 0; i < c->nmodels; i++) {

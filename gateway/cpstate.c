@@ -166,6 +166,7 @@ static int walk_snapshot(const uint8_t *data, size_t len, uint64_t *version, key
             if (!m) { snprintf(err, errlen, "snapshot: a model does not parse"); goto fail; }
             if (check_model(m, err, errlen) < 0) { gw__model_alias__free_unpacked(m, NULL); goto fail; }
             if (!build) { gw__model_alias__free_unpacked(m, NULL); nm++; continue; }
+            // NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers
             Gw__ModelAlias **mm = realloc(*models, (nm + 1) * sizeof *mm);
             if (!mm) { gw__model_alias__free_unpacked(m, NULL); snprintf(err, errlen, "out of memory"); goto fail; }
             *models = mm;
@@ -292,6 +293,7 @@ int cpstate_apply_delta(cpstate *s, const Gw__Delta *d, int *models_changed, cha
         Gw__ModelAlias *m = copy_model(d->upsert_models[i]);
         if (!m) goto oom;
         remove_model(s, m->alias);
+        // NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers
         Gw__ModelAlias **mm = s->nmodels < CPSTATE_MODELS_MAX ? realloc(s->models, (s->nmodels + 1) * sizeof *mm) : NULL;
         if (!mm) { gw__model_alias__free_unpacked(m, NULL); goto oom; }
         s->models = mm;

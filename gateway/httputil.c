@@ -159,9 +159,42 @@ void http_conn_release(evhtp_request_t *req, const struct timeval *idle_timeout)
     if (writecb) writecb(bev, arg);
 }
 
+/* evhtp's write callback (the same function for every connection), saved
+ * while a connection's write callback is swapped for after_sync_reply. */
+static bufferevent_data_cb evhtp_writecb;
+
+/* Runs deferred after a reply written synchronously, inside libevent's
+ * deferred-callback run (which holds a reference on bev). evhtp's write-done
+ * step resets the connection for keep-alive, but evhtp stops parsing after
+ * each request and resumes only a paused connection: a request pipelined
+ * behind this one is already in the input buffer, where no read event will
+ * ever announce it, and the connection would stall until its timeout. So
+ * once the step is done, and if evhtp did not free the connection (freeing
+ * a bufferevent clears its callbacks), parse what is waiting. */
+static void after_sync_reply(struct bufferevent *bev, void *arg)
+{
+    bufferevent_data_cb readcb, writecb;
+    bufferevent_event_cb eventcb;
+    void *cbarg;
+    bufferevent_getcb(bev, &readcb, &writecb, &eventcb, &cbarg);
+    bufferevent_setcb(bev, readcb, evhtp_writecb, eventcb, cbarg);
+    evhtp_writecb(bev, arg);
+    bufferevent_getcb(bev, &readcb, &writecb, &eventcb, &cbarg);
+    if (readcb && writecb == evhtp_writecb && evbuffer_get_length(bufferevent_get_input(bev)) > 0)
+        readcb(bev, cbarg);
+}
+
 void http_conn_sync_done(evhtp_request_t *req)
 {
     struct bufferevent *bev = req_bev(req);
-    if (bev && flush_now(bev))
-        bufferevent_trigger(bev, EV_WRITE, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+    if (!bev || !flush_now(bev)) return;
+    bufferevent_data_cb readcb, writecb;
+    bufferevent_event_cb eventcb;
+    void *arg;
+    bufferevent_getcb(bev, &readcb, &writecb, &eventcb, &arg);
+    if (writecb && writecb != after_sync_reply) {
+        evhtp_writecb = writecb;
+        bufferevent_setcb(bev, readcb, after_sync_reply, eventcb, arg);
+    }
+    bufferevent_trigger(bev, EV_WRITE, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
 }

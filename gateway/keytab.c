@@ -543,6 +543,10 @@ int keytab_find(const keytab *t, const uint8_t sha[32], time_t now, gw_key *out)
     }
     out->rpm_limit = r->rpm_limit;
     out->tpm_limit = r->tpm_limit;
+    /* a team named by a key but not (yet) sent has no limits, not limit 0 */
+    int team_known = team && team->present;
+    out->team_rpm_limit = team_known ? team->rpm_limit : -1;
+    out->team_tpm_limit = team_known ? team->tpm_limit : -1;
     out->budget_usd = r->budget_usd;
     out->budget_period = g_periods[r->period <= KT_PERIOD_TOTAL ? r->period : 0];
     out->expires_at = r->expires_at;

@@ -60,6 +60,7 @@ typedef struct gw_key {
     char *const       *models;          /* NULL: every alias */
     size_t             nmodels;
     int64_t            rpm_limit, tpm_limit;   /* < 0: none */
+    int64_t            team_rpm_limit, team_tpm_limit;   /* the key's team's; < 0: none */
     double             budget_usd;             /* < 0: none */
     const char        *budget_period;          /* NULL when none */
     int64_t            expires_at;

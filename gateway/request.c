@@ -33,6 +33,7 @@
 #include "log.h"
 #include "pricing.h"
 #include "providers/provider.h"
+#include "ratelimit.h"
 #include "sse.h"
 #include "upstream.h"
 #include "usage.h"
@@ -69,6 +70,8 @@ typedef struct gw_req {
     usagestrip           strip;        /* drops the usage chunk the gateway asked for (strip_usage) */
     usage_t              usage;
     int64_t              cost_e10;     /* 1e-10 USD, from usage and the deployment's price */
+    rl_ticket            rl;           /* what the key's rate limits charged (rl.active: it has limits) */
+    rl_ticket            rl_team;      /* same for the key's team */
     int                  want_usage;   /* stream without include_usage: ask upstream for it anyway */
     int                  strip_usage;
     int                  up_status;
@@ -172,6 +175,24 @@ static void add_gateway_headers(gw_req *r)
         evhtp_headers_add_header(h, evhtp_header_new("X-Gateway-Model", r->dep->model, 0, 1));
         evhtp_headers_add_header(h, evhtp_header_new("X-Gateway-Attempts", "1", 0, 0));
     }
+    if (r->rl.active || r->rl_team.active) {
+        static const char *const names[2][2] = {
+            { "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests" },
+            { "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens" },
+        };
+        for (int k = RL_RPM; k <= RL_TPM; k++) {
+            /* the tighter of the key's and the team's limit */
+            const rl_ticket *t = r->rl.active && r->rl.limit[k] >= 0 ? &r->rl : NULL;
+            const rl_ticket *tt = &r->rl_team;
+            if (tt->active && tt->limit[k] >= 0 && (!t || tt->remaining[k] < t->remaining[k])) t = tt;
+            if (!t) continue;
+            char v[24];
+            snprintf(v, sizeof v, "%" PRId64, t->limit[k]);
+            evhtp_headers_add_header(h, evhtp_header_new(names[k][0], v, 0, 1));
+            snprintf(v, sizeof v, "%" PRId64, t->remaining[k] < 0 ? 0 : t->remaining[k]);
+            evhtp_headers_add_header(h, evhtp_header_new(names[k][1], v, 0, 1));
+        }
+    }
     if (r->w->draining) evhtp_request_set_keepalive(r->req, 0);
 }
 
@@ -215,9 +236,36 @@ static void record_usage(gw_req *r)
     usagelog_add(r->w->usage, &e);
 }
 
+/* Corrects the tokens charged at admission with what the provider reported;
+ * a request that failed without usage spent nothing. */
+static void settle_one(gw_req *r, rl_ticket *t, int64_t now_ms)
+{
+    if (!t->active || t->refused || t->charged <= 0) return;
+    int64_t actual = t->charged;
+    if (r->usage.present) actual = (int64_t)r->usage.prompt_tokens + r->usage.completion_tokens;
+    else if (r->status >= 400 && r->status != 499) actual = 0;
+    ratelimit_settle(r->w->rl, t, actual, now_ms);
+}
+
+static int64_t loop_now_ms(worker_t *w)
+{
+    struct timeval now;   /* the loop's cached time: no syscall */
+    event_base_gettimeofday_cached(w->base, &now);
+    return (int64_t)now.tv_sec * 1000 + now.tv_usec / 1000;
+}
+
+static void settle_limits(gw_req *r)
+{
+    if (!r->rl.active && !r->rl_team.active) return;
+    int64_t now = loop_now_ms(r->w);
+    settle_one(r, &r->rl, now);
+    settle_one(r, &r->rl_team, now);
+}
+
 static void req_finish(gw_req *r)
 {
     account(r);
+    settle_limits(r);
     access_log(r);
     record_usage(r);
     if (r->req) {
@@ -462,6 +510,7 @@ static evhtp_res on_client_fini(evhtp_request_t *req, void *arg)
     r->status = 499;  /* nginx's "client closed request" */
     r->error = "client_gone";
     account(r);
+    settle_limits(r);
     access_log(r);
     record_usage(r);
     worker_t *w = r->w;
@@ -533,6 +582,73 @@ static int start_attempt(gw_req *r)
     };
     r->up = upstream_start(r->w->up, &ureq, &up_callbacks, r);
     return r->up ? 0 : -1;
+}
+
+/* Prompt bytes / 4 plus the output asked for (or a default): what TPM
+ * admits on before the provider reports the real count. */
+#define DEFAULT_MAX_OUTPUT 256
+static int64_t estimate_tokens(const gw_req *r, size_t body_len)
+{
+    int64_t est = (int64_t)(body_len / 4);
+    if (r->route == ROUTE_EMBEDDINGS) return est + 1;
+    const json_value *root = json_root(r->doc);
+    const json_value *mt = json_get(root, "max_completion_tokens");
+    if (!mt || mt->type != JSON_NUMBER) mt = json_get(root, "max_tokens");
+    double out = mt && mt->type == JSON_NUMBER ? mt->num : DEFAULT_MAX_OUTPUT;
+    if (!(out >= 0)) out = 0;
+    if (out > 1e9) out = 1e9;
+    return est + (int64_t)out;
+}
+
+/* "k:" + the control plane's key id; YAML keys have none, so a hash of the name. */
+static void limit_subject(const gw_req *r, char *out, size_t len)
+{
+    if (r->key_id[0]) { snprintf(out, len, "k:%s", r->key_id); return; }
+    uint64_t h = 1469598103934665603ull;
+    for (const unsigned char *p = (const unsigned char *)r->key->name; *p; p++) h = (h ^ *p) * 1099511628211ull;
+    snprintf(out, len, "y:%016" PRIx64, h);
+}
+
+static void refuse(gw_req *r, const rl_ticket *t, int team)
+{
+    int kind = t->refused - 1;
+    char ra[16], msg[200];
+    snprintf(ra, sizeof ra, "%d", t->retry_after);
+    evhtp_headers_t *h = r->req->headers_out;
+    evhtp_headers_add_header(h, evhtp_header_new("Retry-After", ra, 0, 1));
+    evhtp_headers_add_header(h, evhtp_header_new("X-Gateway-Limit-Kind", kind == RL_RPM ? "rpm" : "tpm", 0, 0));
+    snprintf(msg, sizeof msg, "Rate limit reached for %s per minute (%s)%s: limit %" PRId64 ". Please try again in %ss.",
+             kind == RL_RPM ? "requests" : "tokens", kind == RL_RPM ? "RPM" : "TPM", team ? " of your team" : "",
+             t->limit[kind], ra);
+    reply_error(r, 429, kind == RL_RPM ? "requests" : "tokens", "rate_limit_exceeded", NULL, msg);
+}
+
+/* The key's RPM and TPM, then its team's. 1: go on; 0: refused with a 429. */
+static int check_limits(gw_req *r, size_t body_len)
+{
+    const gw_key *k = r->key;
+    int key_lim = k->rpm_limit >= 0 || k->tpm_limit >= 0;
+    int team_lim = r->team_id[0] && (k->team_rpm_limit >= 0 || k->team_tpm_limit >= 0);
+    if (!key_lim && !team_lim) return 1;
+    char sid[RL_ID_MAX + 1];
+    int64_t now_ms = loop_now_ms(r->w);
+    int64_t est = k->tpm_limit >= 0 || (team_lim && k->team_tpm_limit >= 0) ? estimate_tokens(r, body_len) : 0;
+    if (key_lim) {
+        limit_subject(r, sid, sizeof sid);
+        if (!ratelimit_admit(r->w->rl, sid, k->rpm_limit, k->tpm_limit, est, now_ms, &r->rl)) {
+            refuse(r, &r->rl, 0);
+            return 0;
+        }
+    }
+    if (team_lim) {
+        snprintf(sid, sizeof sid, "t:%s", r->team_id);
+        if (!ratelimit_admit(r->w->rl, sid, k->team_rpm_limit, k->team_tpm_limit, est, now_ms, &r->rl_team)) {
+            ratelimit_release(r->w->rl, &r->rl, now_ms);   /* the key did not spend it */
+            refuse(r, &r->rl_team, 1);
+            return 0;
+        }
+    }
+    return 1;
 }
 
 static const gw_key *authenticate(gw_req *r)
@@ -621,6 +737,7 @@ static void handle_api(evhtp_request_t *req, gw_route route, worker_t *w)
         reply_error(r, 403, "permission_error", "model_not_allowed", "model", msg);
         goto done;
     }
+    if (!check_limits(r, len)) goto done;
     r->dep = pick_deployment(w, r->model);
     if (start_attempt(r) < 0) {
         reply_error(r, 500, "server_error", "internal_error", NULL, "The gateway could not start the upstream call.");

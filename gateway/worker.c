@@ -26,6 +26,8 @@
 #include "cpsync.h"
 #include "httputil.h"
 #include "json.h"
+#include "ratelimit.h"
+#include "rlredis.h"
 #include "log.h"
 #include "request.h"
 #include "upstream.h"
@@ -230,6 +232,26 @@ static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
     log_info("config reloaded (%zu models, %zu keys)", next->nmodels, config_key_count(next));
 }
 
+#define RL_SUBJECTS 4096   /* keys and teams a worker tracks at once */
+
+/* The workers this node runs (main.c's count): the local fallback share. */
+static int node_workers(const gw_config *c)
+{
+    if (c->workers > 0) return c->workers;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+static int setup_limits(worker_t *w)
+{
+    const gw_config *cfg = w->cfg;
+    if (cfg->redis_url && *cfg->redis_url) w->rlstore = rlredis_new(w->base, cfg->redis_url);
+    if (!(w->rl = ratelimit_new(RL_SUBJECTS, node_workers(cfg), w->rlstore ? rlredis_lease : NULL, w->rlstore)))
+        return -1;
+    rlredis_attach(w->rlstore, w->rl);
+    return 0;
+}
+
 static int setup_server(worker_t *w, int listen_fd)
 {
     gw_config *cfg = w->cfg;
@@ -289,6 +311,7 @@ int worker_run(int listen_fd, gw_config *cfg, const char *config_path, int index
     if (!(w.alog = accesslog_open(w.base, cfg->access_log))) goto out;
     if (cfg->control_plane && !(w.cp = cpsync_start(w.base, cfg, &w.cfg))) goto out;
     if (cfg->control_plane && !(w.usage = usagelog_open(w.base, cfg->state_dir, cfg->dataplane_id, index))) goto out;
+    if (setup_limits(&w) < 0) { log_error("cannot set up rate limits"); goto out; }
     if (setup_server(&w, listen_fd) < 0) { log_error("cannot start the HTTP server"); goto out; }
     w.ev_term = evsignal_new(w.base, SIGTERM, on_stop_signal, &w);
     w.ev_int = evsignal_new(w.base, SIGINT, on_stop_signal, &w);
@@ -306,6 +329,8 @@ out:
     usagelog_close(w.usage);   /* the last batch goes to the spool */
     if (w.htp) evhtp_free(w.htp);
     if (w.up) upstream_free(w.up);
+    rlredis_free(w.rlstore);
+    ratelimit_free(w.rl);
     if (w.alog) accesslog_close(w.alog);
     if (w.ev_term) event_free(w.ev_term);
     if (w.ev_int) event_free(w.ev_int);

@@ -17,6 +17,8 @@ struct upstream;
 struct accesslog;
 struct cpsync;
 struct usagelog;
+struct ratelimit;
+struct rlredis;
 
 typedef struct worker {
     int                 index;
@@ -28,6 +30,8 @@ typedef struct worker {
     struct accesslog   *alog;
     struct cpsync      *cp;         /* control-plane mode: follows the agent */
     struct usagelog    *usage;      /* control-plane mode: usage events for the agent */
+    struct ratelimit   *rl;         /* RPM/TPM admission (ratelimit.h) */
+    struct rlredis     *rlstore;    /* its shared store, when redis_url is set */
     uint64_t            id_prefix;  /* random per worker: request ids are unique across workers */
     uint64_t            req_seq;
     size_t              active;     /* requests in flight (async) */

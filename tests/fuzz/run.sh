@@ -53,12 +53,12 @@ while [ $i -lt ${#targets[@]} ]; do
 done
 for t in "${started[@]}"; do
   rc=$(cat "$logs/$t.rc" 2>/dev/null || echo 99)
-  execs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$logs/$t.log" | grep -oE '[0-9]+$' | tail -1)
+  execs=$(grep -aoE 'stat::number_of_executed_units: *[0-9]+' "$logs/$t.log" | grep -oE '[0-9]+$' | tail -1)
   if [ "$rc" = 0 ]; then
     echo "ok - $t: ${execs:-?} executions in ${secs}s" >&2; passed=$((passed + 1))
   else
     echo "not ok - $t: exit $rc after ${execs:-?} executions; log $logs/$t.log, input in $build/artifacts/$t/" >&2
-    grep -E -A 25 'ERROR: |runtime error|check failed|Test unit written' "$logs/$t.log" | head -n 40 >&2
+    grep -aE -A 25 'ERROR: |runtime error|check failed|Test unit written' "$logs/$t.log" | head -n 40 >&2
     failed=$((failed + 1))
   fi
 done

@@ -183,6 +183,16 @@ write("delta_decode", fv(1, 9) + fv(2, 9))                                      
 write("delta_decode", fv(1, 9) + fv(2, 8) + fv(10, 1))                             # resync
 write("delta_decode", fv(1, 10) + fv(2, 9) + fl(3, key(ID1, H1, expires=1)))
 
+# journal_replay: flags byte, then [u16 length][Delta] records (base 7 -> 8 -> 9)
+def rec(b):
+    return struct.pack("<H", len(b)) + b
+d8 = fv(1, 8) + fv(2, 7) + fl(3, key(ID2, hashlib.sha256(b"sk-j").digest())) + fl(5, model("c", deployment()))
+d9 = fv(1, 9) + fv(2, 8) + fl(4, ID1) + fl(6, "a")
+write("journal_replay", bytes([0]) + rec(d8) + rec(d9))
+write("journal_replay", bytes([1]) + rec(d8) + rec(d9))
+write("journal_replay", bytes([2]) + rec(d8) + b"GWJ1\xff\xff")
+write("journal_replay", bytes([0]) + rec(fv(1, 3) + fv(2, 2)) + rec(d8))
+
 # ---- admin_api: handler index, "param\nquery\nbody" -------------------------
 names = ["keys_create", "keys_list", "keys_get", "keys_update", "keys_revoke", "keys_rotate",
          "teams_create", "teams_list", "teams_get", "teams_update", "teams_delete",

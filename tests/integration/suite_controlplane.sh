@@ -42,17 +42,8 @@ free_port() {
 }
 
 # the control plane binds dataplane_listen's port P and P+1 (deltas)
-free_port_pair() {
-  python3 -c '
-import socket
-for _ in range(100):
-    a = socket.socket(); a.bind(("127.0.0.1", 0)); p = a.getsockname()[1]; b = socket.socket()
-    try:
-        b.bind(("127.0.0.1", p + 1)); print(p); break
-    except OSError:
-        pass
-    finally:
-        a.close(); b.close()'
+free_port_pair() {  # the one in harness.py: a pair below the ephemeral range, probed
+  (cd "$root/tests/integration" && python3 -c 'import harness; print(harness.free_port_pair())')
 }
 
 pg_port=$(free_port) || fail_early "no free port"

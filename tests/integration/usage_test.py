@@ -315,6 +315,29 @@ def test_ingestion_throughput():
             "benchmark rows missing or doubled")
 
 
+@h.test
+def test_team_rate_limit():
+    """A team's RPM applies to its keys (no Redis here: each of the 2 workers admits limit / 2)."""
+    team = api("POST", "/api/teams", {"name": "limited-team", "rpm_limit": 4})
+    k = api("POST", "/api/keys", {"name": "limited-key", "team_id": team["id"]})
+    # /v1/models checks the key without spending the team's requests
+    h.wait_for(lambda: h.http_request(ENV.gw_port, "GET", "/v1/models", key=k["key"]).status == 200, 15,
+               what="the gateway to know the new key")
+    if 60 - time.time() % 60 < 10:   # keep the burst inside one minute window
+        time.sleep(60 - time.time() % 60 + 0.3)
+    body = {"model": "priced-mock", "messages": [{"role": "user", "content": "hi"}]}
+    rs = [h.http_request(ENV.gw_port, "POST", "/v1/chat/completions", body=body, key=k["key"]) for _ in range(10)]
+    ok = [r for r in rs if r.status == 200]
+    refused = [r for r in rs if r.status == 429]
+    h.check(len(ok) + len(refused) == 10, "statuses %r" % [r.status for r in rs])
+    h.check(2 <= len(ok) <= 4, "admitted %d of 10 with a team limit of 4 over 2 workers" % len(ok))
+    for r in refused:
+        h.check(r.header("x-gateway-limit-kind") == "rpm" and r.header("retry-after"), "headers %r" % r.headers)
+        h.check("team" in h.expect_openai_error(r)["message"], "message %r" % r.body[:200])
+    for r in rs:
+        h.check(r.header("x-ratelimit-limit-requests") == "4", "limit header %r" % r.headers)
+
+
 def after_each(name):
     g = ENV.gw
     if g is not None:
