@@ -28,10 +28,14 @@ int usage_from_json(const json_value *root, usage_t *u)
  * "usage" key and parse only the object after it, not the whole completion. */
 int usage_from_bytes(const char *p, size_t n, usage_t *u)
 {
-    /* from the end: the usage object is last in a response or a chunk */
+    /* The usage object is last in a response or a chunk: look in the tail
+     * first (memmem is vectorised), then in the whole body; take the last hit. */
     const char *k = NULL;
-    for (size_t i = n >= 7 ? n - 7 + 1 : 0; i-- > 0;)
-        if (p[i] == '"' && memcmp(p + i, "\"usage\"", 7) == 0) { k = p + i; break; }
+    size_t from = n > 1024 ? n - 1024 : 0;
+    for (int pass = 0; pass < 2 && !k; pass++, from = 0) {
+        for (const char *s = p + from; (s = memmem(s, n - (size_t)(s - p), "\"usage\"", 7)); s += 7) k = s;
+        if (from == 0) break;
+    }
     if (!k) return -1;
     const char *q = k + 7, *end = p + n;
     while (q < end && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')) q++;
