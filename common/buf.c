@@ -131,6 +131,15 @@ int buf_put_fixed3(buf_t *b, double v)
     return buf_append(b, frac, 4);
 }
 
+size_t utf8_prefix(const char *s, size_t n, size_t max)
+{
+    if (n <= max) return n;
+    size_t cut = max;
+    /* back off over continuation bytes (10xxxxxx) to a sequence start */
+    while (cut > 0 && ((unsigned char)s[cut] & 0xC0) == 0x80) cut--;
+    return cut;
+}
+
 char *buf_steal(buf_t *b)
 {
     char *p = b->data;

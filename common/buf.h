@@ -27,6 +27,9 @@ int  buf_json_str(buf_t *b, const char *s, size_t n);
 int  buf_put_u64(buf_t *b, unsigned long long v);
 int  buf_put_i64(buf_t *b, long long v);
 int  buf_put_fixed3(buf_t *b, double v);        /* v >= 0, e.g. 12.345 */
+/* The longest prefix of s[0..n) no longer than max bytes that does not cut
+ * a UTF-8 sequence in half (for truncating text that must stay valid). */
+size_t utf8_prefix(const char *s, size_t n, size_t max);
 char *buf_steal(buf_t *b);                      /* caller frees; b is reset to empty */
 
 #endif

@@ -667,7 +667,9 @@ static const gw_key *authenticate(gw_req *r)
     const gw_key *k = auth_lookup(r->cfg, token);
     if (!k) reply_error(r, 401, "invalid_request_error", "invalid_api_key", NULL, "Incorrect API key provided.");
     else {
-        snprintf(r->key_name, sizeof r->key_name, "%s", k->name);
+        size_t kn = utf8_prefix(k->name, strlen(k->name), sizeof r->key_name - 1);
+        memcpy(r->key_name, k->name, kn);   /* never cut a UTF-8 sequence: it goes into JSON logs */
+        r->key_name[kn] = '\0';
         memcpy(r->key_id, k->id, sizeof r->key_id);
         memcpy(r->team_id, k->team_id, sizeof r->team_id);
     }

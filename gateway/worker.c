@@ -126,6 +126,21 @@ static evhtp_res on_headers(evhtp_request_t *req, evhtp_headers_t *hdrs, void *a
     return EVHTP_RES_OK;
 }
 
+/* A chunk announced larger than the whole body may be is refused before its
+ * bytes arrive: otherwise the parser would wait for them (a 2^63 chunk
+ * swallows every later request on the connection). */
+static evhtp_res on_new_chunk(evhtp_request_t *req, uint64_t len, void *arg)
+{
+    conn_guard *g = arg;
+    if (len > g->w->cfg->max_body_bytes || g->body_bytes + len > g->w->cfg->max_body_bytes) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "Request body too large: the limit is %zu bytes.", g->w->cfg->max_body_bytes);
+        reject(req, g, 413, "Payload Too Large", msg);
+        return EVHTP_RES_ERROR;
+    }
+    return EVHTP_RES_OK;
+}
+
 static evhtp_res on_body(evhtp_request_t *req, struct evbuffer *buf, void *arg)
 {
     conn_guard *g = arg;
@@ -156,6 +171,7 @@ static evhtp_res on_accept(evhtp_connection_t *c, void *arg)
     evhtp_connection_set_hook(c, evhtp_hook_on_header, (evhtp_hook)on_header, g);
     evhtp_connection_set_hook(c, evhtp_hook_on_headers, (evhtp_hook)on_headers, g);
     evhtp_connection_set_hook(c, evhtp_hook_on_read, (evhtp_hook)on_body, g);
+    evhtp_connection_set_hook(c, evhtp_hook_on_new_chunk, (evhtp_hook)on_new_chunk, g);
     evhtp_connection_set_hook(c, evhtp_hook_on_connection_fini, (evhtp_hook)on_conn_fini, g);
     return EVHTP_RES_OK;
 }

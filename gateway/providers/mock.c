@@ -36,7 +36,7 @@ static void reply_text(const provider_call *call, buf_t *text)
 {
     const json_value *u = call->route == ROUTE_CHAT ? last_user_text(call->root) : json_get(call->root, "prompt");
     buf_puts(text, "This is a mock response from the gateway. You said: ");
-    if (u && u->type == JSON_STRING) buf_append(text, u->str, u->str_len > 60 ? 60 : u->str_len);
+    if (u && u->type == JSON_STRING) buf_append(text, u->str, utf8_prefix(u->str, u->str_len, 60));
     else buf_puts(text, "(nothing)");
 }
 
