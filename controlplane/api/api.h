@@ -114,6 +114,12 @@ char *api_source(const api_req *r, const json_value *v);
 /* Writes a paged list response {"data":..., "total":N, "limit":L, "offset":O}
  * from a result whose row 0 holds (total, data JSON). */
 void api_reply_page(api_req *r, PGresult *res, const char *limit, const char *offset);
+/* One resource by r->param: sql selects its JSON with $1 = r->param; replies
+ * 200 with it, or 404 "no <what> '<param>'" (what: "key with id"). */
+void api_reply_one(api_req *r, const char *sql, const char *what);
+/* Inside a transaction: runs a SELECT ... FOR UPDATE with $1 = r->param and
+ * returns its one row, or rolls back, answers 404 as above and returns NULL. */
+PGresult *api_lock_one(api_req *r, const char *sql, const char *what);
 
 /* ---- handlers, one file per resource ---- */
 void api_keys_create(api_req *r);

@@ -133,12 +133,7 @@ void api_credentials_list(api_req *r)
 void api_credentials_get(api_req *r)
 {
     if (api_param_uuid(r, "credential") < 0) return;
-    const char *params[] = { r->param };
-    PGresult *res = cp_db_exec(r->db, "SELECT " CRED_JSON " FROM credentials c WHERE c.id = $1::uuid", 1, params);
-    if (!res) { api_db_error(r, NULL); return; }
-    if (PQntuples(res) == 1) api_reply(r, 200, PQgetvalue(res, 0, 0));
-    else api_error(r, 404, "not_found", "no credential with id '%s'", r->param);
-    PQclear(res);
+    api_reply_one(r, "SELECT " CRED_JSON " FROM credentials c WHERE c.id = $1::uuid", "credential with id");
 }
 
 void api_credentials_delete(api_req *r)

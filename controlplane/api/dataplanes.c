@@ -24,10 +24,5 @@ void api_dataplanes_list(api_req *r)
 
 void api_dataplanes_get(api_req *r)
 {
-    const char *params[] = { r->param };
-    PGresult *res = cp_db_exec(r->db, "SELECT " DP_JSON " FROM dataplanes d WHERE d.id = $1", 1, params);
-    if (!res) { api_db_error(r, NULL); return; }
-    if (PQntuples(res) == 1) api_reply(r, 200, PQgetvalue(res, 0, 0));
-    else api_error(r, 404, "not_found", "no data plane with id '%.200s'", r->param);
-    PQclear(res);
+    api_reply_one(r, "SELECT " DP_JSON " FROM dataplanes d WHERE d.id = $1", "data plane with id");
 }

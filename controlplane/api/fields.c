@@ -303,3 +303,27 @@ void api_reply_page(api_req *r, PGresult *res, const char *limit, const char *of
                PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 0), limit, offset);
     r->status = 200;
 }
+
+void api_reply_one(api_req *r, const char *sql, const char *what)
+{
+    const char *params[] = { r->param };
+    PGresult *res = cp_db_exec(r->db, sql, 1, params);
+    if (!res) { api_db_error(r, NULL); return; }
+    if (PQntuples(res) == 1) api_reply(r, 200, PQgetvalue(res, 0, 0));
+    else api_error(r, 404, "not_found", "no %s '%.200s'", what, r->param);
+    PQclear(res);
+}
+
+PGresult *api_lock_one(api_req *r, const char *sql, const char *what)
+{
+    const char *params[] = { r->param };
+    PGresult *res = cp_db_exec(r->db, sql, 1, params);
+    if (!res) { api_db_error(r, NULL); return NULL; }
+    if (PQntuples(res) != 1) {
+        PQclear(res);
+        cp_db_rollback(r->db);
+        api_error(r, 404, "not_found", "no %s '%.200s'", what, r->param);
+        return NULL;
+    }
+    return res;
+}

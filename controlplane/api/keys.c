@@ -163,28 +163,13 @@ void api_keys_list(api_req *r)
 void api_keys_get(api_req *r)
 {
     if (api_param_uuid(r, "key") < 0) return;
-    const char *params[] = { r->param };
-    PGresult *res = cp_db_exec(r->db, "SELECT " KEY_JSON " FROM virtual_keys k WHERE k.id = $1::uuid", 1, params);
-    if (!res) { api_db_error(r, NULL); return; }
-    if (PQntuples(res) == 1) api_reply(r, 200, PQgetvalue(res, 0, 0));
-    else api_error(r, 404, "not_found", "no key with id '%s'", r->param);
-    PQclear(res);
+    api_reply_one(r, "SELECT " KEY_JSON " FROM virtual_keys k WHERE k.id = $1::uuid", "key with id");
 }
 
 /* In a transaction: locks the key, returns (json, status) or answers 404. */
 static PGresult *lock_key(api_req *r)
 {
-    const char *params[] = { r->param };
-    PGresult *res = cp_db_exec(r->db, "SELECT " KEY_JSON ", k.status FROM virtual_keys k WHERE k.id = $1::uuid FOR UPDATE",
-                               1, params);
-    if (!res) { api_db_error(r, NULL); return NULL; }
-    if (PQntuples(res) != 1) {
-        PQclear(res);
-        cp_db_rollback(r->db);
-        api_error(r, 404, "not_found", "no key with id '%s'", r->param);
-        return NULL;
-    }
-    return res;
+    return api_lock_one(r, "SELECT " KEY_JSON ", k.status FROM virtual_keys k WHERE k.id = $1::uuid FOR UPDATE", "key with id");
 }
 
 static int refuse_revoked(api_req *r, PGresult *before)

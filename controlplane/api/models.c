@@ -337,26 +337,12 @@ void api_models_list(api_req *r)
 void api_models_get(api_req *r)
 {
     if (check_param_alias(r) < 0) return;
-    const char *params[] = { r->param };
-    PGresult *res = cp_db_exec(r->db, "SELECT " MODEL_JSON " FROM models m WHERE m.alias = $1", 1, params);
-    if (!res) { api_db_error(r, NULL); return; }
-    if (PQntuples(res) == 1) api_reply(r, 200, PQgetvalue(res, 0, 0));
-    else api_error(r, 404, "not_found", "no model with alias '%.200s'", r->param);
-    PQclear(res);
+    api_reply_one(r, "SELECT " MODEL_JSON " FROM models m WHERE m.alias = $1", "model with alias");
 }
 
 static PGresult *lock_model(api_req *r)
 {
-    const char *params[] = { r->param };
-    PGresult *res = cp_db_exec(r->db, "SELECT " MODEL_JSON " FROM models m WHERE m.alias = $1 FOR UPDATE", 1, params);
-    if (!res) { api_db_error(r, NULL); return NULL; }
-    if (PQntuples(res) != 1) {
-        PQclear(res);
-        cp_db_rollback(r->db);
-        api_error(r, 404, "not_found", "no model with alias '%.200s'", r->param);
-        return NULL;
-    }
-    return res;
+    return api_lock_one(r, "SELECT " MODEL_JSON " FROM models m WHERE m.alias = $1 FOR UPDATE", "model with alias");
 }
 
 void api_models_update(api_req *r)

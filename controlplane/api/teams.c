@@ -85,27 +85,12 @@ void api_teams_list(api_req *r)
 void api_teams_get(api_req *r)
 {
     if (api_param_uuid(r, "team") < 0) return;
-    const char *params[] = { r->param };
-    PGresult *res = cp_db_exec(r->db, "SELECT " TEAM_JSON " FROM teams t WHERE t.id = $1::uuid", 1, params);
-    if (!res) { api_db_error(r, NULL); return; }
-    if (PQntuples(res) == 1) api_reply(r, 200, PQgetvalue(res, 0, 0));
-    else api_error(r, 404, "not_found", "no team with id '%s'", r->param);
-    PQclear(res);
+    api_reply_one(r, "SELECT " TEAM_JSON " FROM teams t WHERE t.id = $1::uuid", "team with id");
 }
 
 static PGresult *lock_team(api_req *r)
 {
-    const char *params[] = { r->param };
-    PGresult *res = cp_db_exec(r->db, "SELECT " TEAM_JSON " FROM teams t WHERE t.id = $1::uuid FOR UPDATE",
-                               1, params);
-    if (!res) { api_db_error(r, NULL); return NULL; }
-    if (PQntuples(res) != 1) {
-        PQclear(res);
-        cp_db_rollback(r->db);
-        api_error(r, 404, "not_found", "no team with id '%s'", r->param);
-        return NULL;
-    }
-    return res;
+    return api_lock_one(r, "SELECT " TEAM_JSON " FROM teams t WHERE t.id = $1::uuid FOR UPDATE", "team with id");
 }
 
 void api_teams_update(api_req *r)
