@@ -19,6 +19,7 @@
 #include "snapshot.h"
 
 #define POLL_MS 100
+#define BUDGET_ROLL_MS 1000     /* a block outlives its period by at most this (+ a delta) */
 
 struct cp_publisher {
     const unsigned char *master_key;
@@ -137,11 +138,28 @@ static void on_usage(cp_publisher *p, cp_dbconn *c, const uint8_t *data, size_t 
     if (rv != 0) { nng_msg_free(m); log_warn("usage ack: %s", nng_strerror(rv)); }
 }
 
+/* Budgets whose period ended: reset their spend, lift their blocks. */
+static void roll_budget_periods(cp_dbconn *c)
+{
+    PGresult *r = cp_db_exec(c, "SELECT budget_roll_periods()", 0, NULL);
+    if (!r) { log_warn("budget period roll: %s", cp_db_errmsg(c)); return; }
+    const char *v = cp_db_value(r);
+    if (v && strcmp(v, "0")) log_info("budget periods rolled: %s blocks lifted", v);
+    PQclear(r);
+}
+
 static void *hello_main(void *arg)
 {
     cp_publisher *p = arg;
     cp_dbconn *c = cp_db_acquire(p->hello_db);
+    int64_t next_roll = 0;
     while (!atomic_load(&p->stop)) {
+        /* here, not on another thread: ingestion and the roll lock the same
+         * key rows, and one thread takes them in one order */
+        if (now_ms() >= next_roll) {
+            roll_budget_periods(c);
+            next_roll = now_ms() + BUDGET_ROLL_MS;
+        }
         nng_msg *m;
         int rv = nng_recvmsg(p->rep, &m, 0);
         if (rv == NNG_ETIMEDOUT) continue;

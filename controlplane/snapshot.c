@@ -26,12 +26,12 @@ enum { D_VERSION = 1, D_BASE = 2, D_UPSERT_KEYS = 3, D_REMOVE_KEYS = 4, D_UPSERT
     "k.id::text, k.name, encode(k.key_sha256, 'hex'), coalesce(k.team_id::text, ''), k.models IS NULL, " \
     "coalesce(array_to_json(k.models)::text, '[]'), coalesce(k.rpm_limit, -1), coalesce(k.tpm_limit, -1), " \
     "coalesce(k.budget_usd, -1)::float8, coalesce(k.budget_period, ''), " \
-    "coalesce(floor(extract(epoch FROM k.expires_at))::bigint, 0)"
+    "coalesce(floor(extract(epoch FROM k.expires_at))::bigint, 0), k.budget_blocked, k.budget_spent_usd::float8"
 /* revoked and expired keys are not sent: the data plane would refuse them anyway */
 #define KEY_USABLE "k.status = 'active' AND (k.expires_at IS NULL OR k.expires_at > now())"
 #define TEAM_COLS \
     "t.id::text, t.name, coalesce(t.rpm_limit, -1), coalesce(t.tpm_limit, -1), " \
-    "coalesce(t.budget_usd, -1)::float8, coalesce(t.budget_period, '')"
+    "coalesce(t.budget_usd, -1)::float8, coalesce(t.budget_period, ''), t.budget_blocked, t.budget_spent_usd::float8"
 #define MODEL_COLS \
     "m.alias, m.strategy, m.deployments::text, array_to_json(m.fallbacks)::text, " \
     "CASE WHEN jsonb_typeof(m.cache -> 'ttl_s') = 'number' THEN (m.cache ->> 'ttl_s')::numeric::bigint ELSE 0 END"
@@ -81,6 +81,8 @@ static int put_key_row(buf_t *out, uint32_t field, PGresult *r, int row)
     k.budget_usd = strtod(PQgetvalue(r, row, 8), NULL);
     k.budget_period = PQgetvalue(r, row, 9);
     k.expires_at = to_i64(PQgetvalue(r, row, 10));
+    k.budget_exceeded = PQgetvalue(r, row, 11)[0] == 't';
+    k.budget_spent_usd = strtod(PQgetvalue(r, row, 12), NULL);
     int rc = pbw_put_message_field(out, field, &k.base);
     free(models);
     json_doc_free(doc);
@@ -96,6 +98,8 @@ static int put_team_row(buf_t *out, uint32_t field, PGresult *r, int row)
     t.tpm_limit = to_i64(PQgetvalue(r, row, 3));
     t.budget_usd = strtod(PQgetvalue(r, row, 4), NULL);
     t.budget_period = PQgetvalue(r, row, 5);
+    t.budget_exceeded = PQgetvalue(r, row, 6)[0] == 't';
+    t.budget_spent_usd = strtod(PQgetvalue(r, row, 7), NULL);
     return pbw_put_message_field(out, field, &t.base);
 }
 

@@ -1,5 +1,6 @@
 #include "cpstate.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +73,8 @@ static int key_from_pb(const Gw__Key *k, keytab_key *out, uint8_t team[16], char
     out->budget_period = period;
     out->expires_at = k->expires_at;
     out->blocked = k->blocked;
+    out->budget_exceeded = k->budget_exceeded;
+    out->budget_spent_usd = isfinite(k->budget_spent_usd) && k->budget_spent_usd > 0 ? k->budget_spent_usd : 0;
     return 0;
 }
 
@@ -89,6 +92,8 @@ static int team_from_pb(const Gw__Team *t, keytab_team *out, char *err, size_t e
     out->budget_usd = t->budget_usd;
     out->budget_period = period;
     out->blocked = t->blocked;
+    out->budget_exceeded = t->budget_exceeded;
+    out->budget_spent_usd = isfinite(t->budget_spent_usd) && t->budget_spent_usd > 0 ? t->budget_spent_usd : 0;
     return 0;
 }
 

@@ -9,6 +9,7 @@
 #define F_LIVE    1
 #define F_BLOCKED 2
 #define F_HAS_ID  4
+#define F_BUDGET_EXCEEDED 8
 
 #define NO_ENTRY  UINT32_MAX
 
@@ -17,6 +18,7 @@ typedef struct kt_rec {
     uint8_t  id[16];
     int64_t  rpm_limit, tpm_limit;
     double   budget_usd;
+    double   budget_spent;
     int64_t  expires_at;
     uint32_t name_off;      /* into the arena; for a free record: next free record */
     uint32_t scope;         /* 0: every alias; else scopes[scope - 1] */
@@ -25,7 +27,7 @@ typedef struct kt_rec {
     uint8_t  period;
     uint8_t  flags;
 } kt_rec;
-_Static_assert(sizeof(kt_rec) == 96, "a key record is 96 bytes");
+_Static_assert(sizeof(kt_rec) == 104, "a key record is 104 bytes");
 
 typedef struct kt_scope {
     char   **models;        /* NULL when the slot is free */
@@ -38,8 +40,8 @@ typedef struct kt_team {
     uint8_t  id[16];
     char    *name;
     int64_t  rpm_limit, tpm_limit;
-    double   budget_usd;
-    uint8_t  period, blocked, present;
+    double   budget_usd, budget_spent;
+    uint8_t  period, blocked, present, budget_exceeded;
 } kt_team;
 
 /* Open addressing, linear probing, entry index + 1 per slot (0 = empty),
@@ -409,6 +411,8 @@ int keytab_team_upsert(keytab *t, const keytab_team *tm)
     x->budget_usd = tm->budget_usd;
     x->period = (uint8_t)tm->budget_period;
     x->blocked = tm->blocked ? 1 : 0;
+    x->budget_exceeded = tm->budget_exceeded ? 1 : 0;
+    x->budget_spent = tm->budget_spent_usd;
     x->present = 1;
     return 0;
 }
@@ -429,9 +433,11 @@ static void fill(kt_rec *r, const keytab_key *k)
     r->rpm_limit = k->rpm_limit;
     r->tpm_limit = k->tpm_limit;
     r->budget_usd = k->budget_usd;
+    r->budget_spent = k->budget_spent_usd;
     r->expires_at = k->expires_at;
     r->period = (uint8_t)k->budget_period;
-    r->flags = (uint8_t)(F_LIVE | (k->blocked ? F_BLOCKED : 0) | (k->has_id ? F_HAS_ID : 0));
+    r->flags = (uint8_t)(F_LIVE | (k->blocked ? F_BLOCKED : 0) | (k->has_id ? F_HAS_ID : 0) |
+                         (k->budget_exceeded ? F_BUDGET_EXCEEDED : 0));
 }
 
 int keytab_upsert(keytab *t, const keytab_key *k, const char **clash)
@@ -547,8 +553,17 @@ int keytab_find(const keytab *t, const uint8_t sha[32], time_t now, gw_key *out)
     int team_known = team && team->present;
     out->team_rpm_limit = team_known ? team->rpm_limit : -1;
     out->team_tpm_limit = team_known ? team->tpm_limit : -1;
-    out->budget_usd = r->budget_usd;
-    out->budget_period = g_periods[r->period <= KT_PERIOD_TOTAL ? r->period : 0];
+    out->budget = (gw_budget){
+        .limit_usd = r->budget_usd, .spent_usd = r->budget_spent, .period = r->period,
+        .exceeded = (r->flags & F_BUDGET_EXCEEDED) != 0, .ident = hash_id(r->id) | 1,   /* odd: keys, even: teams */
+    };
+    if (team_known && team->budget_usd >= 0)
+        out->team_budget = (gw_budget){
+            .limit_usd = team->budget_usd, .spent_usd = team->budget_spent, .period = team->period,
+            .exceeded = team->budget_exceeded, .ident = hash_id(team->id) & ~1ull,
+        };
+    else
+        out->team_budget = (gw_budget){ .limit_usd = -1 };
     out->expires_at = r->expires_at;
     return 1;
 }

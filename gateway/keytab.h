@@ -40,6 +40,8 @@ typedef struct keytab_key {
     int                budget_period;          /* KT_PERIOD_* */
     int64_t            expires_at;             /* unix seconds, 0: never */
     int                blocked;
+    int                budget_exceeded;        /* the control plane saw the budget reached */
+    double             budget_spent_usd;       /* its figure for the current period */
 } keytab_key;
 
 /* A team as given to keytab_team_upsert. */
@@ -50,7 +52,18 @@ typedef struct keytab_team {
     double      budget_usd;
     int         budget_period;
     int         blocked;
+    int         budget_exceeded;
+    double      budget_spent_usd;
 } keytab_team;
+
+/* A key's or team's budget as a lookup sees it. */
+typedef struct gw_budget {
+    double   limit_usd;       /* < 0: no budget */
+    double   spent_usd;       /* the control plane's spend of the current period, when last sent */
+    uint64_t ident;           /* stable per key or team: names the worker's own spend counter */
+    int      period;          /* KT_PERIOD_* */
+    int      exceeded;        /* the control plane saw spent reach the limit */
+} gw_budget;
 
 /* What a lookup sees; valid until the table changes. */
 typedef struct gw_key {
@@ -61,8 +74,7 @@ typedef struct gw_key {
     size_t             nmodels;
     int64_t            rpm_limit, tpm_limit;   /* < 0: none */
     int64_t            team_rpm_limit, team_tpm_limit;   /* the key's team's; < 0: none */
-    double             budget_usd;             /* < 0: none */
-    const char        *budget_period;          /* NULL when none */
+    gw_budget          budget, team_budget;    /* team_budget.limit_usd < 0 without a team budget */
     int64_t            expires_at;
 } gw_key;
 

@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <curl/curl.h>
 
+#include "budget.h"
 #include "config.h"
 #include "cpagent.h"
 #include "log.h"
@@ -254,6 +255,8 @@ int main(int argc, char **argv)
     if (cfg->control_plane && cpagent_prepare_config(cfg, err, sizeof err) < 0) { log_error("%s", err); return 1; }
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) { log_error("curl_global_init failed"); return 1; }
     if ((listen_fd = bind_listener(cfg->listen_host, cfg->listen_port)) < 0) return 1;
+    /* before any fork: every worker (and every respawned one) shares it */
+    if (budget_node_init() < 0) log_warn("no shared budget table (%s): workers count spend alone", strerror(errno));
 
     /* signals arrive through sigtimedwait, never as handlers: no async-signal-safety traps */
     sigset_t set;

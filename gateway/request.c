@@ -34,6 +34,7 @@
 #include "pricing.h"
 #include "providers/provider.h"
 #include "ratelimit.h"
+#include "budget.h"
 #include "sse.h"
 #include "upstream.h"
 #include "usage.h"
@@ -72,6 +73,8 @@ typedef struct gw_req {
     int64_t              cost_e10;     /* 1e-10 USD, from usage and the deployment's price */
     rl_ticket            rl;           /* what the key's rate limits charged (rl.active: it has limits) */
     rl_ticket            rl_team;      /* same for the key's team */
+    budget_ticket        budget;       /* whose budgets the cost is charged to */
+    int                  budget_on;
     int                  want_usage;   /* stream without include_usage: ask upstream for it anyway */
     int                  strip_usage;
     int                  up_status;
@@ -265,6 +268,7 @@ static void settle_limits(gw_req *r)
 static void req_finish(gw_req *r)
 {
     account(r);
+    if (r->budget_on) budget_charge(r->w->budget, &r->budget, r->cost_e10, (time_t)(loop_now_ms(r->w) / 1000));
     settle_limits(r);
     access_log(r);
     record_usage(r);
@@ -623,13 +627,47 @@ static void refuse(gw_req *r, const rl_ticket *t, int team)
     reply_error(r, 429, kind == RL_RPM ? "requests" : "tokens", "rate_limit_exceeded", NULL, msg);
 }
 
-/* The key's RPM and TPM, then its team's. 1: go on; 0: refused with a 429. */
+static void refuse_budget(gw_req *r, const budget_refusal *why)
+{
+    static const char *const period[] = { "total", "daily", "weekly", "monthly", "total" };
+    char ra[16], msg[240];
+    snprintf(ra, sizeof ra, "%d", why->retry_after_s);
+    evhtp_headers_t *h = r->req->headers_out;
+    evhtp_headers_add_header(h, evhtp_header_new("Retry-After", ra, 0, 1));
+    evhtp_headers_add_header(h, evhtp_header_new("X-Gateway-Limit-Kind", "budget", 0, 0));
+    snprintf(msg, sizeof msg, "Budget exceeded for %s: spent %.4f of %.4f USD (%s budget).%s",
+             why->team ? "your team" : "this key", why->spent_usd, why->limit_usd,
+             period[why->period >= 0 && why->period <= KT_PERIOD_TOTAL ? why->period : 0],
+             why->period == KT_PERIOD_TOTAL || why->period == KT_PERIOD_NONE ? " Ask an admin to raise it."
+                                                                             : " It resets with the period.");
+    reply_error(r, 429, "insufficient_quota", "budget_exceeded", NULL, msg);
+}
+
+/* The key's budget, then its team's (after RPM and TPM). 1: go on; 0: refused. */
+static int check_budget(gw_req *r)
+{
+    const gw_key *k = r->key;
+    if (!(k->budget.limit_usd >= 0) && !(k->team_budget.limit_usd >= 0)) return 1;
+    budget_refusal why;
+    int64_t now_ms = loop_now_ms(r->w);
+    if (budget_check(r->w->budget, k, (time_t)(now_ms / 1000), &r->budget, &why)) {
+        r->budget_on = 1;
+        return 1;
+    }
+    ratelimit_release(r->w->rl, &r->rl, now_ms);        /* refused: nothing was spent */
+    ratelimit_release(r->w->rl, &r->rl_team, now_ms);
+    refuse_budget(r, &why);
+    return 0;
+}
+
+/* The key's RPM and TPM, then its team's, then the budgets. 1: go on; 0:
+ * refused with a 429. */
 static int check_limits(gw_req *r, size_t body_len)
 {
     const gw_key *k = r->key;
     int key_lim = k->rpm_limit >= 0 || k->tpm_limit >= 0;
     int team_lim = r->team_id[0] && (k->team_rpm_limit >= 0 || k->team_tpm_limit >= 0);
-    if (!key_lim && !team_lim) return 1;
+    if (!key_lim && !team_lim) return check_budget(r);
     char sid[RL_ID_MAX + 1];
     int64_t now_ms = loop_now_ms(r->w);
     int64_t est = k->tpm_limit >= 0 || (team_lim && k->team_tpm_limit >= 0) ? estimate_tokens(r, body_len) : 0;
@@ -648,7 +686,7 @@ static int check_limits(gw_req *r, size_t body_len)
             return 0;
         }
     }
-    return 1;
+    return check_budget(r);
 }
 
 static const gw_key *authenticate(gw_req *r)

@@ -27,6 +27,7 @@
 #include "httputil.h"
 #include "json.h"
 #include "ratelimit.h"
+#include "budget.h"
 #include "rlredis.h"
 #include "log.h"
 #include "request.h"
@@ -265,6 +266,7 @@ static int setup_limits(worker_t *w)
     if (!(w->rl = ratelimit_new(RL_SUBJECTS, node_workers(cfg), w->rlstore ? rlredis_lease : NULL, w->rlstore)))
         return -1;
     rlredis_attach(w->rlstore, w->rl);
+    if (!(w->budget = budget_local_new())) return -1;
     return 0;
 }
 
@@ -347,6 +349,7 @@ out:
     if (w.up) upstream_free(w.up);
     rlredis_free(w.rlstore);
     ratelimit_free(w.rl);
+    budget_local_free(w.budget);
     if (w.alog) accesslog_close(w.alog);
     if (w.ev_term) event_free(w.ev_term);
     if (w.ev_int) event_free(w.ev_int);

@@ -15,7 +15,8 @@
 #define KEY_JSON \
     "json_build_object('id', k.id, 'name', k.name, 'key_prefix', k.key_prefix, 'team_id', k.team_id, " \
     "'models', k.models, 'rpm_limit', k.rpm_limit, 'tpm_limit', k.tpm_limit, " \
-    "'budget_usd', k.budget_usd, 'budget_period', k.budget_period, 'expires_at', k.expires_at, " \
+    "'budget_usd', k.budget_usd, 'budget_period', k.budget_period, 'budget_spent_usd', k.budget_spent_usd, " \
+    "'budget_blocked', k.budget_blocked, 'budget_resets_at', k.budget_resets_at, 'expires_at', k.expires_at, " \
     "'metadata', k.metadata, 'status', k.status, 'created_at', k.created_at, " \
     "'updated_at', k.updated_at, 'revoked_at', k.revoked_at)"
 

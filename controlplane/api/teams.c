@@ -7,7 +7,8 @@
 
 #define TEAM_JSON \
     "json_build_object('id', t.id, 'name', t.name, 'budget_usd', t.budget_usd, " \
-    "'budget_period', t.budget_period, 'rpm_limit', t.rpm_limit, 'tpm_limit', t.tpm_limit, " \
+    "'budget_period', t.budget_period, 'budget_spent_usd', t.budget_spent_usd, 'budget_blocked', t.budget_blocked, " \
+    "'budget_resets_at', t.budget_resets_at, 'rpm_limit', t.rpm_limit, 'tpm_limit', t.tpm_limit, " \
     "'metadata', t.metadata, 'created_at', t.created_at, 'updated_at', t.updated_at)"
 
 static const api_field team_fields[] = {

@@ -338,6 +338,129 @@ def test_team_rate_limit():
         h.check(r.header("x-ratelimit-limit-requests") == "4", "limit header %r" % r.headers)
 
 
+def _burst_until_refused(key, model, threads=4, cap=400):
+    """Requests from `threads` connections until the first budget refusal;
+    returns (costs of the admitted requests, the refusals)."""
+    body = {"model": model, "messages": [{"role": "user", "content": "spend my budget please"}]}
+    costs, refusals, errors = [], [], []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def run():
+        try:
+            with h.Conn(ENV.gw_port) as c:
+                while not stop.is_set():
+                    with lock:
+                        if len(costs) + len(refusals) >= cap:
+                            return
+                    r = c.request("POST", "/v1/chat/completions", body, key=key)
+                    with lock:
+                        if r.status == 200:
+                            costs.append(Decimal(r.header("x-gateway-cost-usd")))
+                        elif r.status == 429:
+                            refusals.append(r)
+                            stop.set()
+                        else:
+                            errors.append("%d %r" % (r.status, r.body[:200]))
+                            stop.set()
+        except Exception as e:  # noqa: BLE001 - reported below
+            with lock:
+                errors.append(repr(e))
+
+    ts = [threading.Thread(target=run) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    h.check(not errors, "budget burst: %s" % errors[:3])
+    return costs, refusals
+
+
+def _refused_everywhere(key, model, n=8):
+    """n fresh connections (spread over both workers) all get 429 budget."""
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+    rs = [h.http_request(ENV.gw_port, "POST", "/v1/chat/completions", body=body, key=key) for _ in range(n)]
+    return all(r.status == 429 and r.header("x-gateway-limit-kind") == "budget" for r in rs)
+
+
+def _budget_state(kind, rid):
+    d = api("GET", "/api/%s/%s" % (kind, rid))
+    return Decimal(str(d["budget_spent_usd"])), d["budget_blocked"]
+
+
+def _served(key, model):
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+    return h.http_request(ENV.gw_port, "POST", "/v1/chat/completions", body=body, key=key).status == 200
+
+
+@h.test
+def test_key_budget_blocks_with_small_overshoot_and_lifts():
+    """A key with a 0.01 USD budget: refused with kind budget once its spend
+    crosses it, on every worker; the overshoot is reported. Raising the
+    budget lifts the block; a period that ended resets the spend."""
+    api("POST", "/api/models", {"alias": "budget-mock", "deployments": [
+        {"provider": "mock", "model": "mock-b", "input_cost_per_mtok": 20, "output_cost_per_mtok": 60}]})
+    k = api("POST", "/api/keys", {"name": "budget-key", "budget_usd": 0.01, "budget_period": "daily"})
+    h.check(k["budget_spent_usd"] == 0 and k["budget_blocked"] is False and k["budget_resets_at"], "new key %r" % k)
+    h.wait_for(lambda: _served(k["key"], "budget-mock"), 15, what="the gateway to serve the budget key")
+    costs, refusals = _burst_until_refused(k["key"], "budget-mock")
+    h.check(refusals, "never refused after %d requests costing %s USD" % (len(costs), sum(costs)))
+    r = refusals[0]
+    h.check(r.header("x-gateway-limit-kind") == "budget", "kind %r" % r.headers)
+    h.check(1 <= int(r.header("retry-after")) <= 86400, "Retry-After %r (daily budget)" % r.header("retry-after"))
+    err = h.expect_openai_error(r)
+    h.check(err["code"] == "budget_exceeded" and "0.0100" in err["message"], "error %r" % err)
+    # every worker refuses it once the control plane's verdict arrives
+    h.wait_for(lambda: _refused_everywhere(k["key"], "budget-mock"), 10, what="429 budget on every worker")
+    per_req = costs[0] if costs else Decimal(0)
+    # the key's spend is exactly what spend_log holds for it (the warm-up request included)
+    h.wait_for(lambda: _budget_state("keys", k["id"]) == (Decimal(sql(
+        "SELECT coalesce(sum(cost_usd), 0) FROM spend_log WHERE key_id = '%s'" % k["id"])), True), 10,
+        what="the key shown blocked with its spend_log total")
+    spent = _budget_state("keys", k["id"])[0]
+    h.check(spent >= sum(costs), "spent %s < admitted %s" % (spent, sum(costs)))
+    h.log("  BUDGET: 0.01 USD key, %d requests admitted (%.6f USD each) spent %s USD: overshoot %s USD "
+          "(%.1f requests)" % (len(costs), per_req, spent, spent - Decimal("0.01"),
+                               (spent - Decimal("0.01")) / per_req if per_req else 0))
+    h.check(spent >= Decimal("0.01"), "refused before the budget was spent: %s" % spent)
+    h.check(spent - Decimal("0.01") <= 8 * per_req, "overshoot %s USD is more than 8 in-flight requests" % (
+        spent - Decimal("0.01")))
+    h.check(sql("SELECT count(*) FROM audit_log WHERE resource = 'keys' AND resource_id = '%s' "
+                "AND action = 'budget_exceeded' AND actor = 'system'" % k["id"]) == "1", "no audit row for the block")
+    # raising the budget lifts the block everywhere
+    raised = api("PATCH", "/api/keys/%s" % k["id"], {"budget_usd": 1})
+    h.check(raised["budget_blocked"] is False and Decimal(str(raised["budget_spent_usd"])) == spent,
+            "after raising: %r" % raised)
+    h.wait_for(lambda: all(_served(k["key"], "budget-mock") for _ in range(6)), 10, what="the raised budget to apply")
+    # lowering it below the spend blocks again at once
+    lowered = api("PATCH", "/api/keys/%s" % k["id"], {"budget_usd": 0.005})
+    h.check(lowered["budget_blocked"] is True, "after lowering: %r" % lowered)
+    h.wait_for(lambda: _refused_everywhere(k["key"], "budget-mock"), 10, what="the lowered budget to block")
+    # the period ends (moved into the past here): spend resets, block lifts
+    sql("UPDATE virtual_keys SET budget_resets_at = now() - interval '1 second' WHERE id = '%s'" % k["id"])
+    h.wait_for(lambda: _served(k["key"], "budget-mock"), 10, what="the period roll to unblock")
+    after = api("GET", "/api/keys/%s" % k["id"])
+    h.check(after["budget_blocked"] is False and Decimal(str(after["budget_spent_usd"])) < Decimal("0.005"),
+            "after the roll: %r" % after)
+
+
+@h.test
+def test_team_budget_blocks_its_keys():
+    team = api("POST", "/api/teams", {"name": "budget-team", "budget_usd": 0.004, "budget_period": "monthly"})
+    k1 = api("POST", "/api/keys", {"name": "team-budget-1", "team_id": team["id"]})
+    k2 = api("POST", "/api/keys", {"name": "team-budget-2", "team_id": team["id"]})
+    h.wait_for(lambda: _served(k1["key"], "budget-mock"), 15, what="the gateway to serve the team key")
+    costs, refusals = _burst_until_refused(k1["key"], "budget-mock", threads=2)
+    h.check(refusals and refusals[0].header("x-gateway-limit-kind") == "budget", "team budget never refused")
+    h.check("team" in h.expect_openai_error(refusals[0])["message"], "message %r" % refusals[0].body[:200])
+    h.wait_for(lambda: _refused_everywhere(k2["key"], "budget-mock"), 10,
+               what="the team's other key refused on every worker")
+    h.wait_for(lambda: _budget_state("teams", team["id"])[1], 10, what="the team shown blocked")
+    spent = _budget_state("teams", team["id"])[0]
+    h.check(spent >= Decimal("0.004") and spent == Decimal(sql(
+        "SELECT sum(cost_usd) FROM spend_log WHERE team_id = '%s'" % team["id"])), "team spend %s" % spent)
+
+
 def after_each(name):
     g = ENV.gw
     if g is not None:
