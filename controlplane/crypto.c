@@ -84,7 +84,7 @@ int cp_token_new(const char *prefix, char *out, size_t outlen)
     unsigned char raw[CP_TOKEN_RAND_LEN];
     if (outlen < plen + CP_TOKEN_B64_LEN + 1) return -1;
     if (cp_random(raw, sizeof raw) < 0) return -1;
-    memcpy(out, prefix, plen);
+    snprintf(out, outlen, "%s", prefix);   /* then the random part right after it */
     cp_b64url(raw, sizeof raw, out + plen);
     cp_wipe(raw, sizeof raw);
     return 0;

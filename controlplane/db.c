@@ -68,7 +68,7 @@ cp_db *cp_db_open(const char *conninfo, int size)
     cp_db *db = calloc(1, sizeof *db);
     if (!db) return NULL;
     db->conns = calloc((size_t)size, sizeof *db->conns);
-    db->free_list = calloc((size_t)size, sizeof *db->free_list);
+    db->free_list = calloc((size_t)size, sizeof(cp_dbconn *));
     if (!db->conns || !db->free_list) goto fail;
     if (pthread_mutex_init(&db->mu, NULL) != 0) goto fail;
     if (pthread_cond_init(&db->cv, NULL) != 0) { pthread_mutex_destroy(&db->mu); goto fail; }

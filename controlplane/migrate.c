@@ -117,7 +117,7 @@ static const char *applied_checksum(PGresult *applied, long version, int *found)
 {
     *found = 0;
     for (int i = 0; i < PQntuples(applied); i++) {
-        if (atol(PQgetvalue(applied, i, 0)) == version) {
+        if (strtol(PQgetvalue(applied, i, 0), NULL, 10) == version) {
             *found = 1;
             return PQgetvalue(applied, i, 1);
         }
@@ -215,7 +215,7 @@ int cp_migrate(cp_dbconn *c, const char *dir, char *err, size_t errlen)
         goto out;
     }
     for (int i = 0; i < PQntuples(applied); i++) {
-        long v = atol(PQgetvalue(applied, i, 0));
+        long v = strtol(PQgetvalue(applied, i, 0), NULL, 10);
         int known = 0;
         for (size_t j = 0; j < n; j++) known |= files[j].version == v;
         if (!known) log_warn("database has migration %ld that this build does not know (newer schema?)", v);

@@ -203,6 +203,17 @@ static void reload(void)
     log_info("reloaded %s: %zu models, %zu keys, %d workers", config_path, cfg->nmodels, config_key_count(cfg), nworkers);
 }
 
+/* A whole decimal number in [lo, hi]; -1 for anything else. */
+static int parse_int(const char *s, int lo, int hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return -1;
+    *out = (int)v;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -222,7 +233,12 @@ int main(int argc, char **argv)
         case 'c': config_path = optarg; break;
         case 'C': check = optarg; break;
         case 'l': listen_override = optarg; break;
-        case 'w': workers_override = atoi(optarg); break;
+        case 'w':
+            if (parse_int(optarg, 0, 1024, &workers_override) < 0) {
+                fprintf(stderr, "--workers must be a number from 0 to 1024\n");
+                return 2;
+            }
+            break;
         case 'L':
             if (!strcmp(optarg, "debug")) log_set_level(LOG_DEBUG);
             else if (!strcmp(optarg, "warn")) log_set_level(LOG_WARN);
@@ -248,8 +264,8 @@ int main(int argc, char **argv)
         if (!colon) { log_error("--listen must be host:port"); return 2; }
         free(cfg->listen_host);
         cfg->listen_host = strndup(listen_override, (size_t)(colon - listen_override));
-        cfg->listen_port = atoi(colon + 1);
         if (!cfg->listen_host) return 1;
+        if (parse_int(colon + 1, 1, 65535, &cfg->listen_port) < 0) { log_error("--listen: bad port"); return 2; }
     }
     if (workers_override >= 0) cfg->workers = workers_override;
     if (cfg->control_plane && cpagent_prepare_config(cfg, err, sizeof err) < 0) { log_error("%s", err); return 1; }

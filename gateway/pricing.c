@@ -4,7 +4,7 @@
 #include <string.h>
 #include <strings.h>
 
-#define NOCACHE -1.0   /* no cached rate published: cached tokens bill at the input rate */
+#define NOCACHE (-1.0)  /* no cached rate published: cached tokens bill at the input rate */
 
 /* USD per 1M tokens: input, cached input, output. Public list prices
  * (standard tier, short context) as of mid-2025; deployments override. */

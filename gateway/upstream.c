@@ -234,7 +234,7 @@ static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *soc
     s->kind = kind;
     if (!kind)
         return 0;
-    if (event_assign(s->ev, u->base, fd, kind | EV_PERSIST, sock_event_cb, s) != 0 ||
+    if (event_assign(s->ev, u->base, fd, (short)(kind | EV_PERSIST), sock_event_cb, s) != 0 ||
         event_add(s->ev, NULL) != 0)
         return -1;
     return 0;

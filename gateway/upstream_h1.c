@@ -1241,22 +1241,19 @@ static int parse_pass(h1_req *r, size_t *d0, size_t *d1)
                 r->left = r->left * 16 + (uint64_t)v;
                 r->chunk_digits = 1;
                 r->rpos++;
-            } else if (!r->chunk_digits) {
-                bad(r, "chunk size");
+            } else if (!r->chunk_digits || !*p || !strchr("; \t\r\n", *p)) {
+                bad(r, "chunk size");   /* no digits yet, or a byte that cannot follow them */
                 return PASS_ERR;
-            } else if (*p == ';' || *p == ' ' || *p == '\t') {
-                r->ps = P_CHUNK_EXT;
-                r->chunk_ext = 0;
-                r->rpos++;
             } else if (*p == '\r') {
                 r->ps = P_CHUNK_LF;
                 r->rpos++;
             } else if (*p == '\n') {
                 r->rpos++;
                 chunk_size_done(r);
-            } else {
-                bad(r, "chunk size");
-                return PASS_ERR;
+            } else {                    /* ';', ' ' or '\t': an extension follows */
+                r->ps = P_CHUNK_EXT;
+                r->chunk_ext = 0;
+                r->rpos++;
             }
             break;
         }

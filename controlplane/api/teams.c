@@ -149,7 +149,7 @@ void api_teams_delete(api_req *r)
     res = cp_db_exec(r->db, "SELECT count(*) FROM virtual_keys WHERE team_id = $1::uuid AND status = 'active'",
                      1, params);
     if (!res) { api_db_error(r, NULL); goto out; }
-    long active = atol(PQgetvalue(res, 0, 0));
+    long active = strtol(PQgetvalue(res, 0, 0), NULL, 10);
     PQclear(res);
     res = NULL;
     if (active > 0) {

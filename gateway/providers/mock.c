@@ -30,7 +30,7 @@ static const json_value *last_user_text(const json_value *root)
     return found;
 }
 
-static long estimate_tokens(size_t bytes) { return bytes / 4 + 1; }
+static long estimate_tokens(size_t bytes) { return (long)(bytes / 4 + 1); }
 
 static void reply_text(const provider_call *call, buf_t *text)
 {
