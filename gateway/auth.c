@@ -2,6 +2,7 @@
 
 #include <string.h>
 #include <strings.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 
@@ -38,6 +39,39 @@ static void key_hash(const char *token, size_t n, uint8_t out[32])
         SHA256((const unsigned char *)token, n, out);
 }
 
+/* Token -> SHA-256, remembered for the tokens a worker saw last: a client
+ * sends the same key on every request, and the hash is the largest cost of
+ * authenticating it. Only the hash is remembered as a key's identity; the
+ * lookup in the key table still happens every time, so a revoked or rotated
+ * key is refused at once. Direct-mapped by the token's last 8 bytes (the
+ * random part of a virtual key); tokens are compared in constant time. */
+#define HASH_CACHE_SLOTS 256
+#define HASH_CACHE_TOKEN 64
+
+typedef struct hash_slot {
+    uint8_t len;                        /* 0: empty */
+    char    token[HASH_CACHE_TOKEN];
+    uint8_t sha[32];
+} hash_slot;
+
+static void cached_key_hash(const char *token, size_t n, uint8_t out[32])
+{
+    static hash_slot cache[HASH_CACHE_SLOTS];
+    if (n < 8 || n > HASH_CACHE_TOKEN) { key_hash(token, n, out); return; }
+    uint64_t tail;
+    memcpy(&tail, token + n - 8, 8);
+    hash_slot *sl = &cache[(tail * 0x9E3779B97F4A7C15ull) >> 56];
+    if (sl->len == n && CRYPTO_memcmp(sl->token, token, n) == 0) {
+        memcpy(out, sl->sha, 32);
+        return;
+    }
+    key_hash(token, n, out);
+    OPENSSL_cleanse(sl->token, sizeof sl->token);   /* no trace of the token it replaces */
+    memcpy(sl->token, token, n);
+    memcpy(sl->sha, out, 32);
+    sl->len = (uint8_t)n;
+}
+
 const gw_key *auth_lookup(const gw_config *cfg, const char *token)
 {
     /* Valid until the next lookup or key-table change (the worker is single-
@@ -46,6 +80,6 @@ const gw_key *auth_lookup(const gw_config *cfg, const char *token)
     size_t n = strnlen(token, MAX_KEY_LEN + 1);
     if (n == 0 || n > MAX_KEY_LEN) return NULL;
     uint8_t h[32];
-    key_hash(token, n, h);
+    cached_key_hash(token, n, h);
     return config_find_key(cfg, h, &view);
 }

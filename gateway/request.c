@@ -268,10 +268,9 @@ static void settle_limits(gw_req *r)
 static void req_finish(gw_req *r)
 {
     account(r);
-    if (r->budget_on) budget_charge(r->w->budget, &r->budget, r->cost_e10, (time_t)(loop_now_ms(r->w) / 1000));
-    settle_limits(r);
-    access_log(r);
-    record_usage(r);
+    /* the reply goes to the socket first; the bookkeeping below then runs
+     * off the client's critical path (and the access log's latency
+     * includes the write) */
     if (r->req) {
         evhtp_request_unset_hook(r->req, evhtp_hook_on_error);
         evhtp_request_unset_hook(r->req, evhtp_hook_on_request_fini);
@@ -283,6 +282,10 @@ static void req_finish(gw_req *r)
             http_conn_sync_done(r->req);
         }
     }
+    if (r->budget_on) budget_charge(r->w->budget, &r->budget, r->cost_e10, (time_t)(loop_now_ms(r->w) / 1000));
+    settle_limits(r);
+    access_log(r);
+    record_usage(r);
     worker_t *w = r->w;
     int async = r->conn_paused;
     req_free(r);
