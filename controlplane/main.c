@@ -24,12 +24,14 @@
 #include "http.h"
 #include "log.h"
 #include "migrate.h"
+#include "cplinktls.h"
 #include "publish.h"
 
 typedef struct config {
     char *database_url;
     char *admin_listen;
     char *dataplane_listen;     /* REP here, PUB at the next port (publish.h) */
+    char *dataplane_ca_file, *dataplane_cert_file, *dataplane_key_file;   /* mutual TLS (cplinktls.h) */
     char *master_key_file;
     char *migrations_dir;
     char *log_level;
@@ -50,6 +52,12 @@ static const setting g_settings[] = {
       offsetof(config, admin_listen) },
     { "dataplane_listen", "address data planes connect to (tcp:// or tls+tcp://)",
       offsetof(config, dataplane_listen) },
+    { "dataplane_ca_file", "tls+tcp:// only: PEM CA that signs the data planes' certificates",
+      offsetof(config, dataplane_ca_file) },
+    { "dataplane_cert_file", "tls+tcp:// only: PEM certificate the control plane presents",
+      offsetof(config, dataplane_cert_file) },
+    { "dataplane_key_file", "tls+tcp:// only: its PEM private key",
+      offsetof(config, dataplane_key_file) },
     { "master_key_file",  "32-byte key that encrypts provider credentials (created 0600 if missing)",
       offsetof(config, master_key_file) },
     { "migrations_dir",   "directory of NNN_name.sql migrations (default: found next to the binary)",
@@ -158,10 +166,11 @@ out:
 static void usage(FILE *out)
 {
     fprintf(out,
-        "usage: controlplane [serve|migrate] [--config FILE] [options]\n"
+        "usage: controlplane [serve|migrate|check-config] [--config FILE] [options]\n"
         "\n"
         "  serve     apply pending migrations, then serve the admin API (default)\n"
         "  migrate   apply pending migrations and exit\n"
+        "  check-config  validate the settings (file and flags) and exit\n"
         "\n"
         "options (each also a key of the config file, flags win):\n"
         "  --config FILE             controlplane.yaml\n");
@@ -232,6 +241,7 @@ static int parse_args(int argc, char **argv, config *c, int *migrate_only)
             exit(0);
         }
         if (strcmp(a, "migrate") == 0) { *migrate_only = 1; continue; }
+        if (strcmp(a, "check-config") == 0) { *migrate_only = 2; continue; }
         if (strcmp(a, "serve") == 0) continue;
         if (strncmp(a, "--", 2) != 0) {
             fprintf(stderr, "controlplane: unexpected argument '%s' (see --help)\n", a);
@@ -269,6 +279,12 @@ static int parse_args(int argc, char **argv, config *c, int *migrate_only)
     if (strncmp(c->dataplane_listen, "tcp://", 6) != 0 && strncmp(c->dataplane_listen, "tls+tcp://", 10) != 0 &&
         strncmp(c->dataplane_listen, "ipc://", 6) != 0) {
         fprintf(stderr, "controlplane: dataplane_listen must be a tcp://, tls+tcp:// or ipc:// address\n");
+        return -1;
+    }
+    if (!strncmp(c->dataplane_listen, "tls+tcp://", 10) &&
+        (!c->dataplane_ca_file || !c->dataplane_cert_file || !c->dataplane_key_file)) {
+        fprintf(stderr, "controlplane: a tls+tcp:// dataplane_listen needs dataplane_ca_file, dataplane_cert_file "
+                        "and dataplane_key_file (mutual TLS)\n");
         return -1;
     }
     const char *levels[] = { "debug", "info", "warn", "error" };
@@ -359,6 +375,12 @@ int main(int argc, char **argv)
         config_free(&cfg);
         return 2;
     }
+    if (migrate_only == 2) {   /* check-config: parse_args validated everything */
+        printf("controlplane: configuration ok (dataplane_listen %s%s)\n", cfg.dataplane_listen,
+               cplink_is_tls(cfg.dataplane_listen) ? ", mutual TLS" : "");
+        config_free(&cfg);
+        return 0;
+    }
 
     /* Signals go to the main thread only: block them before any thread starts. */
     sigset_t sigs;
@@ -419,7 +441,9 @@ int main(int argc, char **argv)
         goto out;
     }
     log_info("admin API listening on http://%s", cfg.admin_listen);
-    if (!(pub = cp_publish_start(cfg.dataplane_listen, cfg.database_url, key, err, sizeof err))) {
+    cplink_tls tls = { .ca_file = cfg.dataplane_ca_file, .cert_file = cfg.dataplane_cert_file,
+                       .key_file = cfg.dataplane_key_file };
+    if (!(pub = cp_publish_start(cfg.dataplane_listen, &tls, cfg.database_url, key, err, sizeof err))) {
         log_error("%s", err);
         goto out;
     }

@@ -230,8 +230,8 @@ static void *delta_main(void *arg)
 
 /* ---- start / stop ---- */
 
-cp_publisher *cp_publish_start(const char *listen, const char *conninfo, const unsigned char *master_key,
-                               char *err, size_t errlen)
+cp_publisher *cp_publish_start(const char *listen, const cplink_tls *tls, const char *conninfo,
+                               const unsigned char *master_key, char *err, size_t errlen)
 {
     char pub[512];
     int rv;
@@ -253,19 +253,21 @@ cp_publisher *cp_publish_start(const char *listen, const char *conninfo, const u
     if ((rv = nng_rep0_open(&p->rep)) != 0 ||
         (rv = nng_socket_set_size(p->rep, NNG_OPT_RECVMAXSZ, CPLINK_USAGE_MAX)) != 0 ||
         (rv = nng_socket_set_ms(p->rep, NNG_OPT_RECVTIMEO, 200)) != 0 ||
-        (rv = nng_listen(p->rep, listen, NULL, 0)) != 0) {
+        (rv = nng_pub0_open(&p->pub)) != 0) {
         snprintf(err, errlen, "dataplane_listen %s: %s", listen, nng_strerror(rv));
         goto fail;
     }
-    if ((rv = nng_pub0_open(&p->pub)) != 0 || (rv = nng_listen(p->pub, pub, NULL, 0)) != 0) {
-        snprintf(err, errlen, "dataplane_listen (deltas) %s: %s", pub, nng_strerror(rv));
+    char why[512];
+    if (cplink_listen(p->rep, listen, tls, why, sizeof why) < 0 || cplink_listen(p->pub, pub, tls, why, sizeof why) < 0) {
+        snprintf(err, errlen, "dataplane_listen: %s", why);
         goto fail;
     }
     if (pthread_create(&p->hello_thread, NULL, hello_main, p) != 0) { snprintf(err, errlen, "pthread_create failed"); goto fail; }
     p->hello_started = 1;
     if (pthread_create(&p->delta_thread, NULL, delta_main, p) != 0) { snprintf(err, errlen, "pthread_create failed"); goto fail; }
     p->delta_started = 1;
-    log_info("data planes: snapshots on %s, deltas on %s", listen, pub);
+    log_info("data planes: snapshots on %s, deltas on %s%s", listen, pub,
+             cplink_is_tls(listen) ? " (mutual TLS)" : "");
     return p;
 fail:
     cp_publish_stop(p);

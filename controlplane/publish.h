@@ -14,6 +14,8 @@
 #ifndef CP_PUBLISH_H
 #define CP_PUBLISH_H
 
+#include "cplinktls.h"
+
 #include <stddef.h>
 
 #include "crypto.h"
@@ -21,7 +23,7 @@
 typedef struct cp_publisher cp_publisher;
 
 /* master_key must outlive the publisher. NULL with a reason in err. */
-cp_publisher *cp_publish_start(const char *listen, const char *conninfo,
+cp_publisher *cp_publish_start(const char *listen, const cplink_tls *tls, const char *conninfo,
                                const unsigned char *master_key, char *err, size_t errlen);
 void          cp_publish_stop(cp_publisher *p);
 

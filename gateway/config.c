@@ -459,6 +459,10 @@ static void parse_root(parse_ctx *p, yaml_node_t *root, gw_config *c)
                 strncmp(c->control_plane, "tls+tcp://", 10) && strncmp(c->control_plane, "ipc://", 6))
                 fail(p, k, "must be a tcp://host:port, tls+tcp://host:port or ipc:// address");
         }
+        else if (!strcmp(k, "control_plane_ca_file")) want_string(p, k, v, &c->control_plane_ca_file);
+        else if (!strcmp(k, "control_plane_cert_file")) want_string(p, k, v, &c->control_plane_cert_file);
+        else if (!strcmp(k, "control_plane_key_file")) want_string(p, k, v, &c->control_plane_key_file);
+        else if (!strcmp(k, "control_plane_server_name")) want_string(p, k, v, &c->control_plane_server_name);
         else if (!strcmp(k, "dataplane_id")) {
             if (want_string(p, k, v, &c->dataplane_id) == 0 && (!*c->dataplane_id || strlen(c->dataplane_id) > 200))
                 fail(p, k, "must be 1-200 characters");
@@ -473,6 +477,13 @@ static void parse_root(parse_ctx *p, yaml_node_t *root, gw_config *c)
         else fail(p, k, "unknown field");
     }
     if (p->failed) return;
+    if (c->control_plane && !strncmp(c->control_plane, "tls+tcp://", 10)) {
+        /* mutual TLS: the node proves itself with its own certificate */
+        if (!c->control_plane_ca_file) fail(p, "control_plane_ca_file", "is required with a tls+tcp:// control_plane");
+        else if (!c->control_plane_cert_file) fail(p, "control_plane_cert_file", "is required with a tls+tcp:// control_plane");
+        else if (!c->control_plane_key_file) fail(p, "control_plane_key_file", "is required with a tls+tcp:// control_plane");
+        if (p->failed) return;
+    }
     if (models) {
         if (models->type != YAML_SEQUENCE_NODE) { fail(p, "models", "must be a list"); return; }
         size_t cnt = (size_t)(models->data.sequence.items.top - models->data.sequence.items.start);
@@ -517,6 +528,8 @@ static void config_free(gw_config *c)
     keytab_unref(c->keys);
     free(c->path); free(c->listen_host); free(c->metrics_listen); free(c->redis_url);
     free(c->state_dir); free(c->control_plane); free(c->dataplane_id); free(c->access_log);
+    free(c->control_plane_ca_file); free(c->control_plane_cert_file); free(c->control_plane_key_file);
+    free(c->control_plane_server_name);
     free(c);
 }
 
@@ -657,6 +670,10 @@ gw_config *config_with_settings(const gw_config *base, keytab *keys)
     c->state_dir = dup_or_null(base->state_dir, &oom);
     c->control_plane = dup_or_null(base->control_plane, &oom);
     c->dataplane_id = dup_or_null(base->dataplane_id, &oom);
+    c->control_plane_ca_file = dup_or_null(base->control_plane_ca_file, &oom);
+    c->control_plane_cert_file = dup_or_null(base->control_plane_cert_file, &oom);
+    c->control_plane_key_file = dup_or_null(base->control_plane_key_file, &oom);
+    c->control_plane_server_name = dup_or_null(base->control_plane_server_name, &oom);
     c->access_log = dup_or_null(base->access_log, &oom);
     c->keys = keys ? keytab_ref(keys) : keytab_new(0);
     if (!c->keys) oom = 1;

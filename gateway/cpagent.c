@@ -16,6 +16,7 @@
 #include <nng/protocol/reqrep0/req.h>
 
 #include "cplink.h"
+#include "cplinktls.h"
 #include "cpstate.h"
 #include "gateway.pb-c.h"
 #include "log.h"
@@ -29,6 +30,12 @@
 #define HELLO_TIMEOUT_MS    120000   /* a million-key snapshot takes seconds to build */
 #define COMPACT_RECORDS     1000     /* journal longer than this: fetch a fresh snapshot */
 #define COMPACT_BYTES       (16L << 20)
+/* No heartbeat for this long: the TCP connections may be dead without
+ * knowing it (a cut link drops packets silently, and TCP's retransmissions
+ * back off to seconds), so dial anew every REDIAL_MS until one gets through:
+ * a healed link is then used within REDIAL_MS. */
+#define LINK_SILENT_MS      (3 * CPLINK_HEARTBEAT_MS)
+#define REDIAL_MS           500
 
 typedef enum { H_IDLE, H_SENDING, H_WAITING } hello_state;
 
@@ -36,6 +43,13 @@ typedef struct agent {
     const gw_config *cfg;
     int              nworkers;
     nng_socket       req, sub, pub;
+    nng_dialer       req_d, sub_d;
+    cplink_tls       tls;
+    char             pub_url[512];
+    struct usageship *ship;
+    int64_t          last_sub_ms, next_redial_ms;
+    int              silent;
+    atomic_int       sub_connected;   /* a new connection for deltas: say Hello at once */
     nng_aio         *aio;
     atomic_int       aio_done;
     hello_state      hstate;
@@ -286,15 +300,25 @@ static void hello_step(agent *a, int64_t now)
     nng_msg_free(m);
 }
 
+static void on_sub_pipe(nng_pipe pipe, nng_pipe_ev ev, void *arg)
+{
+    (void)pipe; (void)ev;
+    atomic_store(&((agent *)arg)->sub_connected, 1);
+}
+
 static int open_sockets(agent *a)
 {
-    char pub[512], ipc[512];
+    char ipc[512], err[512];
     int rv;
-    if (cplink_pub_address(a->cfg->control_plane, pub, sizeof pub) < 0 ||
+    if (cplink_pub_address(a->cfg->control_plane, a->pub_url, sizeof a->pub_url) < 0 ||
         cpagent_ipc_url(a->cfg->state_dir, ipc, sizeof ipc) < 0) {
         log_error("bad control_plane or state_dir");
         return -1;
     }
+    a->tls = (cplink_tls){
+        .ca_file = a->cfg->control_plane_ca_file, .cert_file = a->cfg->control_plane_cert_file,
+        .key_file = a->cfg->control_plane_key_file, .server_name = a->cfg->control_plane_server_name,
+    };
     if ((rv = nng_pub0_open(&a->pub)) != 0 || (rv = nng_listen(a->pub, ipc, NULL, 0)) != 0) {
         log_error("listen %s: %s", ipc, nng_strerror(rv));
         return -1;
@@ -303,9 +327,12 @@ static int open_sockets(agent *a)
         (rv = nng_socket_set_size(a->req, NNG_OPT_RECVMAXSZ, CPLINK_SNAPSHOT_MAX)) != 0 ||
         (rv = nng_socket_set_ms(a->req, NNG_OPT_REQ_RESENDTIME, 15000)) != 0 ||
         (rv = nng_socket_set_ms(a->req, NNG_OPT_RECONNMINT, 100)) != 0 ||
-        (rv = nng_socket_set_ms(a->req, NNG_OPT_RECONNMAXT, 1000)) != 0 ||
-        (rv = nng_dial(a->req, a->cfg->control_plane, NULL, NNG_FLAG_NONBLOCK)) != 0) {
+        (rv = nng_socket_set_ms(a->req, NNG_OPT_RECONNMAXT, 1000)) != 0) {
         log_error("control plane %s: %s", a->cfg->control_plane, nng_strerror(rv));
+        return -1;
+    }
+    if (cplink_dial(a->req, a->cfg->control_plane, &a->tls, &a->req_d, err, sizeof err) < 0) {
+        log_error("control plane: %s", err);
         return -1;
     }
     if ((rv = nng_sub0_open(&a->sub)) != 0 ||
@@ -314,8 +341,12 @@ static int open_sockets(agent *a)
         (rv = nng_socket_set_ms(a->sub, NNG_OPT_RECVTIMEO, 50)) != 0 ||
         (rv = nng_socket_set_ms(a->sub, NNG_OPT_RECONNMINT, 100)) != 0 ||
         (rv = nng_socket_set_ms(a->sub, NNG_OPT_RECONNMAXT, 1000)) != 0 ||
-        (rv = nng_dial(a->sub, pub, NULL, NNG_FLAG_NONBLOCK)) != 0) {
-        log_error("control plane %s: %s", pub, nng_strerror(rv));
+        (rv = nng_pipe_notify(a->sub, NNG_PIPE_EV_ADD_POST, on_sub_pipe, a)) != 0) {
+        log_error("control plane %s: %s", a->pub_url, nng_strerror(rv));
+        return -1;
+    }
+    if (cplink_dial(a->sub, a->pub_url, &a->tls, &a->sub_d, err, sizeof err) < 0) {
+        log_error("control plane: %s", err);
         return -1;
     }
     if ((rv = nng_aio_alloc(&a->aio, on_aio, a)) != 0) {
@@ -323,6 +354,41 @@ static int open_sockets(agent *a)
         return -1;
     }
     return 0;
+}
+
+/* Drops the connections to the control plane and dials anew (see LINK_SILENT_MS). */
+static void redial(agent *a, int64_t now)
+{
+    char err[512];
+    nng_dialer_close(a->sub_d);
+    nng_dialer_close(a->req_d);
+    if (cplink_dial(a->sub, a->pub_url, &a->tls, &a->sub_d, err, sizeof err) < 0 ||
+        cplink_dial(a->req, a->cfg->control_plane, &a->tls, &a->req_d, err, sizeof err) < 0)
+        log_warn("redialing the control plane: %s", err);
+    if (usageship_redial(a->ship, err, sizeof err) < 0) log_warn("redialing for usage: %s", err);
+    /* a Hello in flight went into the dead connection: the new one asks again */
+    if (a->hstate != H_IDLE) nng_aio_cancel(a->aio);
+    a->backoff_ms = BACKOFF_MIN_MS;
+    a->next_redial_ms = now + REDIAL_MS;
+}
+
+static void watch_link(agent *a, int64_t now)
+{
+    if (atomic_exchange(&a->sub_connected, 0)) {
+        a->last_sub_ms = now;
+        schedule_hello(a, 1);      /* whatever was missed meanwhile comes with the reply */
+    }
+    if (now - a->last_sub_ms < LINK_SILENT_MS) {
+        if (a->silent) log_info("control plane link back");
+        a->silent = 0;
+        return;
+    }
+    if (!a->silent) {
+        log_warn("nothing from the control plane for %d ms: reconnecting every %d ms", LINK_SILENT_MS, REDIAL_MS);
+        a->silent = 1;
+        a->next_redial_ms = 0;
+    }
+    if (now >= a->next_redial_ms) redial(a, now);
 }
 
 int cpagent_run(const gw_config *cfg, int nworkers)
@@ -352,7 +418,9 @@ int cpagent_run(const gw_config *cfg, int nworkers)
     usageship *ship = NULL;
     load_disk_version(&a);
     if (open_sockets(&a) < 0) goto out;
-    if (!(ship = usageship_start(cfg))) goto out;
+    if (!(ship = usageship_start(cfg, &a.tls))) goto out;
+    a.ship = ship;
+    a.last_sub_ms = now_ms();
     log_info("control plane %s, data plane id %s", cfg->control_plane, cfg->dataplane_id);
     schedule_hello(&a, 1);
     while (!g_stop) {
@@ -361,6 +429,7 @@ int cpagent_run(const gw_config *cfg, int nworkers)
         nng_msg *m;
         int rv = nng_recvmsg(a.sub, &m, 0);       /* waits at most RECVTIMEO */
         if (rv == 0) {
+            a.last_sub_ms = now_ms();
             on_delta(&a, nng_msg_body(m), nng_msg_len(m));
             nng_msg_free(m);
         } else if (rv != NNG_ETIMEDOUT && rv != NNG_EINTR) {
@@ -369,6 +438,7 @@ int cpagent_run(const gw_config *cfg, int nworkers)
             nanosleep(&ts, NULL);
         }
         now = now_ms();
+        watch_link(&a, now);
         if (now >= a.next_report_ms) {
             a.next_report_ms = now + REPORT_EVERY_MS;
             if (a.hstate == H_IDLE) schedule_hello(&a, 0);

@@ -31,6 +31,8 @@ struct usageship {
     const gw_config *cfg;
     char             dir[512];
     nng_socket       req;
+    nng_dialer       dialer;      /* only the agent's thread touches it after start */
+    const cplink_tls *tls;
     pthread_t        thread;
     int              started;
     atomic_int       stop;
@@ -212,12 +214,21 @@ static void *ship_main(void *arg)
     return NULL;
 }
 
-usageship *usageship_start(const gw_config *cfg)
+int usageship_redial(usageship *s, char *err, size_t errlen)
+{
+    if (!s) return 0;
+    nng_dialer_close(s->dialer);
+    return cplink_dial(s->req, s->cfg->control_plane, s->tls, &s->dialer, err, errlen);
+}
+
+usageship *usageship_start(const gw_config *cfg, const cplink_tls *tls)
 {
     usageship *s = calloc(1, sizeof *s);
     if (!s) { log_error("out of memory"); return NULL; }
     s->cfg = cfg;
+    s->tls = tls;
     s->req = (nng_socket)NNG_SOCKET_INITIALIZER;
+    char err[512];
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     s->next_batch_id = (uint64_t)now.tv_sec << 20;   /* distinct across restarts, for the logs */
@@ -230,9 +241,12 @@ usageship *usageship_start(const gw_config *cfg)
         (rv = nng_socket_set_ms(s->req, NNG_OPT_SENDTIMEO, 1000)) != 0 ||
         (rv = nng_socket_set_ms(s->req, NNG_OPT_RECVTIMEO, ACK_TIMEOUT_MS)) != 0 ||
         (rv = nng_socket_set_ms(s->req, NNG_OPT_RECONNMINT, 100)) != 0 ||
-        (rv = nng_socket_set_ms(s->req, NNG_OPT_RECONNMAXT, 1000)) != 0 ||
-        (rv = nng_dial(s->req, cfg->control_plane, NULL, NNG_FLAG_NONBLOCK)) != 0) {
+        (rv = nng_socket_set_ms(s->req, NNG_OPT_RECONNMAXT, 1000)) != 0) {
         log_error("usage link to %s: %s", cfg->control_plane, nng_strerror(rv));
+        goto fail;
+    }
+    if (cplink_dial(s->req, cfg->control_plane, tls, &s->dialer, err, sizeof err) < 0) {
+        log_error("usage link: %s", err);
         goto fail;
     }
     if (pthread_create(&s->thread, NULL, ship_main, s) != 0) { log_error("pthread_create failed"); goto fail; }

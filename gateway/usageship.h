@@ -14,11 +14,15 @@
 #define GW_USAGESHIP_H
 
 #include "config.h"
+#include "cplinktls.h"
 
 typedef struct usageship usageship;
 
-/* NULL on failure (logged). cfg must outlive the shipper. */
-usageship *usageship_start(const gw_config *cfg);
+/* NULL on failure (logged). cfg and tls must outlive the shipper. */
+usageship *usageship_start(const gw_config *cfg, const cplink_tls *tls);
 void       usageship_stop(usageship *s);
+/* The agent found the link dead: drop the connection and dial anew (from
+ * the agent's thread; a batch awaiting its ack is resent on the new one). */
+int        usageship_redial(usageship *s, char *err, size_t errlen);
 
 #endif

@@ -351,9 +351,12 @@ class GatewayError(Exception):
 
 
 class Gateway:
-    """Starts $GW_BIN_DIR/gateway --config <tmp>/gateway.yaml and waits for /readyz."""
+    """Starts $GW_BIN_DIR/gateway --config <tmp>/gateway.yaml and waits for /readyz.
+    netns: run it inside that network namespace (then host is the address it
+    listens on, for the readiness check)."""
 
-    def __init__(self, config, port=None, ready_timeout=10, env=None):
+    def __init__(self, config, port=None, ready_timeout=10, env=None, netns=None, host="127.0.0.1"):
+        self.host = host
         self.dir = make_tmpdir("gwtest-gw-")
         self.config_path = os.path.join(self.dir, "gateway.yaml")
         if isinstance(config, dict):
@@ -372,7 +375,8 @@ class Gateway:
         penv = dict(os.environ)
         if env:
             penv.update(env)
-        self.proc = subprocess.Popen([exe, "--config", self.config_path],
+        prefix = ["ip", "netns", "exec", netns] if netns else []
+        self.proc = subprocess.Popen(prefix + [exe, "--config", self.config_path],
                                      stdin=subprocess.DEVNULL, stdout=self._out, stderr=self._err,
                                      cwd=self.dir, env=penv, start_new_session=True)
         _register(self.proc)
@@ -437,7 +441,7 @@ class Gateway:
                 raise GatewayError("gateway exited with code %s during start-up; stderr:\n%s" % (
                     self.proc.returncode, self.stderr_text()[-3000:]))
             try:
-                r = http_request(self.port, "GET", "/readyz", timeout=1)
+                r = http_request(self.port, "GET", "/readyz", timeout=1, host=self.host)
                 if r.status == 200:
                     return
                 last = "status %d" % r.status
@@ -718,9 +722,9 @@ class Conn:
         return resp
 
 
-def http_request(port, method, path, body=None, key=None, headers=None, timeout=10, sse=False):
+def http_request(port, method, path, body=None, key=None, headers=None, timeout=10, sse=False, host="127.0.0.1"):
     """One request on a fresh connection (closed afterwards)."""
-    c = Conn(port, timeout=timeout)
+    c = Conn(port, host=host, timeout=timeout)
     try:
         return c.request(method, path, body, headers, key, sse=sse)
     finally:
