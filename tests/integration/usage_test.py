@@ -436,7 +436,16 @@ def test_key_budget_blocks_with_small_overshoot_and_lifts():
     lowered = api("PATCH", "/api/keys/%s" % k["id"], {"budget_usd": 0.005})
     h.check(lowered["budget_blocked"] is True, "after lowering: %r" % lowered)
     h.wait_for(lambda: _refused_everywhere(k["key"], "budget-mock"), 10, what="the lowered budget to block")
-    # the period ends (moved into the past here): spend resets, block lifts
+    # the period ends (moved into the past here): spend resets, block lifts.
+    # First every request so far must be ingested: one arriving after the
+    # roll would count in the new period (it is today's) and block again.
+    h.wait_for(lambda: _budget_state("keys", k["id"]) == (Decimal(sql(
+        "SELECT coalesce(sum(cost_usd), 0) FROM spend_log WHERE key_id = '%s'" % k["id"])), True), 10,
+        what="every request of the key ingested")
+    time.sleep(0.5)   # the last usage flush (100 ms) and its shipping
+    h.wait_for(lambda: _budget_state("keys", k["id"])[0] == Decimal(sql(
+        "SELECT coalesce(sum(cost_usd), 0) FROM spend_log WHERE key_id = '%s'" % k["id"])), 10,
+        what="the key's spend to settle")
     sql("UPDATE virtual_keys SET budget_resets_at = now() - interval '1 second' WHERE id = '%s'" % k["id"])
     h.wait_for(lambda: _served(k["key"], "budget-mock"), 10, what="the period roll to unblock")
     after = api("GET", "/api/keys/%s" % k["id"])
