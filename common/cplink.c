@@ -60,3 +60,24 @@ void cplink_uuid_format(const unsigned char id[16], char out[37])
     }
     out[j] = '\0';
 }
+
+int cplink_version_parse(const char *s, long v[3])
+{
+    const char *slash = strrchr(s, '/');
+    if (slash) s = slash + 1;
+    for (int i = 0; i < 3; i++) {
+        char *end;
+        if (*s < '0' || *s > '9') return -1;
+        v[i] = strtol(s, &end, 10);
+        if (v[i] > 100000 || (i < 2 ? *end != '.' : (*end && *end != '-' && *end != '+'))) return -1;
+        s = end + (i < 2);
+    }
+    return 0;
+}
+
+int cplink_version_cmp(const long a[3], const long b[3])
+{
+    for (int i = 0; i < 3; i++)
+        if (a[i] != b[i]) return a[i] < b[i] ? -1 : 1;
+    return 0;
+}

@@ -23,6 +23,12 @@
  * tls+tcp://H:P or ipc://path, or out is too small. */
 int cplink_pub_address(const char *rep, char *out, size_t outlen);
 
+/* "gateway/1.2.3" or "1.2.3" (a "-pre" / "+build" suffix allowed) into v;
+ * -1 if it is not such a version. */
+int cplink_version_parse(const char *s, long v[3]);
+/* <0, 0, >0 as a is older than, the same as, newer than b. */
+int cplink_version_cmp(const long a[3], const long b[3]);
+
 /* 1 if s is a canonical UUID (8-4-4-4-12 hex); fills out[16] when out != NULL. */
 int cplink_uuid_parse(const char *s, unsigned char out[16]);
 /* Canonical lower-case form of a 16-byte UUID into out[37]. */

@@ -9,6 +9,16 @@
 
 int cplink_is_tls(const char *url) { return url && !strncmp(url, "tls+tcp://", 10); }
 
+int cplink_is_local(const char *url)
+{
+    if (!url) return 0;
+    if (!strncmp(url, "ipc://", 6)) return 1;
+    if (strncmp(url, "tcp://", 6)) return 0;
+    const char *h = url + 6;
+    if (!strncmp(h, "127.", 4) || !strncmp(h, "[::1]:", 6) || !strncmp(h, "localhost:", 10)) return 1;
+    return 0;
+}
+
 /* A whole PEM file, NUL-terminated; NULL with err set. */
 static char *read_pem(const char *path, const char *what, char *err, size_t errlen)
 {

@@ -24,6 +24,9 @@ typedef struct cplink_tls {
 
 /* 1 for a tls+tcp:// address. */
 int cplink_is_tls(const char *url);
+/* 1 when a plain tcp:// address is allowed without being forced: loopback
+ * hosts (127.0.0.0/8, ::1, localhost), and ipc://. 0 for anything else. */
+int cplink_is_local(const char *url);
 
 /* A started dialer (non-blocking: it connects and reconnects in the
  * background) or listener for url on s. tls is required for tls+tcp://.

@@ -32,6 +32,8 @@ typedef struct config {
     char *admin_listen;
     char *dataplane_listen;     /* REP here, PUB at the next port (publish.h) */
     char *dataplane_ca_file, *dataplane_cert_file, *dataplane_key_file;   /* mutual TLS (cplinktls.h) */
+    char *dataplane_insecure;   /* "true": plain tcp:// beyond loopback, on purpose */
+    char *dataplane_min_version;   /* refuse data planes older than this (x.y.z) */
     char *master_key_file;
     char *migrations_dir;
     char *log_level;
@@ -58,6 +60,10 @@ static const setting g_settings[] = {
       offsetof(config, dataplane_cert_file) },
     { "dataplane_key_file", "tls+tcp:// only: its PEM private key",
       offsetof(config, dataplane_key_file) },
+    { "dataplane_insecure", "true: allow a plain tcp:// dataplane_listen beyond loopback (trusted networks only)",
+      offsetof(config, dataplane_insecure) },
+    { "dataplane_min_version", "refuse data planes older than this version (x.y.z; default: the oldest this build serves)",
+      offsetof(config, dataplane_min_version) },
     { "master_key_file",  "32-byte key that encrypts provider credentials (created 0600 if missing)",
       offsetof(config, master_key_file) },
     { "migrations_dir",   "directory of NNN_name.sql migrations (default: found next to the binary)",
@@ -281,6 +287,16 @@ static int parse_args(int argc, char **argv, config *c, int *migrate_only)
         fprintf(stderr, "controlplane: dataplane_listen must be a tcp://, tls+tcp:// or ipc:// address\n");
         return -1;
     }
+    if (c->dataplane_insecure && strcmp(c->dataplane_insecure, "true") && strcmp(c->dataplane_insecure, "false")) {
+        fprintf(stderr, "controlplane: dataplane_insecure must be true or false\n");
+        return -1;
+    }
+    if (!strncmp(c->dataplane_listen, "tcp://", 6) && !cplink_is_local(c->dataplane_listen) &&
+        !(c->dataplane_insecure && !strcmp(c->dataplane_insecure, "true"))) {
+        fprintf(stderr, "controlplane: plain tcp:// dataplane_listen is for loopback only: use tls+tcp:// (mutual "
+                        "TLS), or set dataplane_insecure: true on a network you trust\n");
+        return -1;
+    }
     if (!strncmp(c->dataplane_listen, "tls+tcp://", 10) &&
         (!c->dataplane_ca_file || !c->dataplane_cert_file || !c->dataplane_key_file)) {
         fprintf(stderr, "controlplane: a tls+tcp:// dataplane_listen needs dataplane_ca_file, dataplane_cert_file "
@@ -443,7 +459,8 @@ int main(int argc, char **argv)
     log_info("admin API listening on http://%s", cfg.admin_listen);
     cplink_tls tls = { .ca_file = cfg.dataplane_ca_file, .cert_file = cfg.dataplane_cert_file,
                        .key_file = cfg.dataplane_key_file };
-    if (!(pub = cp_publish_start(cfg.dataplane_listen, &tls, cfg.database_url, key, err, sizeof err))) {
+    if (!(pub = cp_publish_start(cfg.dataplane_listen, &tls, cfg.dataplane_min_version, cfg.database_url, key, err,
+                                 sizeof err))) {
         log_error("%s", err);
         goto out;
     }

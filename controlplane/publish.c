@@ -16,13 +16,18 @@
 #include "gateway.pb-c.h"
 #include "ingest.h"
 #include "log.h"
+#include "pbwire.h"
 #include "snapshot.h"
 
 #define POLL_MS 100
+#define CP_SOFTWARE_VERSION "0.1.0"
+#define CP_DELTA_MIN_DP_VERSION 11             /* Delta.min_dataplane_version (proto/gateway.proto) */
+#define DEFAULT_MIN_DATAPLANE_VERSION "0.1.0"   /* the first with this config format */
 #define BUDGET_ROLL_MS 1000     /* a block outlives its period by at most this (+ a delta) */
 
 struct cp_publisher {
     const unsigned char *master_key;
+    char                 min_version[32];   /* oldest data plane served */
     cp_db               *hello_db, *delta_db;
     nng_socket           rep, pub;
     pthread_t            hello_thread, delta_thread;
@@ -53,17 +58,21 @@ static int valid_text(const char *s, size_t min, size_t max)
     return 1;
 }
 
-static void record_dataplane(cp_dbconn *c, const Gw__Hello *h, uint64_t version)
+/* refused: NULL when served, else why not (then config_version is left as it was) */
+static void record_dataplane(cp_dbconn *c, const Gw__Hello *h, uint64_t version, const char *refused)
 {
     char ver[24], workers[16];
     snprintf(ver, sizeof ver, "%" PRIu64, version);
     snprintf(workers, sizeof workers, "%u", h->workers > 100000 ? 100000 : h->workers);
-    const char *params[] = { h->dataplane_id, h->hostname, h->software_version, ver, workers };
+    const char *params[] = { h->dataplane_id, h->hostname, h->software_version, ver, workers,
+                             refused ? "refused" : "ok", refused };
     PGresult *r = cp_db_exec(c,
-        "INSERT INTO dataplanes (id, hostname, version, config_version, workers, last_seen) "
-        "VALUES ($1, $2, $3, $4::bigint, $5::integer, now()) ON CONFLICT (id) DO UPDATE SET "
-        "hostname = EXCLUDED.hostname, version = EXCLUDED.version, config_version = EXCLUDED.config_version, "
-        "workers = EXCLUDED.workers, last_seen = now()", 5, params);
+        "INSERT INTO dataplanes (id, hostname, version, config_version, workers, last_seen, status, status_reason) "
+        "VALUES ($1, $2, $3, CASE WHEN $6 = 'ok' THEN $4::bigint END, $5::integer, now(), $6, $7) "
+        "ON CONFLICT (id) DO UPDATE SET hostname = EXCLUDED.hostname, version = EXCLUDED.version, "
+        "config_version = coalesce(EXCLUDED.config_version, dataplanes.config_version), "
+        "workers = EXCLUDED.workers, last_seen = now(), status = EXCLUDED.status, "
+        "status_reason = EXCLUDED.status_reason", 7, params);
     if (!r) log_warn("cannot record data plane %.200s: %s", h->dataplane_id, cp_db_errmsg(c));
     PQclear(r);
 }
@@ -78,6 +87,29 @@ static void send_reply(cp_publisher *p, Gw__HelloReply *reply)
     if (rv != 0) { nng_msg_free(m); log_warn("reply to a data plane: %s", nng_strerror(rv)); }
 }
 
+/* Whether this control plane serves a data plane of that version: not
+ * older than dataplane_min_version, and not of a newer major version (whose
+ * config it cannot know). */
+static int dataplane_version_ok(const cp_publisher *p, const char *software, char *why, size_t whylen)
+{
+    long v[3], lo[3], own[3];
+    if (cplink_version_parse(software, v) < 0) {
+        snprintf(why, whylen, "unrecognised data plane version '%.40s'", software);
+        return 0;
+    }
+    if (cplink_version_parse(p->min_version, lo) == 0 && cplink_version_cmp(v, lo) < 0) {
+        snprintf(why, whylen, "data plane version %ld.%ld.%ld is older than the oldest served (%s): upgrade it",
+                 v[0], v[1], v[2], p->min_version);
+        return 0;
+    }
+    if (cplink_version_parse(CP_SOFTWARE_VERSION, own) == 0 && v[0] > own[0]) {
+        snprintf(why, whylen, "data plane version %ld.%ld.%ld is newer than this control plane (%s): upgrade "
+                 "the control plane first", v[0], v[1], v[2], CP_SOFTWARE_VERSION);
+        return 0;
+    }
+    return 1;
+}
+
 static void on_hello(cp_publisher *p, cp_dbconn *c, const uint8_t *data, size_t len)
 {
     Gw__HelloReply reply = GW__HELLO_REPLY__INIT;
@@ -89,6 +121,17 @@ static void on_hello(cp_publisher *p, cp_dbconn *c, const uint8_t *data, size_t 
         reply.error = "malformed Hello";
         send_reply(p, &reply);
         if (h) gw__hello__free_unpacked(h, NULL);
+        return;
+    }
+    char why[200];
+    if (!dataplane_version_ok(p, h->software_version, why, sizeof why)) {
+        /* an old node would misread what this control plane sends: say so
+         * to it and in GET /api/dataplanes, and keep refusing until it is upgraded */
+        reply.status = GW__HELLO_REPLY__STATUS__ERROR;
+        reply.error = why;
+        send_reply(p, &reply);
+        record_dataplane(c, h, 0, why);
+        gw__hello__free_unpacked(h, NULL);
         return;
     }
     uint64_t current;
@@ -121,7 +164,7 @@ static void on_hello(cp_publisher *p, cp_dbconn *c, const uint8_t *data, size_t 
         }
     }
     send_reply(p, &reply);
-    if (reply.status != GW__HELLO_REPLY__STATUS__ERROR) record_dataplane(c, h, reply.version);
+    if (reply.status != GW__HELLO_REPLY__STATUS__ERROR) record_dataplane(c, h, reply.version, NULL);
     gw__hello__free_unpacked(h, NULL);
 }
 
@@ -181,8 +224,13 @@ static void *hello_main(void *arg)
 
 /* ---- deltas ---- */
 
-static void publish(cp_publisher *p, const buf_t *b)
+/* Every delta and heartbeat says which data planes may apply it. */
+static void publish(cp_publisher *p, buf_t *b)
 {
+    if (pbw_put_bytes_field(b, CP_DELTA_MIN_DP_VERSION, p->min_version, strlen(p->min_version)) < 0) {
+        log_error("out of memory stamping a delta");
+        return;
+    }
     int rv = nng_send(p->pub, b->data, b->len, 0);
     if (rv != 0) log_warn("publish: %s", nng_strerror(rv));
 }
@@ -230,11 +278,17 @@ static void *delta_main(void *arg)
 
 /* ---- start / stop ---- */
 
-cp_publisher *cp_publish_start(const char *listen, const cplink_tls *tls, const char *conninfo,
-                               const unsigned char *master_key, char *err, size_t errlen)
+cp_publisher *cp_publish_start(const char *listen, const cplink_tls *tls, const char *min_dataplane_version,
+                               const char *conninfo, const unsigned char *master_key, char *err, size_t errlen)
 {
     char pub[512];
     int rv;
+    long mv[3];
+    if (!min_dataplane_version) min_dataplane_version = DEFAULT_MIN_DATAPLANE_VERSION;
+    if (strlen(min_dataplane_version) >= 32 || cplink_version_parse(min_dataplane_version, mv) < 0) {
+        snprintf(err, errlen, "dataplane_min_version %.40s: expected x.y.z", min_dataplane_version);
+        return NULL;
+    }
     if (cplink_pub_address(listen, pub, sizeof pub) < 0) {
         snprintf(err, errlen, "dataplane_listen %s: expected tcp://host:port, tls+tcp://host:port or ipc://path", listen);
         return NULL;
@@ -242,6 +296,7 @@ cp_publisher *cp_publish_start(const char *listen, const cplink_tls *tls, const 
     cp_publisher *p = calloc(1, sizeof *p);
     if (!p) { snprintf(err, errlen, "out of memory"); return NULL; }
     p->master_key = master_key;
+    snprintf(p->min_version, sizeof p->min_version, "%s", min_dataplane_version);
     p->rep = p->pub = (nng_socket)NNG_SOCKET_INITIALIZER;
     buf_init(&p->cache);
     buf_init(&p->ingest_json);

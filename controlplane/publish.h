@@ -23,8 +23,9 @@
 typedef struct cp_publisher cp_publisher;
 
 /* master_key must outlive the publisher. NULL with a reason in err. */
-cp_publisher *cp_publish_start(const char *listen, const cplink_tls *tls, const char *conninfo,
-                               const unsigned char *master_key, char *err, size_t errlen);
+/* min_dataplane_version: refuse older data planes (x.y.z; NULL: the oldest this build serves). */
+cp_publisher *cp_publish_start(const char *listen, const cplink_tls *tls, const char *min_dataplane_version,
+                               const char *conninfo, const unsigned char *master_key, char *err, size_t errlen);
 void          cp_publish_stop(cp_publisher *p);
 
 #endif

@@ -1,6 +1,7 @@
 /* Parses gateway.yaml with libyaml's document API into a gw_config.
  * Every error names the field path so --check-config can point at it. */
 #include "config.h"
+#include "cplinktls.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -463,6 +464,11 @@ static void parse_root(parse_ctx *p, yaml_node_t *root, gw_config *c)
         else if (!strcmp(k, "control_plane_cert_file")) want_string(p, k, v, &c->control_plane_cert_file);
         else if (!strcmp(k, "control_plane_key_file")) want_string(p, k, v, &c->control_plane_key_file);
         else if (!strcmp(k, "control_plane_server_name")) want_string(p, k, v, &c->control_plane_server_name);
+        else if (!strcmp(k, "control_plane_insecure")) {
+            const char *s = scalar(v);
+            if (s && (!strcmp(s, "true") || !strcmp(s, "false"))) c->control_plane_insecure = !strcmp(s, "true");
+            else fail(p, k, "must be true or false");
+        }
         else if (!strcmp(k, "dataplane_id")) {
             if (want_string(p, k, v, &c->dataplane_id) == 0 && (!*c->dataplane_id || strlen(c->dataplane_id) > 200))
                 fail(p, k, "must be 1-200 characters");
@@ -483,6 +489,12 @@ static void parse_root(parse_ctx *p, yaml_node_t *root, gw_config *c)
         else if (!c->control_plane_cert_file) fail(p, "control_plane_cert_file", "is required with a tls+tcp:// control_plane");
         else if (!c->control_plane_key_file) fail(p, "control_plane_key_file", "is required with a tls+tcp:// control_plane");
         if (p->failed) return;
+    }
+    if (c->control_plane && !strncmp(c->control_plane, "tcp://", 6) && !c->control_plane_insecure &&
+        !cplink_is_local(c->control_plane)) {
+        fail(p, "control_plane", "plain tcp:// is for loopback only: use tls+tcp:// (mutual TLS), or set "
+                                 "control_plane_insecure: true on a network you trust");
+        return;
     }
     if (models) {
         if (models->type != YAML_SEQUENCE_NODE) { fail(p, "models", "must be a list"); return; }
@@ -662,6 +674,7 @@ gw_config *config_with_settings(const gw_config *base, keytab *keys)
     c->max_body_bytes = base->max_body_bytes;
     c->max_header_bytes = base->max_header_bytes;
     c->client_timeout_ms = base->client_timeout_ms;
+    c->control_plane_insecure = base->control_plane_insecure;
     c->timeouts = base->timeouts;
     c->path = dup_or_null(base->path, &oom);
     c->listen_host = dup_or_null(base->listen_host, &oom);

@@ -58,6 +58,7 @@ typedef struct gw_config {
     /* mutual TLS to a tls+tcp:// control plane (cplinktls.h): PEM files */
     char      *control_plane_ca_file, *control_plane_cert_file, *control_plane_key_file;
     char      *control_plane_server_name;   /* default: the host of control_plane */
+    int        control_plane_insecure;      /* plain tcp:// beyond loopback, on purpose */
     char      *access_log;     /* "stdout" (default), "off", or a file path */
     size_t     max_body_bytes;
     size_t     max_header_bytes;

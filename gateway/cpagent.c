@@ -49,6 +49,7 @@ typedef struct agent {
     struct usageship *ship;
     int64_t          last_sub_ms, next_redial_ms;
     int              silent;
+    int              refused;         /* the control plane serves only newer data planes */
     atomic_int       sub_connected;   /* a new connection for deltas: say Hello at once */
     nng_aio         *aio;
     atomic_int       aio_done;
@@ -165,11 +166,32 @@ static void schedule_hello(agent *a, int now)
     if (now) a->next_hello_ms = 0;
 }
 
+/* 1 when the control plane serves only data planes newer than this one: its
+ * changes are not for us (our Hello is refused too, and GET /api/dataplanes
+ * says why). Logged once per change of mind. */
+static int too_old_for(agent *a, const char *min_version)
+{
+    long own[3], min[3];
+    int old = min_version && *min_version && cplink_version_parse(min_version, min) == 0 &&
+              cplink_version_parse(GW_SOFTWARE_VERSION, own) == 0 && cplink_version_cmp(own, min) < 0;
+    if (old && !a->refused)
+        log_error("the control plane serves data planes from version %.40s on; this one is %s: not applying its "
+                  "changes until it is upgraded (serving the last configuration)", min_version, GW_SOFTWARE_VERSION);
+    else if (!old && a->refused)
+        log_info("the control plane serves this version again");
+    a->refused = old;
+    return old;
+}
+
 static void on_delta(agent *a, const uint8_t *data, size_t len)
 {
     char err[256];
     Gw__Delta *d = gw__delta__unpack(NULL, len, data);
     if (!d) { log_warn("dropping a delta that does not parse (%zu bytes)", len); return; }
+    if (too_old_for(a, d->min_dataplane_version)) {
+        gw__delta__free_unpacked(d, NULL);
+        return;
+    }
     if (d->resync) {
         log_info("control plane asks for a resync at version %llu", (unsigned long long)d->version);
         schedule_hello(a, 1);

@@ -5,11 +5,37 @@
 #   usage: scripts/gen-certs.sh DIR CP_NAME_OR_IP DATAPLANE_ID...
 #   DIR/ca.crt, DIR/ca.key (keep the CA key offline), DIR/controlplane.{crt,key},
 #   DIR/<dataplane_id>.{crt,key}. Existing files are kept (the CA above all).
+#
+#   scripts/gen-certs.sh --revoke DIR DATAPLANE_ID...
+#   revokes those nodes' certificates: DIR/crl.pem, and DIR/ca-crl.pem (the CA
+#   followed by its CRL) to give the control plane as dataplane_ca_file; it
+#   then refuses those nodes from its next start.
 set -euo pipefail
-[ $# -ge 2 ] || { echo "usage: $0 DIR CP_NAME_OR_IP [DATAPLANE_ID...]" >&2; exit 2; }
-dir=$1; cp_name=$2; shift 2
+revoke=0
+if [ "${1:-}" = --revoke ]; then revoke=1; shift; fi
+[ $# -ge 2 ] || { echo "usage: $0 DIR CP_NAME_OR_IP [DATAPLANE_ID...] | $0 --revoke DIR DATAPLANE_ID..." >&2; exit 2; }
+dir=$1
 mkdir -p "$dir"; chmod 0700 "$dir"
 cd "$dir"
+ca_db() { # the minimal "openssl ca" state a CRL needs
+  [ -f index.txt ] || : >index.txt
+  [ -f crlnumber ] || echo 1000 >crlnumber
+  printf '[ca]\ndefault_ca=fleet\n[fleet]\ndatabase=index.txt\ncrlnumber=crlnumber\ndefault_md=sha256\n''default_crl_days=3650\ncertificate=ca.crt\nprivate_key=ca.key\n' >ca.cnf
+}
+if [ $revoke = 1 ]; then
+  shift
+  [ -f ca.crt ] && [ -f ca.key ] || { echo "$dir has no CA" >&2; exit 1; }
+  ca_db
+  for id in "$@"; do
+    [ -f "$id.crt" ] || { echo "no certificate $dir/$id.crt" >&2; exit 1; }
+    openssl ca -config ca.cnf -revoke "$id.crt" -batch 2>/dev/null || grep -q "CN=$id\$" index.txt
+  done
+  openssl ca -config ca.cnf -gencrl -out crl.pem -batch 2>/dev/null
+  cat ca.crt crl.pem >ca-crl.pem
+  echo "revoked $*: give the control plane $dir/ca-crl.pem as dataplane_ca_file and restart it"
+  exit 0
+fi
+cp_name=$2; shift 2
 days=825
 key() { [ -f "$1" ] || { openssl ecparam -name prime256v1 -genkey -noout -out "$1" 2>/dev/null; chmod 0600 "$1"; }; }
 if [ ! -f ca.crt ]; then

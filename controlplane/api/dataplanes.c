@@ -4,7 +4,8 @@
 
 #define DP_JSON \
     "json_build_object('id', d.id, 'hostname', d.hostname, 'version', d.version, " \
-    "'config_version', d.config_version, 'workers', d.workers, 'first_seen', d.first_seen, 'last_seen', d.last_seen)"
+    "'config_version', d.config_version, 'workers', d.workers, 'status', d.status, 'status_reason', d.status_reason, " \
+    "'first_seen', d.first_seen, 'last_seen', d.last_seen)"
 
 void api_dataplanes_list(api_req *r)
 {

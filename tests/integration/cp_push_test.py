@@ -48,11 +48,11 @@ ENV = Env()
 
 
 # ---------------------------------------------------------------- control plane
-def cp_start():
+def cp_start(extra=""):
     cfg = os.path.join(WORK, "controlplane.yaml")
     with open(cfg, "w") as f:
         f.write("database_url: %s\nadmin_listen: 127.0.0.1:%d\ndataplane_listen: tcp://127.0.0.1:%d\n"
-                "master_key_file: %s/keys/master.key\n" % (DB_URL, ENV.cp_port, ENV.dp_port, WORK))
+                "master_key_file: %s/keys/master.key\n%s" % (DB_URL, ENV.cp_port, ENV.dp_port, WORK, extra))
     log = open(os.path.join(WORK, "controlplane.log"), "ab")
     env = dict(os.environ, CONTROLPLANE_ADMIN_TOKEN=ADMIN)
     p = subprocess.Popen([CP_BIN, "--config", cfg, "--migrations-dir", MIGRATIONS], stdin=subprocess.DEVNULL,
@@ -256,6 +256,33 @@ def test_control_plane_back_resync():
     h.check(all_status(ENV.survivor["key"]) == {200}, "old key lost in the resync")
     api("POST", "/api/keys/%s/revoke" % ENV.survivor["id"])
     wait_status(ENV.survivor["key"], 401)
+
+
+@h.test
+def test_old_dataplane_version_refused_and_listed():
+    """A control plane that serves only newer data planes refuses these ones,
+    says why in GET /api/dataplanes, and they keep serving what they have."""
+    k = new_key("before-version-gate")
+    wait_status(k["key"], 200)
+    cp_kill()
+    cp_start("dataplane_min_version: 9.0.0\n")
+
+    def refused():
+        st, doc = call("GET", "/api/dataplanes")
+        rows = {d["id"]: d for d in doc["data"]} if st == 200 else {}
+        return all(rows.get(n, {}).get("status") == "refused" and "older than" in (rows[n]["status_reason"] or "")
+                   for n in ENV.gws) and rows
+    h.wait_for(refused, 15, what="both gateways listed as refused")
+    h.check(all_status(k["key"]) == {200}, "refused gateways stopped serving their snapshot")
+    k2 = new_key("while-refused")
+    time.sleep(1.5)
+    h.check(all_status(k2["key"]) == {401}, "a refused gateway received new config")
+    cp_kill()
+    cp_start()
+    wait_status(k2["key"], 200, timeout=15)
+    st, doc = call("GET", "/api/dataplanes")
+    h.check(all(d["status"] == "ok" and d["status_reason"] is None for d in doc["data"] if d["id"] in ENV.gws),
+            "status after the gate lifted: %r" % doc["data"])
 
 
 def after_each(name):

@@ -141,6 +141,30 @@ def stored(ids):
     return int(n), int(distinct)
 
 
+def cp_start(ca_file):
+    cfg = os.path.join(WORK, "controlplane.yaml")
+    with open(cfg, "w") as f:
+        f.write("database_url: %s\nadmin_listen: 127.0.0.1:8081\ndataplane_listen: tls+tcp://%s:7400\n"
+                "dataplane_ca_file: %s/%s\ndataplane_cert_file: %s/controlplane.crt\n"
+                "dataplane_key_file: %s/controlplane.key\nmaster_key_file: %s/master.key\n" % (
+                    ENV.db_url, CP_IP, CERTS, ca_file, CERTS, CERTS, WORK))
+    log = open(os.path.join(WORK, "controlplane.log"), "ab")
+    ENV.cp = subprocess.Popen(["ip", "netns", "exec", NS_CP, os.path.join(BIN, "controlplane"), "--config", cfg,
+                               "--migrations-dir", MIGRATIONS], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                              env=dict(os.environ, CONTROLPLANE_ADMIN_TOKEN=ADMIN), start_new_session=True)
+    h._register(ENV.cp)
+    h.wait_for(lambda: ns_run(NS_CP, ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                                      "http://127.0.0.1:8081/healthz"]).stdout == "200", 20, what="control plane")
+
+
+def cp_stop():
+    ENV.cp.terminate()
+    try:
+        ENV.cp.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        h._kill_group(ENV.cp)
+
+
 # ---------------------------------------------------------------- tests
 @h.test
 def test_setup_over_mutual_tls():
@@ -155,19 +179,7 @@ def test_setup_over_mutual_tls():
                                   "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                  start_new_session=True)
     h._register(ENV.redis)
-    cfg = os.path.join(WORK, "controlplane.yaml")
-    with open(cfg, "w") as f:
-        f.write("database_url: %s\nadmin_listen: 127.0.0.1:8081\ndataplane_listen: tls+tcp://%s:7400\n"
-                "dataplane_ca_file: %s/ca.crt\ndataplane_cert_file: %s/controlplane.crt\n"
-                "dataplane_key_file: %s/controlplane.key\nmaster_key_file: %s/master.key\n" % (
-                    ENV.db_url, CP_IP, CERTS, CERTS, CERTS, WORK))
-    log = open(os.path.join(WORK, "controlplane.log"), "ab")
-    ENV.cp = subprocess.Popen(["ip", "netns", "exec", NS_CP, os.path.join(BIN, "controlplane"), "--config", cfg,
-                               "--migrations-dir", MIGRATIONS], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                              env=dict(os.environ, CONTROLPLANE_ADMIN_TOKEN=ADMIN), start_new_session=True)
-    h._register(ENV.cp)
-    h.wait_for(lambda: ns_run(NS_CP, ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
-                                      "http://127.0.0.1:8081/healthz"]).stdout == "200", 20, what="control plane")
+    cp_start("ca.crt")
     admin("POST", "/api/models", {"alias": "hy-mock", "deployments": [
         {"provider": "mock", "model": "mock-h", "input_cost_per_mtok": 10, "output_cost_per_mtok": 30}]})
     ENV.k1 = admin("POST", "/api/keys", {"name": "hy-traffic"})["key"]
@@ -234,6 +246,23 @@ def test_node_with_a_foreign_certificate_gets_nothing():
     h.check("hy-rogue" not in nodes, "the rogue node was recorded: %r" % nodes)
     # and the real ones still serve
     h.check(chat("hy-g2", ENV.k1).status == 200, "hy-g2 stopped serving")
+
+
+@h.test
+def test_node_with_a_revoked_certificate_gets_nothing_new():
+    out = subprocess.run(["bash", GEN_CERTS, "--revoke", CERTS, "hy-g2"], capture_output=True, text=True, timeout=60)
+    h.check(out.returncode == 0, "revoke: %s" % out.stderr)
+    cp_stop()
+    cp_start("ca-crl.pem")    # the CA followed by its CRL
+    k3 = admin("POST", "/api/keys", {"name": "hy-after-revocation"})["key"]
+    h.wait_for(lambda: chat("hy-g1", k3).status == 200, 15, what="hy-g1 to get the new key")
+    g2 = ENV.gws["hy-g2"]
+    g2.new_stderr()
+    # its agent finds the link silent and redials, and every handshake fails
+    h.wait_for(lambda: "nothing from the control plane" in g2.new_stderr(), 10, what="hy-g2 to lose the link")
+    time.sleep(1.5)           # several redials (every 500 ms), each refused at the handshake
+    h.check(all(chat("hy-g2", k3).status == 401 for _ in range(4)), "the revoked node received new config")
+    h.check(chat("hy-g2", ENV.k1).status == 200, "the revoked node stopped serving what it had")
 
 
 def teardown():
