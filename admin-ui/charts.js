@@ -18,8 +18,10 @@ function niceMax(v) {
   return 10 * p;
 }
 
-const W = 640;
-const H = 220;
+// Drawing units: on a phone the viewBox is narrower, so axis text keeps a readable size.
+let W = 640;
+let H = 220;
+const fit = () => { W = window.innerWidth < 700 ? 400 : 640; H = window.innerWidth < 700 ? 200 : 220; };
 const PAD = { l: 62, r: 26, t: 12, b: 28 };
 
 function frame(label, max, fmt) {
@@ -35,7 +37,7 @@ function frame(label, max, fmt) {
 
 function xLabels(svg, labels, xAt) {
   const n = labels.length;
-  const every = Math.max(1, Math.ceil(n / 7));
+  const every = Math.max(1, Math.ceil(n / (W < 500 ? 5 : 7)));
   labels.forEach((l, i) => {
     if (i % every !== 0 && i !== n - 1) return;
     if (i !== n - 1 && n - 1 - i < every / 2) return;
@@ -45,6 +47,7 @@ function xLabels(svg, labels, xAt) {
 
 // Vertical bars: points [{label, value, title}].
 export function barChart(points, { label, fmt = String, cls = 'bar' } = {}) {
+  fit();
   const max = niceMax(Math.max(0, ...points.map((p) => p.value)));
   const svg = frame(label, max, fmt);
   const iw = W - PAD.l - PAD.r;
@@ -62,6 +65,7 @@ export function barChart(points, { label, fmt = String, cls = 'bar' } = {}) {
 
 // Lines: labels [x...], series [{name, values, cls}].
 export function lineChart(labels, series, { label, fmt = String } = {}) {
+  fit();
   const all = series.flatMap((x) => x.values.filter((v) => v !== null && v !== undefined));
   const max = niceMax(Math.max(0, ...all));
   const svg = frame(label, max, fmt);

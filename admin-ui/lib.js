@@ -259,8 +259,10 @@ export function formValues(form, numbers = []) {
 // ---- tables ----
 
 // cols: [{label, cell: (row) => node|text, cls}]
-export function table(cols, rows, caption) {
-  return h('div.table-wrap', h('table',
+// compact: numeric tables keep their columns on phones (scrolling sideways
+// inside their box) instead of turning into stacked cards.
+export function table(cols, rows, caption, { compact = false } = {}) {
+  return h(compact ? 'div.table-wrap.compact' : 'div.table-wrap', h('table',
     caption ? h('caption.sr-only', caption) : null,
     h('thead', h('tr', cols.map((c) => h('th', { scope: 'col', class: c.cls }, c.label)))),
     h('tbody', rows.map((r) => h('tr', cols.map((c) => h('td', { class: c.cls, 'data-label': c.label }, c.cell(r))))))));

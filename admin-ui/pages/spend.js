@@ -75,11 +75,11 @@ export async function render(main, _args, stale) {
       table([
         { label: state.group_by[0].toUpperCase() + state.group_by.slice(1), cell: (g) => (state.group_by === 'key' && g.group ? h('a', { href: `#/keys/${g.group}` }, label(g)) : label(g)) },
         { label: 'Requests', cls: 'num', cell: (g) => num(g.requests) },
-        { label: 'Prompt tokens', cls: 'num', cell: (g) => num(g.prompt_tokens) },
-        { label: 'Completion tokens', cls: 'num', cell: (g) => num(g.completion_tokens) },
+        { label: 'Prompt tokens', cls: 'num wide-only', cell: (g) => num(g.prompt_tokens) },
+        { label: 'Completion tokens', cls: 'num wide-only', cell: (g) => num(g.completion_tokens) },
         { label: 'Cost', cls: 'num', cell: (g) => usd(g.cost_usd) },
         { label: 'Share', cls: 'num', cell: (g) => (total ? pct(Number(g.cost_usd) / total) : '—') },
-      ], rows, `Spend by ${state.group_by}`));
+      ], rows, `Spend by ${state.group_by}`, { compact: true }));
   }
   await load();
 }

@@ -7,7 +7,8 @@
 #      headers, CSP, no directory traversal) and the UI's read-only endpoints
 #      (/api/me, /api/overview, /api/spend filters);
 #   2. tests/ui/seed.py: teams, keys, models, a credential, a viewer token and
-#      spend_log rows over the last weeks;
+#      spend_log rows over the last weeks; a gateway (built-in mock provider)
+#      takes its configuration from the control plane and ships usage to it;
 #   3. tests/ui/ui_test.mjs: headless Debian Chromium driven by playwright-core
 #      (pinned in tests/ui/package-lock.json), screenshots into
 #      $UI_SCREENSHOT_DIR (default build/ui-screenshots).
@@ -37,8 +38,15 @@ fi
 work=$(mktemp -d /tmp/ui-suite.XXXXXX) || fail_early "mktemp failed"
 chmod 0755 "$work"
 cp_pid=""
+gw_pid=""
 pg_port=""
 cleanup() {
+  if [ -n "$gw_pid" ] && kill -0 "$gw_pid" 2>/dev/null; then
+    kill -TERM "$gw_pid" 2>/dev/null
+    for _ in $(seq 1 100); do kill -0 "$gw_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$gw_pid" 2>/dev/null || true
+    wait "$gw_pid" 2>/dev/null || true
+  fi
   if [ -n "$cp_pid" ] && kill -0 "$cp_pid" 2>/dev/null; then
     kill -TERM "$cp_pid" 2>/dev/null
     for _ in $(seq 1 100); do kill -0 "$cp_pid" 2>/dev/null || break; sleep 0.1; done
@@ -67,11 +75,12 @@ db_url=$("$root/scripts/pg.sh" start "$work/pg" "$pg_port" 2>"$work/pg-start.err
 ui_dir=$work/admin-ui
 if [ -n "${UI_SUITE_SERVE:-}" ]; then ui_dir=$root/admin-ui; else cp -R "$root/admin-ui" "$ui_dir" || fail_early "copy admin-ui"; fi
 cp_port=${UI_SUITE_PORT:-$(free_port)}
+dp_port=$(free_port_pair) || fail_early "no free port pair"
 admin_token="ui-suite-$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
 cat >"$work/controlplane.yaml" <<YAML
 database_url: $db_url
 admin_listen: 127.0.0.1:$cp_port
-dataplane_listen: tcp://127.0.0.1:$(free_port_pair)
+dataplane_listen: tcp://127.0.0.1:$dp_port
 master_key_file: $work/var/keys/master.key
 admin_ui_dir: $ui_dir
 YAML
@@ -86,6 +95,30 @@ for _ in $(seq 1 100); do
 done
 [ "$up" = 1 ] || { tail -n 30 "$work/controlplane.log" >&2; fail_early "controlplane did not become healthy"; }
 
+# A real gateway fed by this control plane (built-in mock provider): the
+# browser test sends traffic with the key it issues and sees it in the UI.
+[ -x "$bin/gateway" ] || fail_early "$bin/gateway not found (build it first)"
+gw_port=$(free_port) || fail_early "no free port"
+mkdir -p "$work/gw-state"
+cat >"$work/gateway.yaml" <<YAML
+listen: 127.0.0.1:$gw_port
+workers: 1
+access_log: "off"
+control_plane: tcp://127.0.0.1:$dp_port
+state_dir: $work/gw-state
+dataplane_id: ui-node
+YAML
+"$bin/gateway" --config "$work/gateway.yaml" >"$work/gateway.out.log" 2>"$work/gateway.log" &
+gw_pid=$!
+up=0
+for _ in $(seq 1 150); do
+  kill -0 "$gw_pid" 2>/dev/null || break
+  if curl -fsS -m 2 "http://127.0.0.1:$gw_port/readyz" >/dev/null 2>&1; then up=1; break; fi
+  sleep 0.1
+done
+[ "$up" = 1 ] || { tail -n 30 "$work/gateway.log" >&2; fail_early "gateway did not become ready"; }
+
+export GW_URL="http://127.0.0.1:$gw_port"
 export CP_URL="http://127.0.0.1:$cp_port" CP_ADMIN_TOKEN="$admin_token" CP_PG_PORT="$pg_port" \
        CP_UI_DIR="$ui_dir" CP_WORK="$work"
 passed=0; failed=0
@@ -117,6 +150,10 @@ CP_VIEWER_TOKEN="$viewer_token" CHROMIUM="$chromium" UI_SCREENSHOT_DIR="$shots" 
 grep -vE '^[0-9]+ passed, [0-9]+ failed$' "$work/browser.txt" >&2
 add_result "$work/browser.txt"
 
+kill -TERM "$gw_pid" 2>/dev/null
+for _ in $(seq 1 100); do kill -0 "$gw_pid" 2>/dev/null || break; sleep 0.1; done
+wait "$gw_pid" 2>/dev/null
+gw_pid=""
 kill -TERM "$cp_pid" 2>/dev/null
 for _ in $(seq 1 100); do kill -0 "$cp_pid" 2>/dev/null || break; sleep 0.1; done
 wait "$cp_pid" 2>/dev/null

@@ -62,6 +62,8 @@ def main():
     api("POST", "/api/models", {"alias": "gpt-4o-mini", "strategy": "weighted", "deployments": [
         {"provider": "openai", "model": "gpt-4o-mini", "api_key": f"cred:{cred['id']}", "weight": 3},
         {"provider": "mock", "weight": 1}], "fallbacks": ["claude-haiku"]})
+    api("POST", "/api/models", {"alias": "ui-mock", "deployments": [
+        {"provider": "mock", "model": "mock-x", "input_cost_per_mtok": 100, "output_cost_per_mtok": 300}]})
     api("POST", "/api/models", {"alias": "claude-haiku", "strategy": "least_latency", "deployments": [
         {"provider": "mock", "model": "claude-3-5-haiku"}]})
     psql("INSERT INTO dataplanes (id, hostname, version, config_version, workers, first_seen, last_seen) "

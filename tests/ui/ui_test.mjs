@@ -12,6 +12,7 @@ const ADMIN = process.env.CP_ADMIN_TOKEN;
 const VIEWER = process.env.CP_VIEWER_TOKEN;
 const SHOTS = process.env.UI_SCREENSHOT_DIR || 'ui-screenshots';
 const EXE = process.env.CHROMIUM || '/usr/bin/chromium';
+const GW = process.env.GW_URL;
 const DESKTOP = { width: 1280, height: 800 };
 const PHONE = { width: 390, height: 844 };
 const PAGES = ['overview', 'keys', 'teams', 'models', 'credentials', 'dataplanes', 'spend', 'logs', 'audit'];
@@ -38,6 +39,26 @@ function watch(page, who) {
 function noProblems(what) {
   const p = problems.splice(0);
   check(p.length === 0, `${what}: ${p.join(' | ')}`);
+}
+
+// One chat completion through the gateway with key; {status, cost, id}.
+async function chat(key) {
+  const r = await fetch(`${GW}/v1/chat/completions`, { method: 'POST',
+    headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ model: 'ui-mock', messages: [{ role: 'user', content: 'hello from the admin UI test' }] }) });
+  await r.text();
+  return { status: r.status, cost: r.headers.get('x-gateway-cost-usd'), id: r.headers.get('x-gateway-request-id') };
+}
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// Polls fn until it returns a truthy value (bounded; the data plane and the
+// usage shipper are asynchronous). Not a timing assertion: only the bound.
+async function until(fn, what, seconds = 30) {
+  for (let i = 0; i < seconds * 5; i++) {
+    const v = await fn();
+    if (v) return v;
+    await sleep(200);
+  }
+  throw new Failure(`gave up waiting for ${what}`);
 }
 
 let browser;
@@ -159,6 +180,8 @@ test('overview_shows_seeded_numbers', async () => {
 // ---------------------------------------------------------------- keys
 
 let issued = null;
+let issuedSecret = null;
+let served = null; // the gateway's answer to the issued key
 test('issue_key_reveals_once_and_copies', async () => {
   const { page } = admin;
   await go(page, '#/keys', 'Keys');
@@ -169,6 +192,7 @@ test('issue_key_reveals_once_and_copies', async () => {
   await dlg.getByLabel('Requests / minute').fill('60');
   await dlg.getByLabel('Budget (USD)').fill('25');
   await dlg.getByLabel('Budget period').selectOption('monthly');
+  await page.screenshot({ path: path.join(SHOTS, 'issue-key-dialog-desktop.png') });
   await dlg.getByRole('button', { name: 'Issue key' }).click();
   const reveal = page.getByRole('dialog', { name: 'Key ui-test-key issued' });
   await reveal.waitFor();
@@ -176,6 +200,7 @@ test('issue_key_reveals_once_and_copies', async () => {
   check(/^sk-gw-[A-Za-z0-9_-]{43}$/.test(secret), `revealed key looks like a key: ${secret.slice(0, 8)}…`);
   await reveal.getByRole('button', { name: 'Copy' }).click();
   await reveal.getByText('Copied').waitFor();
+  await page.screenshot({ path: path.join(SHOTS, 'key-reveal-desktop.png') });
   eq(await page.evaluate(() => navigator.clipboard.readText()), secret, 'clipboard holds the key');
   await reveal.getByRole('button', { name: 'Done' }).click();
   await reveal.waitFor({ state: 'detached' });
@@ -184,11 +209,34 @@ test('issue_key_reveals_once_and_copies', async () => {
   const list = (await api('GET', '/api/keys?q=ui-test-key')).doc.data;
   eq(list.length, 1, 'one key issued');
   issued = list[0];
+  issuedSecret = secret;
   check(secret.startsWith(issued.key_prefix), 'prefix matches');
   eq([issued.rpm_limit, Number(issued.budget_usd), issued.budget_period, issued.status], [60, 25, 'monthly', 'active'], 'limits as entered');
   await page.getByRole('row', { name: /ui-test-key/ }).waitFor();
   await page.evaluate(() => navigator.clipboard.writeText(''));
   noProblems('issue key');
+});
+
+test('issued_key_works_and_its_request_shows_in_log_and_spend', async () => {
+  const { page } = admin;
+  served = await until(async () => { const r = await chat(issuedSecret); return r.status === 200 ? r : null; },
+    'the gateway to accept the new key');
+  check(served.id && Number(served.cost) > 0, `the gateway priced the request: ${JSON.stringify(served)}`);
+  await until(async () => (await api('GET', `/api/spend/logs?key_id=${issued.id}`)).doc.total >= 1, 'usage to reach spend_log');
+  await go(page, `#/logs/${issued.id}`, 'Request log');
+  const row = page.getByRole('row', { name: new RegExp(served.id) });
+  await row.waitFor();
+  check((await row.textContent()).includes('ui-mock'), 'the row names the model');
+  await go(page, '#/spend', 'Spend explorer');
+  await page.getByLabel('Group by').selectOption('key');
+  const keyRow = page.getByRole('row', { name: /ui-test-key/ });
+  await keyRow.waitFor();
+  const cost = await keyRow.locator('td[data-label="Cost"]').textContent();
+  const n = Number(served.cost);
+  eq(cost, '$' + n.toLocaleString('en-US', { minimumFractionDigits: n < 1 ? 4 : 2, maximumFractionDigits: n < 1 ? 4 : 2 }), 'the key\'s cost in the explorer');
+  eq(await keyRow.locator('td[data-label="Requests"]').textContent(), '1', 'one request');
+  await page.getByLabel('Group by').selectOption('day');
+  noProblems('traffic');
 });
 
 test('search_and_filters_narrow_the_key_list', async () => {
@@ -215,13 +263,13 @@ test('edit_key_limits_scopes_and_budget', async () => {
   await page.getByRole('button', { name: 'Edit' }).click();
   const dlg = page.getByRole('dialog', { name: 'Edit ui-test-key' });
   await dlg.getByLabel('Requests / minute').fill('123');
-  await dlg.getByLabel('Models (scopes)').fill('gpt-4o-mini, claude-haiku');
+  await dlg.getByLabel('Models (scopes)').fill('ui-mock, claude-haiku');
   await dlg.getByLabel('Budget (USD)').fill('30');
   await dlg.getByRole('button', { name: 'Save' }).click();
   await dlg.waitFor({ state: 'detached' });
   await page.getByText('123 rpm').waitFor();
   const k = (await api('GET', `/api/keys/${issued.id}`)).doc;
-  eq([k.rpm_limit, k.models, Number(k.budget_usd), k.team_id], [123, ['gpt-4o-mini', 'claude-haiku'], 30, issued.team_id], 'saved');
+  eq([k.rpm_limit, k.models, Number(k.budget_usd), k.team_id], [123, ['ui-mock', 'claude-haiku'], 30, issued.team_id], 'saved');
   noProblems('edit key');
 });
 
@@ -260,6 +308,9 @@ test('revoke_key_with_confirmation', async () => {
   await page.getByRole('row', { name: /ui-test-key.*revoked/ }).waitFor();
   eq((await api('GET', `/api/keys/${issued.id}`)).doc.status, 'revoked', 'revoked in the API');
   eq(await page.getByRole('button', { name: 'Revoke ui-test-key' }).count(), 0, 'no revoke button on a revoked key');
+  const refused = await until(async () => { const r = await chat(issuedSecret); return r.status === 401 ? r : null; },
+    'the gateway to refuse the revoked key');
+  eq(refused.status, 401, 'the next request with the revoked key is refused');
   noProblems('revoke');
 });
 
@@ -312,6 +363,7 @@ test('spend_by_team_filter_and_csv_export', async () => {
 test('request_log_filters_and_pages', async () => {
   const { page } = admin;
   await go(page, '#/logs', 'Request log');
+  await page.getByLabel('Key', { exact: true }).selectOption(''); // an earlier visit filtered one key
   const total = (await api('GET', '/api/spend/logs?limit=1')).doc.total;
   await page.getByText(`1–50 of ${total.toLocaleString('en-US')}`).waitFor();
   await page.getByRole('button', { name: 'Next' }).click();
@@ -388,6 +440,11 @@ for (const [label, viewport] of [['desktop', DESKTOP], ['phone', PHONE]]) {
       await page.screenshot({ path: path.join(SHOTS, `${id}-${label}.png`), fullPage: true });
     }
     if (label === 'phone') {
+      await page.evaluate(() => { location.hash = '#/keys'; });
+      await page.getByRole('button', { name: /^Revoke / }).first().click();
+      await page.getByRole('dialog').waitFor();
+      await page.screenshot({ path: path.join(SHOTS, 'revoke-confirm-phone.png') });
+      await page.getByRole('dialog').getByRole('button', { name: 'Cancel' }).click();
       await page.getByRole('button', { name: 'Menu' }).click();
       await page.getByRole('link', { name: 'Spend' }).waitFor();
       await page.screenshot({ path: path.join(SHOTS, 'menu-phone.png') });
