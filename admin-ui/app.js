@@ -108,6 +108,9 @@ window.addEventListener('gw:unauthorized', () => {
 async function boot() {
   const token = session.token();
   if (!token) { signIn(); return; }
+  // fetch the first page's module while /api/me is in flight
+  const first = location.hash.replace(/^#\/?/, '').split('/')[0];
+  if (PAGES.some(([p]) => p === first) || !first) import(`./pages/${first || 'overview'}.js`).catch(() => {});
   try {
     session.me = await api('GET', '/api/me');
     shell();

@@ -267,8 +267,15 @@ def overview_aggregates_in_sql():
     eq(float(doc["month"]["cost_usd"]), want_month, "month cost")
     r = doc["range"]
     eq((r["requests"], r["errors"], float(r["cost_usd"])), (15, 2, 8.0), "14-day range")
-    # latencies in range: 50 x4, 100..1000, 5000 -> 15 values; p50 (disc) = 8th = 400, p95 = 15th = 5000
-    eq((r["p50_ms"], r["p95_ms"]), (400, 5000), "p50/p95")
+    # latencies in range: 50 x4, 100..1000, 5000 -> 15 values; exact p50 = 8th = 400, p95 = 15th = 5000.
+    # Reported from 5.1%-wide log buckets as the bucket's upper bound: never below, at most 5.1% above.
+    check(400 <= r["p50_ms"] <= 400 * 1.052, f"p50 {r['p50_ms']} for an exact 400")
+    check(5000 <= r["p95_ms"] <= 5000 * 1.052, f"p95 {r['p95_ms']} for an exact 5000")
+    today_pt = doc["series"][-1]
+    # today: 100..1000 and 5000 -> exact p50 = 6th of 11 = 600, p95 = 11th = 5000
+    check(600 <= today_pt["p50_ms"] <= 600 * 1.052 and 5000 <= today_pt["p95_ms"] <= 5000 * 1.052,
+          f"today's p50/p95 {today_pt['p50_ms']}/{today_pt['p95_ms']}")
+    eq(doc["series"][-2]["p50_ms"], None, "no latency on a day without requests")
     eq([t["id"] for t in doc["top_teams"]], [team["id"], None], "top teams (no team last)")
     eq(doc["top_teams"][0]["name"], "ov-team", "team name joined")
     eq([k["id"] for k in doc["top_keys"]], [key["id"], other["id"]], "top keys by cost")
