@@ -138,8 +138,8 @@ viewer_token=$(python3 "$root/tests/ui/seed.py" 2>"$work/seed.err") \
   || { cat "$work/seed.err" >&2; fail_early "seeding failed"; }
 
 if [ -n "${UI_SUITE_SERVE:-}" ]; then
-  echo "serving $CP_URL admin=$admin_token viewer=$viewer_token (Ctrl-C stops)" >&2
-  echo "$CP_URL $admin_token $viewer_token" >"${UI_SUITE_SERVE_FILE:-/dev/null}"
+  echo "serving $CP_URL admin=$admin_token viewer=$viewer_token postgres port=$pg_port (Ctrl-C stops)" >&2
+  echo "$CP_URL $admin_token $viewer_token $pg_port" >"${UI_SUITE_SERVE_FILE:-/dev/null}"
   wait "$cp_pid"
   exit 0
 fi
