@@ -162,6 +162,7 @@ export async function guarded(box, fn) {
 
 // A modal <dialog>. body: nodes; actions: [{label, kind, onclick}] where
 // onclick may return a promise; a throw shows the error inside the dialog.
+let dialogSeq = 0;
 export function dialog(title, body, actions = []) {
   const err = h('div.dialog-error');
   const buttons = actions.map((a) => h(`button.${a.kind || 'secondary'}`, {
@@ -169,7 +170,7 @@ export function dialog(title, body, actions = []) {
     onclick: a.submit ? null : async (ev) => run(ev, a),
   }, a.label));
   const form = h('form', { method: 'dialog', novalidate: true },
-    h('header', h('h2', { id: `dlg-${Date.now()}` }, title),
+    h('header', h('h2', { id: `dlg-${++dialogSeq}` }, title),
       h('button.icon', { type: 'button', 'aria-label': 'Close', onclick: () => close() }, '×')),
     h('div.dialog-body', body), err,
     h('footer', buttons));

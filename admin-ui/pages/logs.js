@@ -46,16 +46,16 @@ export async function render(main, args, stale) {
       return;
     }
     clear(list, table([
-      { label: 'Time', cls: 'nowrap', cell: (r) => when(r.ts) },
+      { label: 'Time (UTC)', cls: 'nowrap', cell: (r) => h('time', { datetime: r.ts, title: when(r.ts) }, when(r.ts).slice(5, 16)) },
       { label: 'Key', cell: (r) => (r.key_id ? h('a', { href: `#/keys/${r.key_id}` }, keyById.has(r.key_id) ? keyById.get(r.key_id).name : r.key_id.slice(0, 8)) : '—') },
-      { label: 'Team', cell: (r) => (r.team_id ? teamName.get(r.team_id) || r.team_id.slice(0, 8) : '—') },
+      { label: 'Team', cls: 'wide-only', cell: (r) => (r.team_id ? teamName.get(r.team_id) || r.team_id.slice(0, 8) : '—') },
       { label: 'Model', cell: (r) => [r.model_alias || '—', r.provider ? h('small', ` ${r.provider}`) : null] },
       { label: 'Status', cell: (r) => badge(String(r.status ?? '–'), r.status >= 400 ? 'bad' : 'good') },
-      { label: 'Tokens', cls: 'num', cell: (r) => `${num(r.prompt_tokens)} / ${num(r.completion_tokens)}` },
+      { label: 'Tokens', cls: 'num wide-only', cell: (r) => `${num(r.prompt_tokens)} / ${num(r.completion_tokens)}` },
       { label: 'Cost', cls: 'num', cell: (r) => usd(r.cost_usd) },
-      { label: 'Latency', cls: 'num', cell: (r) => ms(r.latency_ms) },
-      { label: 'Request id', cell: (r) => h('code.wrap', r.request_id) },
-    ], page.data, 'Requests'), pager(page, (off) => { state.offset = off; load(); }));
+      { label: 'Latency', cls: 'num wide-only', cell: (r) => ms(r.latency_ms) },
+      { label: 'Request id', cls: 'wide-only', cell: (r) => h('code.wrap', r.request_id) },
+    ], page.data, 'Requests', { compact: true }), pager(page, (off) => { state.offset = off; load(); }));
   }
   await load();
 }

@@ -12,15 +12,18 @@ export async function render(main, _args, stale) {
   async function load() {
     let teams;
     let o;
+    let s30;
     try {
-      [teams, o] = await Promise.all([api('GET', '/api/teams?limit=500'), api('GET', `/api/overview${qs({ days: 30 })}`)]);
+      const from = new Date(Date.now() - 29 * 86400000).toISOString().slice(0, 10);
+      [teams, o, s30] = await Promise.all([api('GET', '/api/teams?limit=500'), api('GET', `/api/overview${qs({ days: 1 })}`),
+        api('GET', `/api/spend${qs({ group_by: 'team', from: `${from}T00:00:00Z` })}`)]);
     } catch (e) {
       clear(list, errorBox(e));
       return;
     }
     if (stale()) return;
     const spent = new Map(o.budgets.filter((b) => b.kind === 'team').map((b) => [b.id, Number(b.spent_usd)]));
-    const spent30 = new Map(o.top_teams.map((t) => [t.id, Number(t.cost_usd)]));
+    const spent30 = new Map(s30.data.map((g) => [g.group, g]));
     if (!teams.data.length) {
       clear(list, empty('No teams yet. Teams group keys under a shared budget and limits.'));
       return;
@@ -31,7 +34,8 @@ export async function render(main, _args, stale) {
         ? h('span.budget-cell', `${usd(spent.get(t.id) || 0)} of ${usd(t.budget_usd)} ${t.budget_period || 'total'}`, meter(spent.get(t.id) || 0, Number(t.budget_usd)))
         : '—') },
       { label: 'Limits', cell: (t) => [t.rpm_limit != null ? `${num(t.rpm_limit)} rpm` : null, t.tpm_limit != null ? `${num(t.tpm_limit)} tpm` : null].filter(Boolean).join(' · ') || '—' },
-      { label: 'Spend (top, 30 d)', cell: (t) => (spent30.has(t.id) ? usd(spent30.get(t.id)) : '—') },
+      { label: 'Spend, last 30 days', cls: 'num', cell: (t) => (spent30.has(t.id) ? usd(spent30.get(t.id).cost_usd) : usd(0)) },
+      { label: 'Requests', cls: 'num', cell: (t) => num(spent30.has(t.id) ? spent30.get(t.id).requests : 0) },
       { label: 'Created', cls: 'nowrap', cell: (t) => when(t.created_at).slice(0, 10) },
       { label: 'Actions', cls: 'actions', cell: (t) => (session.admin ? h('span.row-actions',
         h('button.secondary.small', { type: 'button', 'aria-label': `Edit ${t.name}`, onclick: () => edit(t, load) }, 'Edit'),

@@ -429,6 +429,9 @@ test('revoked_token_returns_to_sign_in', async () => {
 for (const [label, viewport] of [['desktop', DESKTOP], ['phone', PHONE]]) {
   test(`every_page_renders_${label}`, async () => {
     const { ctx, page } = await newPage(viewport, label);
+    await page.goto(URL + '/');
+    await page.getByLabel('Admin token').waitFor();
+    await page.screenshot({ path: path.join(SHOTS, `signin-${label}.png`) });
     await signIn(page, ADMIN);
     for (const id of PAGES) {
       await page.evaluate((h) => { location.hash = h; }, `#/${id}`);
