@@ -32,7 +32,7 @@ export async function render(main, _args, stale) {
       `${num(o.month.requests)} requests`, monthBudget ? meter(Number(o.month.cost_usd), monthBudget) : null),
     card(`Requests (${o.days} d)`, num(r.requests), `${num(r.tokens)} tokens · ${usd(r.cost_usd)}`),
     card('Error rate', pct(errRate), `${num(r.errors)} responses ≥ 400`),
-    card('Latency p50 / p95', `${ms(r.p50_ms)} / ${ms(r.p95_ms)}`, `over ${o.days} days`));
+    card('Latency p50 / p95', `${ms(r.p50_ms)} / ${ms(r.p95_ms)}`, `over ${o.days} days, within 5%`));
   const labels = o.series.map((p) => p.day.slice(5));
   const charts = h('div.grid2',
     h('section.card', h('h2', 'Spend per day'),
