@@ -406,6 +406,12 @@ test('viewer_sees_everything_but_cannot_write', async () => {
     return r.status;
   }, someKey.id);
   eq(status, 403, 'viewer revoke refused by the API');
+  // and the UI's API client words that refusal plainly
+  const plain = await page.evaluate(async (id) => {
+    const lib = await import('/lib.js');
+    try { await lib.api('POST', `/api/keys/${id}/revoke`); return 'no error'; } catch (e) { return e.plain; }
+  }, someKey.id);
+  eq(plain, 'Not allowed (HTTP 403): this admin token is read-only (role viewer)', 'the 403 as the UI shows it');
   eq((await api('GET', `/api/keys/${someKey.id}`)).doc.status, 'active', 'still active');
   await v.ctx.close();
   problems.splice(0); // the 403 above is logged by Chromium
