@@ -15,6 +15,7 @@
 #include "buf.h"
 #include "log.h"
 #include "metrics.h"
+#include "static.h"
 
 struct cp_http {
     struct MHD_Daemon *daemon;
@@ -82,6 +83,10 @@ static const route g_routes[] = {
 
     { "GET",    "/api/spend",                      api_spend_summary,       ACCESS_READ },
     { "GET",    "/api/spend/logs",                 api_spend_logs,          ACCESS_READ },
+
+    /* Read-only aggregates and identity for the admin UI (api/overview.c). */
+    { "GET",    "/api/me",                         api_me,                  ACCESS_READ },
+    { "GET",    "/api/overview",                   api_overview,            ACCESS_READ },
 };
 #define NROUTES (sizeof g_routes / sizeof g_routes[0])
 #define MAX_PARAM 512
@@ -375,6 +380,16 @@ static enum MHD_Result handle(cp_http *h, struct MHD_Connection *conn, const cha
             rt = &g_routes[i];
             snprintf(param, sizeof param, "%s", tmp);
         }
+    }
+    /* Anything else read outside /api is a file of the admin UI (static.c). */
+    if (!rt && !*allow && (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) &&
+        strncmp(path, "/api/", 5) != 0 && strcmp(path, "/api") != 0) {
+        int status = 500;
+        enum MHD_Result ok = cp_static_serve(conn, path, method, &status) == MHD_YES ? MHD_YES : MHD_NO;
+        cp_metrics_observe("static", method, status, since(&st->t0));
+        st->responded = 1;
+        buf_free(&r.out);
+        return ok;
     }
     const char *label = rt ? rt->pattern : "unmatched";
     if (!rt && !*allow) {

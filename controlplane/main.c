@@ -26,6 +26,7 @@
 #include "migrate.h"
 #include "cplinktls.h"
 #include "publish.h"
+#include "static.h"
 
 typedef struct config {
     char *database_url;
@@ -37,6 +38,7 @@ typedef struct config {
     char *master_key_file;
     char *migrations_dir;
     char *log_level;
+    char *admin_ui_dir;         /* static files of the admin UI, served at / */
     int   threads;
 } config;
 
@@ -70,6 +72,8 @@ static const setting g_settings[] = {
       offsetof(config, migrations_dir) },
     { "log_level",        "debug | info | warn | error",
       offsetof(config, log_level) },
+    { "admin_ui_dir",     "admin UI files served at / (default: admin-ui/ found next to the binary)",
+      offsetof(config, admin_ui_dir) },
 };
 #define NSETTINGS (sizeof g_settings / sizeof g_settings[0])
 
@@ -230,6 +234,27 @@ static int find_migrations(config *c)
     return set_value(c, "migrations_dir", "/usr/share/gateway/migrations");
 }
 
+/* Default admin UI directory: ./admin-ui, else beside the binary, else the packaged location. */
+static int find_admin_ui(config *c)
+{
+    if (c->admin_ui_dir) return 0;
+    if (dir_exists("admin-ui")) return set_value(c, "admin_ui_dir", "admin-ui");
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) *slash = '\0';
+        const char *ups[] = { "/../admin-ui", "/../../admin-ui" };
+        for (size_t i = 0; i < 2; i++) {
+            char cand[PATH_MAX + 32];
+            snprintf(cand, sizeof cand, "%s%s", exe, ups[i]);
+            if (dir_exists(cand)) return set_value(c, "admin_ui_dir", cand);
+        }
+    }
+    return set_value(c, "admin_ui_dir", "/usr/share/gateway/admin-ui");
+}
+
 static int parse_args(int argc, char **argv, config *c, int *migrate_only)
 {
     const char *config_path = NULL;
@@ -279,7 +304,7 @@ static int parse_args(int argc, char **argv, config *c, int *migrate_only)
         set_default(c, "admin_listen", "127.0.0.1:8081") < 0 ||
         set_default(c, "dataplane_listen", "tcp://127.0.0.1:7400") < 0 ||
         set_default(c, "master_key_file", "./var/master.key") < 0 ||
-        set_default(c, "log_level", "info") < 0 || find_migrations(c) < 0)
+        set_default(c, "log_level", "info") < 0 || find_migrations(c) < 0 || find_admin_ui(c) < 0)
         return -1;
     if (c->threads == 0) c->threads = 4;
     if (strncmp(c->dataplane_listen, "tcp://", 6) != 0 && strncmp(c->dataplane_listen, "tls+tcp://", 10) != 0 &&
@@ -451,6 +476,10 @@ int main(int argc, char **argv)
         goto out;
     }
 
+    if (cp_static_configure(cfg.admin_ui_dir) < 0) {
+        log_error("out of memory");
+        goto out;
+    }
     http = cp_http_start(cfg.admin_listen, cfg.threads, db, key, err, sizeof err);
     if (!http) {
         log_error("%s", err);
@@ -479,6 +508,7 @@ int main(int argc, char **argv)
 out:
     cp_publish_stop(pub);
     cp_http_stop(http);
+    cp_static_free();
     cp_db_close(db);
     cp_wipe(key, sizeof key);
     config_free(&cfg);

@@ -7,7 +7,8 @@ pkgs=(build-essential pkg-config clang libclang-rt-14-dev
       libnng-dev libprotobuf-c-dev protobuf-c-compiler libhiredis-dev
       libmicrohttpd-dev libpq-dev postgresql redis-server
       python3 curl jq wrk nginx-light
-      iproute2 nftables openssl systemd)
+      iproute2 nftables openssl systemd   # hybrid network test, deploy checks
+      chromium)   # headless browser for the admin UI test (tests/ui)
 # Node may come from elsewhere than Debian (then Debian's npm would conflict with it)
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)

@@ -157,6 +157,10 @@ void api_dataplanes_get(api_req *r);
 
 void api_audit_list(api_req *r);
 
+/* overview.c: who is calling, and the dashboard's aggregates. */
+void api_me(api_req *r);
+void api_overview(api_req *r);
+
 void api_healthz(api_req *r);
 
 /* Decrypts credential id into a malloc'd NUL-terminated string (for the

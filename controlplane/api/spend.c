@@ -1,7 +1,8 @@
 /* /api/spend: what spent the money, from spend_log (written by ingest.c).
  *
- *   GET /api/spend?group_by=key|team|model|provider|day&from=&to=
- *       totals per group (requests, tokens, cost) and over all groups
+ *   GET /api/spend?group_by=key|team|model|provider|day&from=&to=&team_id=&key_id=
+ *       totals per group (requests, tokens, cost) and over all groups,
+ *       optionally of one team's or one key's requests only
  *   GET /api/spend/logs?key_id=&team_id=&model=&status=&from=&to=&limit=&offset=
  *       per-request rows, newest first, paged
  *
@@ -34,13 +35,21 @@ void api_spend_summary(api_req *r)
         api_error(r, 400, "invalid_request_error", "group_by must be one of key, team, model, provider, day");
         return;
     }
-    const char *params[] = { api_query(r, "from"), api_query(r, "to"), by };
+    const char *team = api_query(r, "team_id"), *key = api_query(r, "key_id");
+    if (team && !*team) team = NULL;
+    if (key && !*key) key = NULL;
+    if ((team && !cp_uuid_valid(team)) || (key && !cp_uuid_valid(key))) {
+        api_error(r, 400, "invalid_request_error", "%s must be a UUID", team && !cp_uuid_valid(team) ? "team_id" : "key_id");
+        return;
+    }
+    const char *params[] = { api_query(r, "from"), api_query(r, "to"), by, team, key };
     buf_t sql;
     buf_init(&sql);
     buf_printf(&sql,
         "WITH g AS (SELECT %s AS grp, count(*) AS requests, sum(prompt_tokens) AS prompt_tokens, "
         "  sum(completion_tokens) AS completion_tokens, sum(cached_tokens) AS cached_tokens, sum(cost_usd) AS cost_usd "
-        "  FROM spend_log WHERE " TIME_FILTER " GROUP BY 1) "
+        "  FROM spend_log WHERE " TIME_FILTER
+        "  AND ($4::uuid IS NULL OR team_id = $4::uuid) AND ($5::uuid IS NULL OR key_id = $5::uuid) GROUP BY 1) "
         "SELECT json_build_object('group_by', $3::text, 'from', $1::timestamptz, 'to', $2::timestamptz, "
         "  'data', coalesce((SELECT json_agg(json_build_object('group', grp, 'requests', requests, "
         "      'prompt_tokens', prompt_tokens, 'completion_tokens', completion_tokens, 'cached_tokens', cached_tokens, "
@@ -50,7 +59,7 @@ void api_spend_summary(api_req *r)
         "      'cached_tokens', coalesce(sum(cached_tokens), 0), 'cost_usd', coalesce(sum(cost_usd), 0)) FROM g))",
         expr);
     if (sql.oom) { buf_free(&sql); api_error(r, 503, "server_error", "out of memory"); return; }
-    PGresult *res = cp_db_exec(r->db, sql.data, 3, params);
+    PGresult *res = cp_db_exec(r->db, sql.data, 5, params);
     buf_free(&sql);
     if (!res) { api_db_error(r, NULL); return; }
     api_reply(r, 200, cp_db_value(res));

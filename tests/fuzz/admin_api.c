@@ -117,6 +117,7 @@ static const api_handler handlers[] = {
     api_credentials_create, api_credentials_list, api_credentials_get, api_credentials_delete,
     api_admin_tokens_create, api_admin_tokens_list, api_admin_tokens_revoke,
     api_dataplanes_list, api_dataplanes_get, api_audit_list,
+    api_spend_summary, api_spend_logs, api_me, api_overview,
 };
 #define NHANDLERS (sizeof handlers / sizeof handlers[0])
 

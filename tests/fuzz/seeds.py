@@ -199,7 +199,8 @@ names = ["keys_create", "keys_list", "keys_get", "keys_update", "keys_revoke", "
          "models_create", "models_list", "models_get", "models_update", "models_delete",
          "credentials_create", "credentials_list", "credentials_get", "credentials_delete",
          "admin_tokens_create", "admin_tokens_list", "admin_tokens_revoke",
-         "dataplanes_list", "dataplanes_get", "audit_list"]
+         "dataplanes_list", "dataplanes_get", "audit_list",
+         "spend_summary", "spend_logs", "me", "overview"]
 H = {n: i for i, n in enumerate(names)}
 admin = [
     ("keys_create", "", "", {"name": "alice", "team_id": TEAM, "models": ["gpt-4o-mini"], "rpm_limit": 600, "tpm_limit": 1000,
@@ -221,6 +222,11 @@ admin = [
     ("admin_tokens_revoke", ID2, "", None),
     ("dataplanes_get", "edge-1", "", None),
     ("audit_list", "", "resource=keys&action=create&since=2020-01-01T00:00:00Z&limit=2", None),
+    ("spend_summary", "", "group_by=team&from=2026-01-01&to=2026-02-01&team_id=" + TEAM + "&key_id=" + ID1, None),
+    ("spend_logs", "", "key_id=" + ID1 + "&status=429&model=gpt&limit=500&offset=50", None),
+    ("me", "", "", None),
+    ("overview", "", "days=366&key_id=" + ID1 + "&team_id=" + TEAM, None),
+    ("overview", "", "days=1e3&team_id=%00", None),
 ]
 for h, param, q, body in admin:
     data = bytes([H[h]]) + param.encode() + b"\n" + q.encode() + b"\n"

@@ -26,7 +26,7 @@ chmod 755 "$work"
 # run.sh keeps its state in <repo>/var: give it a private copy of the tree layout
 mkdir -p "$work/repo/scripts" "$work/repo/bin"
 cp scripts/run.sh scripts/pg.sh scripts/redis.sh "$work/repo/scripts/"
-cp -r migrations "$work/repo/"
+cp -r migrations admin-ui "$work/repo/"
 cp "$bin/gateway" "$bin/controlplane" "$work/repo/bin/"
 out="$work/out.txt"
 export GATEWAY_PORT=$(free_port) ADMIN_PORT=$(free_port) DATAPLANE_PORT=$dp PG_PORT=$(free_port) REDIS_PORT=$(free_port)
@@ -46,6 +46,12 @@ else
   bad "the printed curl line works as printed"; echo "line: $line" >&2; echo "body: ${body:-}" >&2
 fi
 grep -q "admin token" "$out" && grep -q "sk-gw-" "$out" && ok "admin token and demo key printed" || bad "admin token and demo key printed"
+ui=$(curl -fsS -m 5 -D "$work/ui.h" "http://127.0.0.1:$ADMIN_PORT/" 2>/dev/null || true)
+if echo "$ui" | grep -q "Gateway admin" && grep -qi '^content-type: text/html' "$work/ui.h"; then
+  ok "the admin UI is served at / on the admin port"
+else
+  bad "the admin UI is served at / on the admin port"
+fi
 
 kill -INT -- -"$leader" 2>/dev/null
 for _ in $(seq 1 100); do kill -0 "$leader" 2>/dev/null || break; sleep 0.1; done
