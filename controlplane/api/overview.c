@@ -13,9 +13,10 @@
  *       the budget's current period (daily, weekly, monthly or total), and
  *       the current config_version (data planes' lag is measured against it).
  *
- * Cost: two range scans of spend_log on (ts) (or (key_id, ts) / (team_id, ts)
- * when filtered), each hashed into a few thousand groups, no sort of the
- * rows; plus one indexed sum per budget.
+ * Cost: independent of spend_log's size. Money and counts come from
+ * spend_daily and percentiles from spend_latency_daily (rollups kept by
+ * ingestion, migrations/005), budgets from the spend each key and team
+ * carries for its current period (003): a few thousand small rows.
  */
 #include "api.h"
 
@@ -38,17 +39,16 @@ void api_me(api_req *r)
 
 #define FILTERS "($2::uuid IS NULL OR s.key_id = $2::uuid) AND ($3::uuid IS NULL OR s.team_id = $3::uuid)"
 
-/* Latency histogram bucket of a request: floor(ln(ms + 1) * 20), so buckets
- * are 5.1% wide; a percentile is reported as its bucket's upper bound
- * (never below the true value, at most 5.1% above it). */
-#define LAT_BUCKET "floor(ln(greatest(s.latency_ms, 0) + 1) * 20)::int"
+/* Latency histogram bucket of a request (latency_bucket() in SQL):
+ * floor(ln(ms + 1) * 20), so buckets are 5.1% wide; a percentile is
+ * reported as its bucket's upper bound (never below the true value, at most
+ * 5.1% above it). */
 #define LAT_MS(b)  "round(exp((" b " + 1) / 20.0) - 1)::bigint"
 
-/* Two range scans of spend_log, each hashed into few groups: per (day, team,
- * key, model) with the money (everything else sums these small rows), and
- * per (day, latency bucket) for the percentiles. The first starts at the
- * earlier of the month's start and the range's (since is midnight, so
- * "in range" is day >= since_day). */
+/* The rollups per (day, team, key, model) with the money (everything else
+ * sums these small rows), and per (day, latency bucket) for the
+ * percentiles, from the earlier of the month's start and the range's
+ * ("in range" is day >= since_day). */
 static const char g_overview_sql[] =
     "WITH b AS (SELECT date_trunc('day', now() AT TIME ZONE 'UTC') AS d0, "
     "                  date_trunc('month', now() AT TIME ZONE 'UTC') AS m0, "
@@ -56,15 +56,13 @@ static const char g_overview_sql[] =
     "w AS (SELECT d0 AT TIME ZONE 'UTC' AS today, m0 AT TIME ZONE 'UTC' AS month, w0 AT TIME ZONE 'UTC' AS week, "
     "             (d0 - ($1::int - 1) * interval '1 day') AT TIME ZONE 'UTC' AS since, "
     "             d0 - ($1::int - 1) * interval '1 day' AS since_day FROM b), "
-    "fine AS (SELECT (s.ts AT TIME ZONE 'UTC')::date AS day, s.team_id, s.key_id, s.model_alias, "
-    "                count(*) AS requests, count(*) FILTER (WHERE s.status >= 400) AS errors, "
-    "                sum(s.cost_usd) AS cost_usd, sum(s.prompt_tokens + s.completion_tokens) AS tokens "
-    "         FROM w, spend_log s WHERE s.ts >= least(w.month, w.since) AND " FILTERS " GROUP BY 1, 2, 3, 4), "
+    "fine AS (SELECT s.day, s.team_id, s.key_id, s.model_alias, s.requests, s.errors, s.cost_usd, s.tokens "
+    "         FROM b, w, spend_daily s WHERE s.day >= least(b.m0, w.since_day)::date AND " FILTERS "), "
     "inr AS (SELECT fine.* FROM fine, w WHERE day >= w.since_day), "
     "days AS (SELECT day, sum(requests) AS requests, sum(errors) AS errors, sum(cost_usd) AS cost_usd, "
     "                sum(tokens) AS tokens FROM fine GROUP BY day), "
-    "lat AS (SELECT (s.ts AT TIME ZONE 'UTC')::date AS day, " LAT_BUCKET " AS lb, count(*) AS n "
-    "        FROM w, spend_log s WHERE s.ts >= w.since AND s.latency_ms IS NOT NULL AND " FILTERS " GROUP BY 1, 2), "
+    "lat AS (SELECT s.day, s.bucket AS lb, sum(s.n) AS n "
+    "        FROM w, spend_latency_daily s WHERE s.day >= w.since_day::date AND " FILTERS " GROUP BY 1, 2), "
     "hist AS (SELECT day, lb, sum(n) OVER (PARTITION BY day ORDER BY lb) AS cum, "
     "                sum(n) OVER (PARTITION BY day) AS tot FROM lat), "
     "dpct AS (SELECT day, " LAT_MS("min(lb) FILTER (WHERE cum >= 0.5 * tot)") " AS p50, "
@@ -74,17 +72,12 @@ static const char g_overview_sql[] =
     "         FROM (SELECT lb, sum(n) OVER (ORDER BY lb) AS cum, sum(n) OVER () AS tot "
     "               FROM (SELECT lb, sum(n) AS n FROM lat GROUP BY lb) r) c), "
     "bud AS (SELECT 'team' AS kind, t.id, t.name, t.budget_usd, coalesce(t.budget_period, 'total') AS budget_period, "
-    "               sp.spent AS spent_usd FROM teams t, w, LATERAL (SELECT coalesce(sum(s.cost_usd), 0) AS spent "
-    "               FROM spend_log s WHERE s.team_id = t.id AND s.ts >= CASE t.budget_period "
-    "                 WHEN 'daily' THEN w.today WHEN 'weekly' THEN w.week WHEN 'monthly' THEN w.month "
-    "                 ELSE '-infinity'::timestamptz END) sp "
-    "        WHERE t.budget_usd IS NOT NULL AND $2::uuid IS NULL AND $3::uuid IS NULL "
+    "               CASE WHEN t.budget_resets_at > now() THEN t.budget_spent_usd ELSE 0 END AS spent_usd "
+    "        FROM teams t WHERE t.budget_usd IS NOT NULL AND $2::uuid IS NULL AND $3::uuid IS NULL "
     "        UNION ALL "
-    "        SELECT 'key', k.id, k.name, k.budget_usd, coalesce(k.budget_period, 'total'), sp.spent "
-    "        FROM virtual_keys k, w, LATERAL (SELECT coalesce(sum(s.cost_usd), 0) AS spent "
-    "               FROM spend_log s WHERE s.key_id = k.id AND s.ts >= CASE k.budget_period "
-    "                 WHEN 'daily' THEN w.today WHEN 'weekly' THEN w.week WHEN 'monthly' THEN w.month "
-    "                 ELSE '-infinity'::timestamptz END) sp "
+    "        SELECT 'key', k.id, k.name, k.budget_usd, coalesce(k.budget_period, 'total'), "
+    "               CASE WHEN k.budget_resets_at > now() THEN k.budget_spent_usd ELSE 0 END "
+    "        FROM virtual_keys k "
     "        WHERE k.budget_usd IS NOT NULL AND k.status = 'active' AND $2::uuid IS NULL AND $3::uuid IS NULL) "
     "SELECT json_build_object("
     "  'days', $1::int, 'since', w.since, 'now', now(), "
