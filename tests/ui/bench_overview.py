@@ -27,7 +27,21 @@ SELECT 'bench-' || g, now() - random() * interval '60 days', k.ids[1 + g % array
        (ARRAY['gpt-4o-mini', 'claude-haiku', 'gpt-b', 'llama'])[1 + g % 4], 'mock', 100 + g % 900, 10 + g % 300,
        (g % 1000) / 100000.0, 50 + g % 2000, CASE WHEN g % 37 = 0 THEN 500 ELSE 200 END
 FROM generate_series(1, {ROWS}) g, (SELECT array_agg(id) AS ids FROM virtual_keys) k;
+-- ingestion keeps these rollups (migrations/005); rows written straight into
+-- spend_log need the same aggregation the migration's backfill does
+INSERT INTO spend_daily AS d (day, team_id, key_id, model_alias, requests, errors, tokens, cost_usd)
+SELECT (ts AT TIME ZONE 'UTC')::date, team_id, key_id, model_alias, count(*), count(*) FILTER (WHERE status >= 400),
+       sum(prompt_tokens + completion_tokens), sum(cost_usd)
+FROM spend_log WHERE request_id LIKE 'bench-%' GROUP BY 1, 2, 3, 4
+ON CONFLICT (day, team_id, key_id, model_alias) DO UPDATE SET requests = d.requests + EXCLUDED.requests,
+    errors = d.errors + EXCLUDED.errors, tokens = d.tokens + EXCLUDED.tokens, cost_usd = d.cost_usd + EXCLUDED.cost_usd;
+INSERT INTO spend_latency_daily AS l (day, team_id, key_id, bucket, n)
+SELECT (ts AT TIME ZONE 'UTC')::date, team_id, key_id, latency_bucket(latency_ms), count(*)
+FROM spend_log WHERE request_id LIKE 'bench-%' AND latency_ms IS NOT NULL GROUP BY 1, 2, 3, 4
+ON CONFLICT (day, team_id, key_id, bucket) DO UPDATE SET n = l.n + EXCLUDED.n;
 ANALYZE spend_log;
+ANALYZE spend_daily;
+ANALYZE spend_latency_daily;
 """
 
 t0 = time.time()
