@@ -31,6 +31,7 @@
 #include "httputil.h"
 #include "json.h"
 #include "log.h"
+#include "metrics.h"
 #include "pricing.h"
 #include "providers/provider.h"
 #include "ratelimit.h"
@@ -83,7 +84,10 @@ typedef struct gw_req {
     size_t               bytes_out;
     char                 id[40];
     struct timespec      t0;
+    struct timespec      t_up;         /* the provider call started (metrics: overhead excludes it) */
     double               ttft_ms;
+    double               up_ms;        /* time spent waiting on the provider */
+    int                  up_failed;    /* transport error, timeout or 5xx: the deployment's health */
 } gw_req;
 
 static double ms_since(const struct timespec *t0)
@@ -262,12 +266,31 @@ static void settle_limits(gw_req *r)
     settle_one(r, &r->rl_team, now);
 }
 
+/* Shared-memory counters (metrics.h): no allocation, no syscall. */
+static void observe(gw_req *r)
+{
+    if (r->t_up.tv_sec && r->up_ms == 0) r->up_ms = ms_since(&r->t_up);   /* still waiting (client gone) */
+    mx_request m = {
+        .model = r->model ? r->model->alias : NULL,
+        .provider = r->dep ? r->dep->provider->name : NULL,
+        .upstream_model = r->dep ? r->dep->model : NULL,
+        .status = r->status,
+        .input_tokens = r->usage.present ? r->usage.prompt_tokens : 0,
+        .output_tokens = r->usage.present ? r->usage.completion_tokens : 0,
+        .cost_e10 = r->cost_e10,
+        .total_ms = ms_since(&r->t0), .ttft_ms = r->ttft_ms, .upstream_ms = r->up_ms,
+        .upstream_failed = r->up_failed, .attempted = r->t_up.tv_sec != 0 && r->status != 499,
+    };
+    metrics_request(&m);
+}
+
 static void req_finish(gw_req *r)
 {
     account(r);
     settle_limits(r);
     access_log(r);
     record_usage(r);
+    observe(r);
     if (r->req) {
         evhtp_request_unset_hook(r->req, evhtp_hook_on_error);
         evhtp_request_unset_hook(r->req, evhtp_hook_on_request_fini);
@@ -438,6 +461,8 @@ static void up_on_done(void *ud, upstream_req_t *u, upstream_result res, const c
     gw_req *r = ud;
     (void)u;
     r->up = NULL;  /* upstream frees it after this returns */
+    r->up_ms = ms_since(&r->t_up);
+    r->up_failed = res != UPSTREAM_OK || r->up_status >= 500;
     if (r->relaying) {
         relay_end(r, res);
     } else if (res != UPSTREAM_OK) {
@@ -478,6 +503,7 @@ static void local_deliver(evutil_socket_t fd, short what, void *arg)
     (void)fd; (void)what;
     r->up_status = 200;
     r->ttft_ms = ms_since(&r->t0);
+    r->up_ms = ms_since(&r->t_up);
     if (r->stream) {
         relay_start(r, 200, "text/event-stream");
         relay_chunk(r, r->local.data, r->local.len);
@@ -513,6 +539,7 @@ static evhtp_res on_client_fini(evhtp_request_t *req, void *arg)
     settle_limits(r);
     access_log(r);
     record_usage(r);
+    observe(r);
     worker_t *w = r->w;
     req_free(r);
     worker_request_done(w);
@@ -559,6 +586,7 @@ static int start_attempt(gw_req *r)
     call.model = json_get(call.root, "model");
     const provider *p = r->dep->provider;
     char err[200];
+    clock_gettime(CLOCK_MONOTONIC, &r->t_up);
 
     if (p->local_reply) {
         int status;
@@ -613,6 +641,7 @@ static void refuse(gw_req *r, const rl_ticket *t, int team)
 {
     int kind = t->refused - 1;
     char ra[16], msg[200];
+    metrics_rate_limited(kind == RL_RPM ? MX_LIMIT_RPM : MX_LIMIT_TPM);
     snprintf(ra, sizeof ra, "%d", t->retry_after);
     evhtp_headers_t *h = r->req->headers_out;
     evhtp_headers_add_header(h, evhtp_header_new("Retry-After", ra, 0, 1));

@@ -29,6 +29,7 @@
 #include "ratelimit.h"
 #include "rlredis.h"
 #include "log.h"
+#include "metrics.h"
 #include "request.h"
 #include "upstream.h"
 #include "usagelog.h"
@@ -329,6 +330,7 @@ int worker_run(int listen_fd, gw_config *cfg, const char *config_path, int index
     if (cfg->control_plane && !(w.usage = usagelog_open(w.base, cfg->state_dir, cfg->dataplane_id, index))) goto out;
     if (setup_limits(&w) < 0) { log_error("cannot set up rate limits"); goto out; }
     if (setup_server(&w, listen_fd) < 0) { log_error("cannot start the HTTP server"); goto out; }
+    if (metrics_worker_start(&w) < 0) { log_error("cannot start metrics"); goto out; }
     w.ev_term = evsignal_new(w.base, SIGTERM, on_stop_signal, &w);
     w.ev_int = evsignal_new(w.base, SIGINT, on_stop_signal, &w);
     w.ev_hup = evsignal_new(w.base, SIGHUP, on_reload_signal, &w);
@@ -343,6 +345,7 @@ int worker_run(int listen_fd, gw_config *cfg, const char *config_path, int index
     else rc = 0;
 out:
     usagelog_close(w.usage);   /* the last batch goes to the spool */
+    metrics_worker_stop();
     if (w.htp) evhtp_free(w.htp);
     if (w.up) upstream_free(w.up);
     rlredis_free(w.rlstore);

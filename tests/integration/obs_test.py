@@ -1,0 +1,243 @@
+#!/usr/bin/env python3
+"""Observability and the response cache, against standalone gateways with 2 workers.
+
+Run by suite_obs.sh (REDIS_DIR, REDIS_PORT). Metrics are compared with what
+the client saw, request by request, so the counts are exact whichever worker
+served each request. No assertion is made about timing.
+"""
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402
+from harness import check, test  # noqa: E402
+
+REDIS_DIR = os.environ.get("REDIS_DIR", "")
+REDIS_PORT = int(os.environ.get("REDIS_PORT", "0"))
+REDIS_SH = os.path.join(h.REPO, "scripts", "redis.sh")
+
+KEY = "sk-gw-" + secrets.token_urlsafe(32)
+KEY_B = "sk-gw-" + secrets.token_urlsafe(32)
+KEY_LIM = "sk-gw-" + secrets.token_urlsafe(32)
+
+PRICE_IN, PRICE_OUT = 1000.0, 2000.0   # USD per 1M tokens: every request costs something
+
+
+def mock_dep(**extra):
+    d = {"provider": "mock", "model": "mock-1", "input_cost_per_mtok": PRICE_IN, "output_cost_per_mtok": PRICE_OUT}
+    d.update(extra)
+    return d
+
+
+def base_config(port, mport, **extra):
+    c = {
+        "listen": "127.0.0.1:%d" % port,
+        "metrics_listen": "127.0.0.1:%d" % mport,
+        "workers": 2,
+        "client_timeout_ms": 5000,
+        "models": [
+            {"alias": "m", "deployments": [mock_dep()]},
+            {"alias": "s", "deployments": [mock_dep()]},
+            {"alias": "dead", "deployments": [{"provider": "openai_compatible", "model": "gone",
+                                               "base_url": "http://127.0.0.1:%d/v1" % h.free_port(),
+                                               "api_key": "sk-upstream-not-real"}]},
+        ],
+        "keys": [
+            {"name": "obs-a", "key": KEY},
+            {"name": "obs-b", "key": KEY_B},
+            {"name": "obs-lim", "key": KEY_LIM, "rpm_limit": 2},
+        ],
+    }
+    c.update(extra)
+    return c
+
+
+def redis(cmd):
+    subprocess.run([REDIS_SH, cmd, REDIS_DIR, str(REDIS_PORT)], check=True, stdout=subprocess.DEVNULL, timeout=30)
+
+
+def scrape(mport):
+    r = h.http_request(mport, "GET", "/metrics")
+    h.expect_status(r, 200)
+    check(r.header("content-type", "").startswith("text/plain"), "content-type %r" % r.header("content-type"))
+    return r.text
+
+
+def parse_prom(text):
+    """{(name, frozenset(labels)): value}; checks every line is well formed."""
+    out = {}
+    line_re = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (-?[0-9.e+]+|\+Inf|NaN)$')
+    lab_re = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = line_re.match(line)
+        check(m, "malformed metrics line %r" % line)
+        labels = frozenset(lab_re.findall(m.group(3) or ""))
+        out[(m.group(1), labels)] = float(m.group(4))
+    return out
+
+
+def val(prom, name, **labels):
+    return prom.get((name, frozenset(labels.items())), 0.0)
+
+
+def chat(model, text, stream=False, **extra):
+    b = {"model": model, "messages": [{"role": "user", "content": text}]}
+    if stream:
+        b["stream"] = True
+        b["stream_options"] = {"include_usage": True}
+    b.update(extra)
+    return b
+
+
+def post(port, body, key=KEY, headers=None, sse=False):
+    return h.http_request(port, "POST", "/v1/chat/completions", body=body, key=key, headers=headers, sse=sse)
+
+
+def usage_of(r):
+    if r.events is not None:
+        for e in r.events:
+            if e["data"].startswith("{") and '"usage"' in e["data"]:
+                u = json.loads(e["data"]).get("usage")
+                if u:
+                    return u
+        return None
+    try:
+        return r.json().get("usage")
+    except ValueError:
+        return None
+
+
+# --------------------------------------------------------------------------
+# metrics
+# --------------------------------------------------------------------------
+@test
+def metrics_exact_counts_across_two_workers():
+    port, mport = h.free_port(), h.free_port()
+    g = h.Gateway(base_config(port, mport))
+    try:
+        seen = {}            # (model, provider, status) -> count, as the client saw them
+        tokens = {}          # model -> [in, out]
+        cost_m = 0.0
+        ok_upstream = 0
+
+        def note(model, provider, r):
+            k = (model, provider, str(r.status))
+            seen[k] = seen.get(k, 0) + 1
+            u = usage_of(r)
+            if r.status == 200 and u:
+                t = tokens.setdefault(model, [0, 0])
+                t[0] += u["prompt_tokens"]
+                t[1] += u["completion_tokens"]
+
+        # every request on a fresh connection: the two workers share the accepts
+        for i in range(12):
+            r = post(port, chat("m", "hello %d" % i))
+            h.expect_status(r, 200)
+            note("m", "mock", r)
+            cost_m += float(r.header("x-gateway-cost-usd"))
+            ok_upstream += 1
+        for i in range(5):
+            r = post(port, chat("s", "stream %d" % i, stream=True), sse=True)
+            h.expect_status(r, 200)
+            check(r.complete, "stream incomplete: %r" % r)
+            note("s", "mock", r)
+            ok_upstream += 1
+        for i in range(3):
+            r = post(port, chat("m", "x"), key="sk-gw-" + secrets.token_urlsafe(32))
+            h.expect_status(r, 401)
+            note("", "", r)
+        for i in range(2):
+            r = post(port, chat("nope", "x"))
+            h.expect_status(r, 404)
+            note("", "", r)
+        r = h.http_request(port, "POST", "/v1/chat/completions", body=b"{not json", key=KEY)
+        h.expect_status(r, 400)
+        note("", "", r)
+        limited = 0
+        for i in range(6):   # rpm 2 split over 2 workers: some of these are refused
+            r = post(port, chat("m", "limited %d" % i), key=KEY_LIM)
+            h.expect_status(r, 200, 429)
+            if r.status == 429:
+                limited += 1
+                note("m", "", r)
+            else:
+                note("m", "mock", r)
+                cost_m += float(r.header("x-gateway-cost-usd"))
+                ok_upstream += 1
+        check(limited >= 1, "rpm_limit 2 refused nothing out of 6")
+        r = post(port, chat("dead", "x"))
+        h.expect_status(r, 502)
+        note("dead", "openai_compatible", r)
+        total = sum(seen.values())
+
+        # any worker may answer a scrape: every answer must hold the same sums
+        first = None
+        for _ in range(6):
+            text = scrape(mport)
+            prom = parse_prom(text)
+            reqs = {(dict(k[1]).get("model"), dict(k[1]).get("provider"), dict(k[1]).get("status")): v
+                    for k, v in prom.items() if k[0] == "gatewayllm_requests_total"}
+            check(reqs == {k: float(v) for k, v in seen.items()},
+                  "requests_total %r, the client saw %r" % (reqs, seen))
+            for model, (tin, tout) in tokens.items():
+                check(val(prom, "gatewayllm_tokens_total", model=model, provider="mock", direction="input") == tin,
+                      "input tokens of %s: %r, want %d" % (model, val(prom, "gatewayllm_tokens_total", model=model,
+                                                                      provider="mock", direction="input"), tin))
+                check(val(prom, "gatewayllm_tokens_total", model=model, provider="mock", direction="output") == tout,
+                      "output tokens of %s" % model)
+            c = val(prom, "gatewayllm_cost_usd_total", model="m", provider="mock")
+            check(abs(c - cost_m) < 1e-6, "cost_usd_total %r, headers summed %r" % (c, cost_m))
+            check(val(prom, "gatewayllm_cost_usd_total", model="s", provider="mock") > 0, "streams cost nothing")
+            check(val(prom, "gatewayllm_request_duration_seconds_count") == total,
+                  "duration count %r, want %d" % (val(prom, "gatewayllm_request_duration_seconds_count"), total))
+            check(val(prom, "gatewayllm_request_duration_seconds_bucket", le="+Inf") == total, "+Inf bucket")
+            check(val(prom, "gatewayllm_overhead_seconds_count") == total, "overhead count")
+            check(val(prom, "gatewayllm_time_to_first_token_seconds_count") == ok_upstream,
+                  "ttft count %r, want %d" % (val(prom, "gatewayllm_time_to_first_token_seconds_count"), ok_upstream))
+            check(val(prom, "gatewayllm_rate_limited_total", kind="rpm") == limited, "rate_limited rpm")
+            check(val(prom, "gatewayllm_rate_limited_total", kind="tpm") == 0, "rate_limited tpm")
+            check(val(prom, "gatewayllm_deployment_healthy", model="m", provider="mock", upstream_model="mock-1") == 1,
+                  "mock deployment unhealthy")
+            check(val(prom, "gatewayllm_deployment_healthy", model="dead", provider="openai_compatible",
+                      upstream_model="gone") == 0, "dead deployment healthy")
+            check(val(prom, "gatewayllm_config_version") >= 1, "config_version")
+            check(("gatewayllm_controlplane_connected", frozenset()) in prom, "controlplane_connected missing")
+            for name in ("gatewayllm_fallbacks_total", "gatewayllm_cache_requests_total"):
+                check("# TYPE %s counter" % name in text, "%s not declared" % name)
+            if first is None:
+                first = prom
+            # secrets never reach metrics
+            for s in (KEY, KEY_B, KEY_LIM, "sk-upstream-not-real"):
+                check(s not in text, "a secret is in /metrics")
+        r = h.http_request(mport, "GET", "/nope")
+        h.expect_status(r, 404)
+    finally:
+        g.stop()
+
+
+@test
+def metrics_default_listener_taken_still_starts():
+    """Without metrics_listen the default port is tried; a second gateway on the host still starts."""
+    port = h.free_port()
+    c = base_config(port, 0)
+    del c["metrics_listen"]
+    g = h.Gateway(c)
+    try:
+        r = post(port, chat("m", "hi"))
+        h.expect_status(r, 200)
+    finally:
+        g.stop()
+
+
+def main():
+    return h.run(suite_timeout=600)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
