@@ -303,6 +303,44 @@ static int parse_key(parse_ctx *p, const char *path, yaml_node_t *m, yaml_key *k
     return p->failed ? -1 : 0;
 }
 
+/* cache: { ttl_s: 300, shared: false } */
+static void parse_model_cache(parse_ctx *p, const char *path, yaml_node_t *v, gw_model *md)
+{
+    char fp[256];
+    if (v->type != YAML_MAPPING_NODE) { fail(p, path, "must be a mapping such as { ttl_s: 300 }"); return; }
+    for (yaml_node_pair_t *pr = v->data.mapping.pairs.start; pr < v->data.mapping.pairs.top && !p->failed; pr++) {
+        const char *k = scalar(node(p, pr->key));
+        yaml_node_t *cv = node(p, pr->value);
+        if (!k) { fail(p, path, "keys must be strings"); return; }
+        snprintf(fp, sizeof fp, "%s.%s", path, k);
+        if (!strcmp(k, "ttl_s")) want_long(p, fp, cv, 0, 30L * 86400, &md->cache_ttl_s);
+        else if (!strcmp(k, "shared")) {
+            const char *s = scalar(cv);
+            if (s && !strcmp(s, "true")) md->cache_shared = 1;
+            else if (s && !strcmp(s, "false")) md->cache_shared = 0;
+            else fail(p, fp, "must be true or false");
+        } else fail(p, fp, "unknown field");
+    }
+}
+
+/* top level cache: { memory_mb: 64, max_entry_kb: 1024, default_ttl_s: 300 } */
+static void parse_cache_settings(parse_ctx *p, const char *path, yaml_node_t *v, gw_config *c)
+{
+    char fp[256];
+    if (v->type != YAML_MAPPING_NODE) { fail(p, path, "must be a mapping"); return; }
+    for (yaml_node_pair_t *pr = v->data.mapping.pairs.start; pr < v->data.mapping.pairs.top && !p->failed; pr++) {
+        const char *k = scalar(node(p, pr->key));
+        yaml_node_t *cv = node(p, pr->value);
+        long x;
+        if (!k) { fail(p, path, "keys must be strings"); return; }
+        snprintf(fp, sizeof fp, "%s.%s", path, k);
+        if (!strcmp(k, "memory_mb")) { if (want_long(p, fp, cv, 0, 1L << 20, &x) == 0) c->cache_memory_bytes = (size_t)x << 20; }
+        else if (!strcmp(k, "max_entry_kb")) { if (want_long(p, fp, cv, 1, 1L << 20, &x) == 0) c->cache_max_entry_bytes = (size_t)x << 10; }
+        else if (!strcmp(k, "default_ttl_s")) want_long(p, fp, cv, 1, 30L * 86400, &c->cache_default_ttl_s);
+        else fail(p, fp, "unknown field");
+    }
+}
+
 static int parse_model(parse_ctx *p, const char *path, yaml_node_t *m, gw_model *md, const upstream_timeouts *defaults)
 {
     char fp[256];
@@ -331,8 +369,10 @@ static int parse_model(parse_ctx *p, const char *path, yaml_node_t *m, gw_model 
                 md->ndeployments++;
                 parse_deployment(p, dp, node(p, v->data.sequence.items.start[i]), &md->deployments[i], defaults);
             }
-        } else if (!strcmp(k, "fallbacks") || !strcmp(k, "cache")) {
-            /* accepted for forward compatibility: the router and cache issues give them meaning */
+        } else if (!strcmp(k, "cache")) {
+            parse_model_cache(p, fp, v, md);
+        } else if (!strcmp(k, "fallbacks")) {
+            /* accepted for forward compatibility: the router issue gives it meaning */
         } else fail(p, fp, "unknown field");
         if (p->failed) break;
     }
@@ -468,6 +508,7 @@ static void parse_root(parse_ctx *p, yaml_node_t *root, gw_config *c)
         else if (!strcmp(k, "max_header_bytes")) want_size(p, k, v, 1024, 1L << 20, &c->max_header_bytes);
         else if (!strcmp(k, "client_timeout_ms")) want_long(p, k, v, 100, 86400000, &c->client_timeout_ms);
         else if (!strcmp(k, "timeouts")) parse_timeouts(p, k, v, &c->timeouts);
+        else if (!strcmp(k, "cache")) parse_cache_settings(p, k, v, c);
         else if (!strcmp(k, "models")) models = v;
         else if (!strcmp(k, "keys")) keys = v;
         else fail(p, k, "unknown field");
@@ -531,6 +572,9 @@ gw_config *config_parse(const char *yaml, size_t len, const char *path, char *er
     c->refcount = 1;
     c->workers = 0;
     c->max_body_bytes = 4u << 20;
+    c->cache_memory_bytes = 64u << 20;
+    c->cache_max_entry_bytes = 1u << 20;
+    c->cache_default_ttl_s = 300;
     c->max_header_bytes = 32768;
     c->client_timeout_ms = 60000;
     c->listen_port = 8080;
@@ -650,6 +694,9 @@ gw_config *config_with_settings(const gw_config *base, keytab *keys)
     c->max_header_bytes = base->max_header_bytes;
     c->client_timeout_ms = base->client_timeout_ms;
     c->timeouts = base->timeouts;
+    c->cache_memory_bytes = base->cache_memory_bytes;
+    c->cache_max_entry_bytes = base->cache_max_entry_bytes;
+    c->cache_default_ttl_s = base->cache_default_ttl_s;
     c->path = dup_or_null(base->path, &oom);
     c->listen_host = dup_or_null(base->listen_host, &oom);
     c->metrics_listen = dup_or_null(base->metrics_listen, &oom);

@@ -11,6 +11,7 @@
 #include <evhtp.h>
 #include <event2/event.h>
 
+#include "cache.h"
 #include "config.h"
 #include "httputil.h"
 #include "log.h"
@@ -470,7 +471,7 @@ static void refresh_gauges(void)
     __atomic_store_n(&g_me->config_version, g_w->cfg ? g_w->cfg->version : 0, __ATOMIC_RELAXED);
     int r = -1;
     if (g_w->cfg && g_w->cfg->redis_url && *g_w->cfg->redis_url)
-        r = rlredis_connected(g_w->rlstore);
+        r = rlredis_connected(g_w->rlstore) && cache_redis_ok(g_w->cache);
     __atomic_store_n(&g_me->redis, r, __ATOMIC_RELAXED);
 }
 

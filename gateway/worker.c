@@ -21,6 +21,7 @@
 #include <openssl/rand.h>
 
 #include "accesslog.h"
+#include "cache.h"
 #include "config.h"
 #include "cpagent.h"
 #include "cpsync.h"
@@ -329,6 +330,10 @@ int worker_run(int listen_fd, gw_config *cfg, const char *config_path, int index
     if (cfg->control_plane && !(w.cp = cpsync_start(w.base, cfg, &w.cfg))) goto out;
     if (cfg->control_plane && !(w.usage = usagelog_open(w.base, cfg->state_dir, cfg->dataplane_id, index))) goto out;
     if (setup_limits(&w) < 0) { log_error("cannot set up rate limits"); goto out; }
+    if (!(w.cache = cache_new(w.base, cfg->redis_url, cfg->cache_memory_bytes, cfg->cache_max_entry_bytes))) {
+        log_error("cannot set up the response cache");
+        goto out;
+    }
     if (setup_server(&w, listen_fd) < 0) { log_error("cannot start the HTTP server"); goto out; }
     if (metrics_worker_start(&w) < 0) { log_error("cannot start metrics"); goto out; }
     w.ev_term = evsignal_new(w.base, SIGTERM, on_stop_signal, &w);
@@ -349,6 +354,7 @@ out:
     if (w.htp) evhtp_free(w.htp);
     if (w.up) upstream_free(w.up);
     rlredis_free(w.rlstore);
+    cache_free(w.cache);
     ratelimit_free(w.rl);
     if (w.alog) accesslog_close(w.alog);
     if (w.ev_term) event_free(w.ev_term);

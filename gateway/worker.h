@@ -19,6 +19,7 @@ struct cpsync;
 struct usagelog;
 struct ratelimit;
 struct rlredis;
+struct cache;
 
 typedef struct worker {
     int                 index;
@@ -32,6 +33,7 @@ typedef struct worker {
     struct usagelog    *usage;      /* control-plane mode: usage events for the agent */
     struct ratelimit   *rl;         /* RPM/TPM admission (ratelimit.h) */
     struct rlredis     *rlstore;    /* its shared store, when redis_url is set */
+    struct cache       *cache;      /* response cache: LRU + Redis (cache.h) */
     uint64_t            id_prefix;  /* random per worker: request ids are unique across workers */
     uint64_t            req_seq;
     size_t              active;     /* requests in flight (async) */

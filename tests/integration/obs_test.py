@@ -235,8 +235,212 @@ def metrics_default_listener_taken_still_starts():
         g.stop()
 
 
+# --------------------------------------------------------------------------
+# response cache
+# --------------------------------------------------------------------------
+class CacheEnv:
+    gw = None
+    mock = None
+    port = 0
+    mport = 0
+
+
+CE = CacheEnv()
+
+
+def cache_config(port, mport, mock):
+    def up(model, **extra):
+        d = {"provider": "openai_compatible", "model": model, "base_url": mock.base_url, "api_key": "sk-upstream-x"}
+        d.update(extra)
+        return d
+    c = base_config(port, mport, redis_url="redis://127.0.0.1:%d/0" % REDIS_PORT)
+    c["models"] = [
+        {"alias": "c", "deployments": [up("cached-up")], "cache": {"ttl_s": 600}},
+        {"alias": "short", "deployments": [up("short-up")], "cache": {"ttl_s": 1}},
+        {"alias": "shared", "deployments": [up("shared-up")], "cache": {"ttl_s": 600, "shared": True}},
+        {"alias": "plain", "deployments": [up("plain-up")]},
+        {"alias": "mockc", "deployments": [mock_dep()], "cache": {"ttl_s": 600}},
+    ]
+    return c
+
+
+def cenv():
+    if CE.gw is None:
+        CE.mock = h.Mock("cache-up")
+        CE.port, CE.mport = h.free_port(), h.free_port()
+        CE.gw = h.Gateway(cache_config(CE.port, CE.mport, CE.mock))
+        h.wait_for(lambda: CE.gw.stderr_text().count("cache: redis connected") >= 2, 10,
+                   what="both workers' cache to reach Redis")
+    return CE
+
+
+def upstream_count(tag):
+    return len(CE.mock.find(tag))
+
+
+def tagged(text="q"):
+    return "%s %s" % (text, secrets.token_hex(6))
+
+
+def cache_metric(result):
+    return val(parse_prom(scrape(CE.mport)), "gatewayllm_cache_requests_total", result=result)
+
+
+@test
+def cache_hit_and_miss_nonstreaming():
+    e = cenv()
+    tag = tagged()
+    hits0 = cache_metric("hit")
+    r1 = post(e.port, chat("c", tag))
+    h.expect_status(r1, 200)
+    check(r1.header("x-gateway-cache") == "MISS", "first answer: %r" % r1.headers)
+    # fresh connections: the repeats land on either worker (memory or Redis tier)
+    for i in range(4):
+        r = post(e.port, chat("c", tag))
+        h.expect_status(r, 200)
+        check(r.header("x-gateway-cache") == "HIT", "repeat %d: %r" % (i, r.headers))
+        check(r.body == r1.body, "a hit's body differs from the stored answer")
+        check(float(r.header("x-gateway-cost-usd")) == 0.0, "a hit costs %r" % r.header("x-gateway-cost-usd"))
+        check(r.header("x-gateway-attempts") == "0", "attempts %r" % r.header("x-gateway-attempts"))
+        check(r.header("x-gateway-provider") == "openai_compatible", "provider %r" % r.header("x-gateway-provider"))
+    check(upstream_count(tag) == 1, "upstream called %d times for 1 miss + 4 hits" % upstream_count(tag))
+    check(cache_metric("hit") - hits0 == 4, "cache hit metric moved by %r" % (cache_metric("hit") - hits0))
+    # whitespace and member order do not change the key; sampling parameters do
+    body = json.dumps({"messages": [{"content": tag, "role": "user"}], "model": "c"}, indent=2)
+    r = h.http_request(e.port, "POST", "/v1/chat/completions", body=body, key=KEY)
+    check(r.header("x-gateway-cache") == "HIT", "reordered body missed: %r" % r.headers)
+    r = post(e.port, chat("c", tag, temperature=0.5))
+    check(r.header("x-gateway-cache") == "MISS", "a different temperature hit: %r" % r.headers)
+    # the access log says so
+    h.wait_for(lambda: any(l.get("cache_hit") is True for l in e.gw.access_log()), 5, what="a cache_hit log line")
+
+
+@test
+def cache_hit_and_miss_streaming():
+    e = cenv()
+    tag = tagged("stream")
+    r1 = post(e.port, chat("c", tag, stream=True), sse=True)
+    h.expect_status(r1, 200)
+    check(r1.complete and r1.header("x-gateway-cache") == "MISS", "first stream: %r" % r1)
+    d1 = [x["data"] for x in r1.events]
+    check(d1 and d1[-1] == "[DONE]", "first stream did not end: %r" % d1[-2:])
+    for i in range(3):
+        r = post(e.port, chat("c", tag, stream=True), sse=True)
+        h.expect_status(r, 200)
+        check(r.header("x-gateway-cache") == "HIT", "stream repeat %d: %r" % (i, r.headers))
+        check(r.header("content-type", "").startswith("text/event-stream"), "content-type %r" % r.header("content-type"))
+        check(r.complete and [x["data"] for x in r.events] == d1, "a cached stream differs")
+    check(upstream_count(tag) == 1, "upstream called %d times" % upstream_count(tag))
+    # the non-streaming form of the same request is another entry
+    r = post(e.port, chat("c", tag))
+    check(r.header("x-gateway-cache") == "MISS" and r.body.startswith(b"{"), "stream entry served as JSON: %r" % r)
+    # built-in mock provider, streamed
+    tag = tagged("mock stream")
+    r1 = post(e.port, chat("mockc", tag, stream=True), sse=True)
+    r2 = post(e.port, chat("mockc", tag, stream=True), sse=True)
+    check(r2.header("x-gateway-cache") == "HIT" and r2.events and r2.events[-1]["data"] == "[DONE]", "mock stream: %r" % r2)
+
+
+@test
+def cache_ttl_expiry():
+    e = cenv()
+    tag = tagged("ttl")
+    check(post(e.port, chat("short", tag)).header("x-gateway-cache") == "MISS", "first")
+    check(post(e.port, chat("short", tag)).header("x-gateway-cache") == "HIT", "second")
+    import time
+    time.sleep(2.2)   # the entry lives 1 s
+    r = post(e.port, chat("short", tag))
+    check(r.header("x-gateway-cache") == "MISS", "expired entry served: %r" % r.headers)
+    check(upstream_count(tag) == 2, "upstream called %d times" % upstream_count(tag))
+
+
+@test
+def cache_per_team_isolation_and_shared():
+    e = cenv()
+    tag = tagged("team")
+    check(post(e.port, chat("c", tag), key=KEY).header("x-gateway-cache") == "MISS", "a first")
+    check(post(e.port, chat("c", tag), key=KEY).header("x-gateway-cache") == "HIT", "a second")
+    r = post(e.port, chat("c", tag), key=KEY_B)
+    check(r.header("x-gateway-cache") == "MISS", "another key saw a's entry: %r" % r.headers)
+    check(upstream_count(tag) == 2, "upstream called %d times" % upstream_count(tag))
+    tag = tagged("shared")
+    check(post(e.port, chat("shared", tag), key=KEY).header("x-gateway-cache") == "MISS", "shared first")
+    r = post(e.port, chat("shared", tag), key=KEY_B)
+    check(r.header("x-gateway-cache") == "HIT", "shared alias not shared: %r" % r.headers)
+
+
+@test
+def cache_request_headers():
+    e = cenv()
+    tag = tagged("hdr")
+    # an alias without cache: only when the request asks
+    r = post(e.port, chat("plain", tag))
+    check(r.header("x-gateway-cache") is None, "uncached alias answered with %r" % r.header("x-gateway-cache"))
+    check(post(e.port, chat("plain", tag), headers={"X-Gateway-Cache": "on"}).header("x-gateway-cache") == "MISS", "opt-in")
+    check(post(e.port, chat("plain", tag), headers={"X-Gateway-Cache": "on"}).header("x-gateway-cache") == "HIT", "opt-in hit")
+    check(post(e.port, chat("plain", tag), headers={"Cache-Control": "max-age=60"}).header("x-gateway-cache") == "HIT",
+          "max-age opt-in")
+    # no-cache bypasses the lookup and goes upstream
+    n = upstream_count(tag)
+    r = post(e.port, chat("plain", tag), headers={"Cache-Control": "no-cache", "X-Gateway-Cache": "on"})
+    check(r.header("x-gateway-cache") == "MISS", "no-cache: %r" % r.headers)
+    r = post(e.port, chat("c", tag), headers={"X-Gateway-Cache": "no-cache"})
+    check(r.header("x-gateway-cache") == "MISS", "x-gateway-cache no-cache: %r" % r.headers)
+    r = post(e.port, chat("c", tag), headers={"X-Gateway-Cache": "off"})
+    check(r.header("x-gateway-cache") is None, "off: %r" % r.headers)
+    check(upstream_count(tag) == n + 3, "bypasses did not reach upstream")
+    # hostile values are ignored, never an error
+    for v in ("max-age=99999999999999999999", "max-age=-1", ",,,", "no-cache" * 200, "\x01"):
+        r = post(e.port, chat("plain", tag), headers={"Cache-Control": v})
+        h.expect_status(r, 200)
+
+
+@test
+def cache_never_stores_errors_or_partial_streams():
+    e = cenv()
+    tag = tagged("err") + " MOCK_STATUS=500"
+    for _ in range(2):
+        r = post(e.port, chat("c", tag))
+        check(r.status >= 500 and r.header("x-gateway-cache") == "MISS", "error answer: %r" % r)
+    check(upstream_count(tag) == 2, "an error was cached")
+    tag = tagged("partial") + " MOCK_RESET_AFTER=2 MOCK_CHUNKS=5"
+    for _ in range(2):
+        r = post(e.port, chat("c", tag, stream=True), sse=True)
+        check(r.header("x-gateway-cache") == "MISS", "partial stream: %r" % r.headers)
+    check(upstream_count(tag) == 2, "a partial stream was cached")
+
+
+@test
+def cache_redis_down_is_a_miss():
+    e = cenv()
+    redis("stop")
+    try:
+        h.wait_for(lambda: e.gw.stderr_text().count("cache: redis connection lost") >= 2, 10,
+                   what="both workers to notice")
+        prom = parse_prom(scrape(e.mport))
+        check(val(prom, "gatewayllm_redis_connected") == 0, "redis_connected still 1")
+        for i in range(4):
+            r = post(e.port, chat("c", tagged("down")))
+            h.expect_status(r, 200)
+            check(r.header("x-gateway-cache") == "MISS", "redis down: %r" % r.headers)
+        r = post(e.port, chat("c", tagged("down"), stream=True), sse=True)
+        check(r.status == 200 and r.complete, "stream with redis down: %r" % r)
+    finally:
+        redis("start")
+    h.wait_for(lambda: e.gw.stderr_text().count("cache: redis connected") >= 4, 15, what="reconnect")
+    tag = tagged("back")
+    post(e.port, chat("c", tag))
+    for _ in range(3):
+        check(post(e.port, chat("c", tag)).header("x-gateway-cache") == "HIT", "no hit after Redis came back")
+
+
+def teardown():
+    if CE.gw:
+        CE.gw.stop()
+
+
 def main():
-    return h.run(suite_timeout=600)
+    return h.run(teardown=teardown, suite_timeout=600)
 
 
 if __name__ == "__main__":
