@@ -65,6 +65,11 @@ typedef struct gw_config {
     size_t     cache_memory_bytes; /* per-worker LRU in front of Redis (cache: memory_mb) */
     size_t     cache_max_entry_bytes;
     long       cache_default_ttl_s;/* a request that opts in on an alias without cache: */
+    char      *trace_endpoint;     /* tracing: otlp_endpoint (NULL: off) */
+    char      *trace_service;
+    double     trace_sample_ratio;
+    long       trace_queue_spans, trace_batch_spans, trace_flush_ms;
+    double     log_prompts_ratio;  /* log_prompts: sample_ratio (0: off) */
 
     gw_model  *models;
     size_t     nmodels;

@@ -37,6 +37,7 @@
 #include "providers/provider.h"
 #include "ratelimit.h"
 #include "sse.h"
+#include "trace.h"
 #include "upstream.h"
 #include "usage.h"
 #include "usagelog.h"
@@ -96,6 +97,8 @@ typedef struct gw_req {
     uint8_t              cache_key[32];
     cache_lookup        *cache_wait;   /* a Redis lookup in flight */
     buf_t                cache_buf;    /* the recorded stream */
+    trace_ctx            tr;           /* spans (trace.h) */
+    char                 tp_line[72];  /* "traceparent: ..." for the upstream */
 } gw_req;
 
 static double ms_since(const struct timespec *t0)
@@ -294,6 +297,16 @@ static void observe(gw_req *r)
         .upstream_failed = r->up_failed, .attempted = r->t_up.tv_sec != 0 && r->status != 499,
     };
     metrics_request(&m);
+    if (r->tr.sampled) {
+        trace_attrs a = {
+            .route = route_path(r->route), .request_id = r->id, .model = m.model, .provider = m.provider,
+            .upstream_model = m.upstream_model, .error = r->error, .status = r->status, .stream = r->stream,
+            .cache_hit = r->cache_hit, .upstream_status = r->up_status, .upstream_failed = r->up_failed,
+            .input_tokens = r->usage.present ? r->usage.prompt_tokens : -1,
+            .output_tokens = r->usage.present ? r->usage.completion_tokens : -1,
+        };
+        trace_end(r->w->tracer, &r->tr, &a);
+    }
 }
 
 static void req_finish(gw_req *r)
@@ -531,6 +544,7 @@ static void up_on_done(void *ud, upstream_req_t *u, upstream_result res, const c
     r->up = NULL;  /* upstream frees it after this returns */
     r->up_ms = ms_since(&r->t_up);
     r->up_failed = res != UPSTREAM_OK || r->up_status >= 500;
+    trace_mark(&r->tr, TR_UPSTREAM, 1);
     if (r->relaying) {
         relay_end(r, res);
     } else if (res != UPSTREAM_OK) {
@@ -572,6 +586,7 @@ static void local_deliver(evutil_socket_t fd, short what, void *arg)
     r->up_status = 200;
     r->ttft_ms = ms_since(&r->t0);
     r->up_ms = ms_since(&r->t_up);
+    trace_mark(&r->tr, TR_UPSTREAM, 1);
     if (r->stream) {
         relay_start(r, 200, "text/event-stream");
         relay_chunk(r, r->local.data, r->local.len);
@@ -655,6 +670,7 @@ static int start_attempt(gw_req *r)
     const provider *p = r->dep->provider;
     char err[200];
     clock_gettime(CLOCK_MONOTONIC, &r->t_up);
+    trace_mark(&r->tr, TR_UPSTREAM, 0);
 
     if (p->local_reply) {
         int status;
@@ -666,6 +682,17 @@ static int start_attempt(gw_req *r)
         return r->timer && event_add(r->timer, &tv) == 0 ? 0 : -1;
     }
     if (p->build(&call, &r->http, err, sizeof err) < 0) return -1;
+    if (r->tr.propagate) {   /* W3C trace context: the upstream call is a child of ours */
+        size_t nh = 0;
+        while (nh < PROVIDER_MAX_HEADERS && r->http.headers[nh]) nh++;
+        if (nh < PROVIDER_MAX_HEADERS) {
+            char tp[56];
+            trace_format_traceparent(r->tr.trace_id, r->tr.up_span_id, r->tr.up_sampled, tp);
+            snprintf(r->tp_line, sizeof r->tp_line, "traceparent: %s", tp);
+            r->http.headers[nh] = r->tp_line;
+            r->http.headers[nh + 1] = NULL;
+        }
+    }
     if ((r->strip_usage = r->http.usage_injected)) usagestrip_init(&r->strip);
     upstream_request ureq = {
         .method = "POST",
@@ -840,6 +867,7 @@ static void handle_api(evhtp_request_t *req, gw_route route, worker_t *w)
     r->route = route;
     r->cfg = config_ref(w->cfg);
     new_request_id(w, r->id, sizeof r->id);
+    trace_begin(w->tracer, &r->tr, &r->t0, evhtp_header_find(req->headers_in, "traceparent"));
     buf_init(&r->http.url); buf_init(&r->http.body); buf_init(&r->local); buf_init(&r->resp);
 
     char msg[256];
@@ -848,7 +876,10 @@ static void handle_api(evhtp_request_t *req, gw_route route, worker_t *w)
         reply_error(r, 405, "invalid_request_error", "method_not_allowed", NULL, "Use POST for this route.");
         goto done;
     }
-    if (!(r->key = authenticate(r))) goto done;
+    trace_mark(&r->tr, TR_AUTH, 0);
+    r->key = authenticate(r);
+    trace_mark(&r->tr, TR_AUTH, 1);
+    if (!r->key) goto done;
 
     struct evbuffer *in = req->buffer_in;
     size_t len = evbuffer_get_length(in);
@@ -873,6 +904,7 @@ static void handle_api(evhtp_request_t *req, gw_route route, worker_t *w)
         const json_value *iu = so ? json_get(so, "include_usage") : NULL;
         r->want_usage = !(iu && iu->type == JSON_TRUE);
     }
+    trace_mark(&r->tr, TR_ROUTE, 0);
     if (!(r->model = config_find_model(r->cfg, model->str, model->str_len))) {
         snprintf(msg, sizeof msg, "The model '%.*s' does not exist or you do not have access to it.",
                  (int)(model->str_len > 100 ? 100 : model->str_len), model->str);
@@ -884,8 +916,12 @@ static void handle_api(evhtp_request_t *req, gw_route route, worker_t *w)
         reply_error(r, 403, "permission_error", "model_not_allowed", "model", msg);
         goto done;
     }
-    if (!check_limits(r, len)) goto done;
+    trace_mark(&r->tr, TR_LIMITS, 0);
+    int admitted = check_limits(r, len);
+    trace_mark(&r->tr, TR_LIMITS, 1);
+    if (!admitted) goto done;
     r->dep = pick_deployment(w, r->model);
+    trace_mark(&r->tr, TR_ROUTE, 1);
     switch (cache_begin(r)) {
     case 1: goto done;                   /* answered from memory */
     case 2: go_async(r); return;         /* Redis answers later: on_cache_answer */

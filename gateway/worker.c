@@ -29,6 +29,7 @@
 #include "json.h"
 #include "ratelimit.h"
 #include "rlredis.h"
+#include "trace.h"
 #include "log.h"
 #include "metrics.h"
 #include "request.h"
@@ -330,6 +331,12 @@ int worker_run(int listen_fd, gw_config *cfg, const char *config_path, int index
     if (cfg->control_plane && !(w.cp = cpsync_start(w.base, cfg, &w.cfg))) goto out;
     if (cfg->control_plane && !(w.usage = usagelog_open(w.base, cfg->state_dir, cfg->dataplane_id, index))) goto out;
     if (setup_limits(&w) < 0) { log_error("cannot set up rate limits"); goto out; }
+    if (cfg->trace_endpoint && *cfg->trace_endpoint) {
+        trace_settings ts = { .endpoint = cfg->trace_endpoint, .service_name = cfg->trace_service,
+                              .sample_ratio = cfg->trace_sample_ratio, .queue_spans = (size_t)cfg->trace_queue_spans,
+                              .batch_spans = (size_t)cfg->trace_batch_spans, .flush_ms = cfg->trace_flush_ms };
+        if (!(w.tracer = tracer_new(w.base, w.up, &ts))) { log_error("cannot set up tracing"); goto out; }
+    }
     if (!(w.cache = cache_new(w.base, cfg->redis_url, cfg->cache_memory_bytes, cfg->cache_max_entry_bytes))) {
         log_error("cannot set up the response cache");
         goto out;
@@ -352,6 +359,7 @@ out:
     usagelog_close(w.usage);   /* the last batch goes to the spool */
     metrics_worker_stop();
     if (w.htp) evhtp_free(w.htp);
+    tracer_free(w.tracer);   /* before the HTTP client it sends with */
     if (w.up) upstream_free(w.up);
     rlredis_free(w.rlstore);
     cache_free(w.cache);

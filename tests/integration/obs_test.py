@@ -434,6 +434,166 @@ def cache_redis_down_is_a_miss():
         check(post(e.port, chat("c", tag)).header("x-gateway-cache") == "HIT", "no hit after Redis came back")
 
 
+# --------------------------------------------------------------------------
+# tracing
+# --------------------------------------------------------------------------
+class OTLPReceiver:
+    """A small OTLP/HTTP (JSON) collector: POST /v1/traces, spans kept in memory."""
+
+    def __init__(self):
+        import http.server
+        import threading
+        spans, lock = [], threading.Lock()
+        self.spans, self.lock = spans, lock
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                n = int(self.headers.get("content-length") or 0)
+                data = self.rfile.read(n)
+                ok = self.path == "/v1/traces" and self.headers.get("content-type", "").startswith("application/json")
+                try:
+                    doc = json.loads(data)
+                    with lock:
+                        for rs in doc["resourceSpans"]:
+                            svc = {a["key"]: a["value"] for a in rs["resource"]["attributes"]}
+                            for ss in rs["scopeSpans"]:
+                                for sp in ss["spans"]:
+                                    sp["_service"] = svc.get("service.name", {}).get("stringValue")
+                                    spans.append(sp)
+                except (ValueError, KeyError, TypeError):
+                    ok = False
+                self.send_response(200 if ok else 400)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *a):
+                pass
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.port = self.srv.server_address[1]
+        self.thread = threading.Thread(target=self.srv.serve_forever, daemon=True)
+        self.thread.start()
+
+    def trace(self, trace_id):
+        with self.lock:
+            return [s for s in self.spans if s["traceId"] == trace_id]
+
+    def stop(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+def attrs(span):
+    out = {}
+    for a in span.get("attributes", []):
+        v = a["value"]
+        out[a["key"]] = v.get("stringValue", v.get("intValue", v.get("boolValue")))
+    return out
+
+
+@test
+def trace_reaches_collector_with_client_parent():
+    otlp = OTLPReceiver()
+    mock = h.Mock("trace-up")
+    port, mport = h.free_port(), h.free_port()
+    c = base_config(port, mport, tracing={"otlp_endpoint": "http://127.0.0.1:%d/v1/traces" % otlp.port,
+                                          "service_name": "gw-under-test", "flush_ms": 100})
+    c["models"].append({"alias": "t", "deployments": [{"provider": "openai_compatible", "model": "traced-up",
+                                                       "base_url": mock.base_url, "api_key": "sk-upstream-secret-t"}]})
+    g = h.Gateway(c)
+    try:
+        tid, pid = secrets.token_hex(16), secrets.token_hex(8)
+        tag = tagged("trace")
+        r = post(port, chat("t", tag), headers={"traceparent": "00-%s-%s-01" % (tid, pid)})
+        h.expect_status(r, 200)
+        u = r.json()["usage"]
+        spans = h.wait_for(lambda: len(otlp.trace(tid)) >= 5 and otlp.trace(tid), 10, what="5 spans of the trace")
+        roots = [s for s in spans if s.get("parentSpanId") == pid]
+        check(len(roots) == 1, "spans whose parent is the client's span: %r" % roots)
+        root = roots[0]
+        check(root["kind"] == 2 and root["name"] == "POST /v1/chat/completions", "root: %r" % root)
+        check(root["_service"] == "gw-under-test", "service.name %r" % root["_service"])
+        ra = attrs(root)
+        check(ra.get("gen_ai.request.model") == "t", "gen_ai.request.model %r" % ra.get("gen_ai.request.model"))
+        check(ra.get("gen_ai.system") == "openai_compatible", "gen_ai.system %r" % ra.get("gen_ai.system"))
+        check(ra.get("gen_ai.response.model") == "traced-up", "gen_ai.response.model %r" % ra)
+        check(int(ra.get("gen_ai.usage.input_tokens")) == u["prompt_tokens"], "input tokens %r" % ra)
+        check(int(ra.get("gen_ai.usage.output_tokens")) == u["completion_tokens"], "output tokens %r" % ra)
+        check(int(ra.get("http.response.status_code")) == 200, "status %r" % ra)
+        check(ra.get("gateway.request_id") == r.header("x-gateway-request-id"), "request id %r" % ra)
+        kids = [s for s in spans if s.get("parentSpanId") == root["spanId"]]
+        names = sorted(s["name"] for s in kids)
+        check(names == sorted(["gateway.auth", "gateway.limits", "gateway.route", "chat traced-up"]),
+              "children of the request span: %r" % names)
+        for s in spans:
+            check(int(s["startTimeUnixNano"]) <= int(s["endTimeUnixNano"]), "span ends before it starts: %r" % s)
+            if s is not root:
+                check(int(root["startTimeUnixNano"]) <= int(s["startTimeUnixNano"]), "child starts before its parent")
+        up = [s for s in kids if s["name"] == "chat traced-up"][0]
+        check(up["kind"] == 3, "upstream span kind %r" % up["kind"])
+        # the upstream got our context: same trace, the attempt's span as its parent
+        rec = mock.wait_find(tag)[0]
+        tp = rec["headers"].get("traceparent")
+        check(tp == "00-%s-%s-01" % (tid, up["spanId"]), "upstream traceparent %r, span %s" % (tp, up["spanId"]))
+        text = json.dumps(otlp.spans)
+        for sec in (KEY, "sk-upstream-secret-t"):
+            check(sec not in text, "a secret is in the spans")
+
+        # no traceparent: a new trace, the request span is a root
+        n0 = len(otlp.spans)
+        r = post(port, chat("m", "no parent"))
+        h.expect_status(r, 200)
+        h.wait_for(lambda: len(otlp.spans) >= n0 + 4, 10, what="spans of the second request")
+        rid = r.header("x-gateway-request-id")
+        root2 = [s for s in otlp.spans if attrs(s).get("gateway.request_id") == rid]
+        check(len(root2) == 1 and "parentSpanId" not in root2[0] and root2[0]["traceId"] != tid, "new root: %r" % root2)
+        # malformed traceparent: ignored, a new trace
+        r = post(port, chat("m", "bad parent"), headers={"traceparent": "00-%s-%s-01" % ("0" * 32, pid)})
+        h.expect_status(r, 200)
+        # not sampled by the client: nothing exported, context still forwarded
+        tid2 = secrets.token_hex(16)
+        tag2 = tagged("unsampled")
+        r = post(port, chat("t", tag2), headers={"traceparent": "00-%s-%s-00" % (tid2, pid)})
+        h.expect_status(r, 200)
+        tp2 = mock.wait_find(tag2)[0]["headers"].get("traceparent", "")
+        check(tp2.startswith("00-%s-" % tid2) and tp2.endswith("-00"), "unsampled context upstream: %r" % tp2)
+        r = post(port, chat("m", "flush marker"))
+        rid = r.header("x-gateway-request-id")
+        h.wait_for(lambda: any(attrs(s).get("gateway.request_id") == rid for s in otlp.spans), 10, what="marker")
+        check(not otlp.trace(tid2), "an unsampled trace was exported")
+        prom = parse_prom(scrape(mport))
+        check(val(prom, "gatewayllm_trace_spans_exported_total") >= 10, "spans_exported %r" % val(prom, "gatewayllm_trace_spans_exported_total"))
+    finally:
+        g.stop()
+        mock.stop()
+        otlp.stop()
+
+
+@test
+def trace_collector_down_costs_no_request():
+    port, mport = h.free_port(), h.free_port()
+    dead = h.free_port()
+    c = base_config(port, mport, tracing={"otlp_endpoint": "http://127.0.0.1:%d/v1/traces" % dead,
+                                          "flush_ms": 50, "queue_spans": 64, "batch_spans": 16})
+    g = h.Gateway(c)
+    try:
+        for i in range(60):
+            r = post(port, chat("m", "collector away %d" % i),
+                     headers={"traceparent": "00-%s-%s-01" % (secrets.token_hex(16), secrets.token_hex(8))})
+            h.expect_status(r, 200)
+        for i in range(5):
+            r = post(port, chat("s", "stream away %d" % i, stream=True), sse=True)
+            check(r.status == 200 and r.complete, "stream: %r" % r)
+        h.wait_for(lambda: val(parse_prom(scrape(mport)), "gatewayllm_trace_spans_dropped_total") > 0, 10,
+                   what="dropped spans to be counted")
+        check(val(parse_prom(scrape(mport)), "gatewayllm_trace_spans_exported_total") == 0, "spans exported to nowhere")
+        check(g.alive(), "gateway died")
+    finally:
+        g.stop()
+
+
 def teardown():
     if CE.gw:
         CE.gw.stop()
