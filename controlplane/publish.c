@@ -16,6 +16,7 @@
 #include "gateway.pb-c.h"
 #include "ingest.h"
 #include "log.h"
+#include "metrics.h"
 #include "snapshot.h"
 
 #define POLL_MS 100
@@ -65,6 +66,7 @@ static void record_dataplane(cp_dbconn *c, const Gw__Hello *h, uint64_t version)
         "workers = EXCLUDED.workers, last_seen = now()", 5, params);
     if (!r) log_warn("cannot record data plane %.200s: %s", h->dataplane_id, cp_db_errmsg(c));
     PQclear(r);
+    cp_metrics_dataplane_seen(h->dataplane_id);
 }
 
 static void send_reply(cp_publisher *p, Gw__HelloReply *reply)

@@ -34,6 +34,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "pricing.h"
+#include "promptlog.h"
 #include "providers/provider.h"
 #include "ratelimit.h"
 #include "sse.h"
@@ -97,6 +98,7 @@ typedef struct gw_req {
     uint8_t              cache_key[32];
     cache_lookup        *cache_wait;   /* a Redis lookup in flight */
     buf_t                cache_buf;    /* the recorded stream */
+    int                  log_prompt;   /* sampled for the prompt log (promptlog.h) */
     trace_ctx            tr;           /* spans (trace.h) */
     char                 tp_line[72];  /* "traceparent: ..." for the upstream */
 } gw_req;
@@ -147,8 +149,16 @@ static void access_log(gw_req *r)
     buf_reset(b);
     buf_puts(b, "{\"ts\":\"");
     buf_puts(b, utc_now());
+    buf_puts(b, "\",\"level\":\"");
+    buf_puts(b, r->status >= 500 ? "error" : r->status >= 400 ? "warn" : "info");
     buf_puts(b, "\",\"request_id\":\"");
     buf_puts(b, r->id);
+    if (r->tr.propagate) {   /* joins the line to its trace */
+        char tid[56];
+        trace_format_traceparent(r->tr.trace_id, r->tr.span_id, 0, tid);
+        buf_puts(b, "\",\"trace_id\":\"");
+        buf_append(b, tid + 3, 32);
+    }
     buf_puts(b, "\",\"method\":\"POST\",\"path\":\"");
     buf_puts(b, route_path(r->route));
     buf_puts(b, "\",\"status\":");
@@ -357,6 +367,15 @@ static void cache_store(gw_req *r, const char *content_type, const char *body, s
     cache_put(r->w->cache, r->cache_key, r->cache_ttl_s, &e);
 }
 
+static void prompt_log(gw_req *r, const char *answer, size_t len)
+{
+    struct evbuffer *in = r->req->buffer_in;
+    size_t plen = evbuffer_get_length(in);
+    const char *prompt = (const char *)evbuffer_pullup(in, -1);
+    promptlog_write(r->w->alog, &r->w->logline, utc_now(), r->id, r->model ? r->model->alias : NULL,
+                    prompt, prompt ? plen : 0, answer, len, r->stream);
+}
+
 static void relay_start(gw_req *r, int status, const char *content_type);
 static int relay_chunk(gw_req *r, const char *data, size_t len);
 static void relay_end(gw_req *r, upstream_result res);
@@ -462,6 +481,7 @@ static void relay_end(gw_req *r, upstream_result res)
         r->error = upstream_result_name(res);
     }
     if (r->cache_rec && res == UPSTREAM_OK && r->status == 200) cache_store(r, "text/event-stream", r->cache_buf.data, r->cache_buf.len);
+    if (r->log_prompt) prompt_log(r, r->cache_buf.data, r->cache_buf.len);
     evhtp_send_reply_chunk_end(r->req);
 }
 
@@ -480,6 +500,7 @@ static void reply_buffered(gw_req *r, int status, const char *content_type, cons
     evhtp_headers_add_header(r->req->headers_out,
         evhtp_header_new("Content-Type", content_type ? content_type : "application/json", 0, 1));
     if (status == 200 && r->dep && !r->cache_hit) cache_store(r, content_type ? content_type : "application/json", body, len);
+    if (r->log_prompt) prompt_log(r, body, len);
     evbuffer_add(r->req->buffer_out, body, len);
     r->bytes_out += len;
     evhtp_send_reply(r->req, (evhtp_res)status);
@@ -922,6 +943,8 @@ static void handle_api(evhtp_request_t *req, gw_route route, worker_t *w)
     if (!admitted) goto done;
     r->dep = pick_deployment(w, r->model);
     trace_mark(&r->tr, TR_ROUTE, 1);
+    if (r->cfg->log_prompts_ratio > 0 && (r->log_prompt = promptlog_sampled(r->cfg->log_prompts_ratio, w->req_seq)))
+        r->cache_rec = r->stream;   /* the stream's text is kept for the log line */
     switch (cache_begin(r)) {
     case 1: goto done;                   /* answered from memory */
     case 2: go_async(r); return;         /* Redis answers later: on_cache_answer */

@@ -594,6 +594,55 @@ def trace_collector_down_costs_no_request():
         g.stop()
 
 
+# --------------------------------------------------------------------------
+# logs
+# --------------------------------------------------------------------------
+@test
+def logs_structured_with_levels_and_prompt_log_sampled():
+    port, mport = h.free_port(), h.free_port()
+    g = h.Gateway(base_config(port, mport, log_prompts={"sample_ratio": 1.0}))
+    g2 = None
+    try:
+        tp_tid = secrets.token_hex(16)
+        r = post(port, chat("m", "remember PROMPT-MARK-1"),
+                 headers={"traceparent": "00-%s-%s-01" % (tp_tid, secrets.token_hex(8))})
+        h.expect_status(r, 200)
+        rid = r.header("x-gateway-request-id")
+        r = post(port, chat("s", "stream PROMPT-MARK-2", stream=True), sse=True)
+        h.expect_status(r, 200)
+        rid2 = r.header("x-gateway-request-id")
+        h.expect_status(post(port, chat("m", "x"), key="sk-gw-" + secrets.token_urlsafe(32)), 401)
+        lines = h.wait_for(lambda: [l for l in g.access_log() if l.get("type") == "prompt"] and
+                           len([l for l in g.access_log() if "status" in l]) >= 3 and g.access_log(), 5,
+                           what="access and prompt log lines")
+        for l in lines:
+            check("_raw" not in l, "a log line is not JSON: %r" % l)
+            check(l.get("level") in ("info", "warn", "error"), "no level: %r" % l)
+            check(l.get("request_id", "").startswith("req_"), "no request id: %r" % l)
+        acc = [l for l in lines if l.get("request_id") == rid and "status" in l]
+        check(acc and acc[0].get("trace_id") == tp_tid, "access line lacks the client's trace id: %r" % acc)
+        check(any(l.get("status") == 401 and l.get("level") == "warn" for l in lines), "401 not at warn level")
+        prompts = {l["request_id"]: l for l in lines if l.get("type") == "prompt"}
+        check(rid in prompts and "PROMPT-MARK-1" in prompts[rid]["prompt"], "prompt line: %r" % prompts.get(rid))
+        check('"choices"' in prompts[rid]["completion"], "completion missing: %r" % prompts[rid])
+        check(rid2 in prompts and "data:" in prompts[rid2]["completion"] and prompts[rid2]["stream"] is True,
+              "stream prompt line: %r" % prompts.get(rid2))
+        text = g.stdout_text() + g.stderr_text()
+        check(KEY not in text, "a virtual key is in the logs")
+        # off by default
+        port2, mport2 = h.free_port(), h.free_port()
+        g2 = h.Gateway(base_config(port2, mport2))
+        r = post(port2, chat("m", "PROMPT-MARK-3"))
+        h.expect_status(r, 200)
+        h.wait_for(lambda: any(l.get("request_id") == r.header("x-gateway-request-id") for l in g2.access_log()), 5,
+                   what="the access line")
+        check("PROMPT-MARK-3" not in g2.stdout_text(), "prompts logged while off")
+    finally:
+        g.stop()
+        if g2:
+            g2.stop()
+
+
 def teardown():
     if CE.gw:
         CE.gw.stop()
