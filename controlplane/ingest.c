@@ -9,6 +9,7 @@
 #include "cplink.h"
 #include "gateway.pb-c.h"
 #include "log.h"
+#include "metrics.h"
 
 #define TOKENS_MAX   1000000000000LL        /* 1e12: beyond any real request */
 #define COST_E10_MAX 9000000000000000000LL
@@ -112,6 +113,7 @@ void cp_ingest_usage(cp_dbconn *c, const uint8_t *data, size_t len, buf_t *scrat
         if (!ub->events[i]->request_id[0] || !text_ok(ub->events[i]->request_id, 128)) why = "bad request_id";
     if (why) {
         log_warn("usage batch from %.100s refused: %s", text_ok(ub->dataplane_id, 200) ? ub->dataplane_id : "?", why);
+        cp_metrics_usage_batch(0, 0, 0, 0);
         ack(reply, ub->batch_id, 0, why, 0);
         gw__usage_batch__free_unpacked(ub, NULL);
         return;
@@ -123,12 +125,16 @@ void cp_ingest_usage(cp_dbconn *c, const uint8_t *data, size_t len, buf_t *scrat
     }
     const char *params[] = { scratch->data };
     PGresult *r = cp_db_exec(c, "SELECT spend_log_insert_batch($1::jsonb)", 1, params);
+    int64_t newest = 0;
+    for (size_t i = 0; i < ub->n_events; i++) if (ub->events[i]->ts_ms > newest) newest = ub->events[i]->ts_ms;
     if (!r) {
         log_warn("usage batch of %zu events not stored: %s", ub->n_events, cp_db_errmsg(c));
         ack(reply, ub->batch_id, 0, "database unavailable", 0);
+        cp_metrics_usage_batch(ub->n_events, 0, 0, 0);
     } else {
         const char *v = cp_db_value(r);
         uint32_t inserted = v ? (uint32_t)strtoul(v, NULL, 10) : 0;
+        cp_metrics_usage_batch(ub->n_events, inserted, newest, 1);
         ack(reply, ub->batch_id, 1, NULL, inserted);
         log_debug("usage batch %" PRIu64 " from %s: %zu events, %u new", ub->batch_id, ub->dataplane_id, ub->n_events,
                   inserted);

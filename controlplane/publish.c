@@ -17,6 +17,7 @@
 #include "ingest.h"
 #include "log.h"
 #include "pbwire.h"
+#include "metrics.h"
 #include "snapshot.h"
 
 #define POLL_MS 100
@@ -75,6 +76,7 @@ static void record_dataplane(cp_dbconn *c, const Gw__Hello *h, uint64_t version,
         "status_reason = EXCLUDED.status_reason", 7, params);
     if (!r) log_warn("cannot record data plane %.200s: %s", h->dataplane_id, cp_db_errmsg(c));
     PQclear(r);
+    cp_metrics_dataplane_seen(h->dataplane_id);
 }
 
 static void send_reply(cp_publisher *p, Gw__HelloReply *reply)

@@ -304,6 +304,72 @@ static int parse_key(parse_ctx *p, const char *path, yaml_node_t *m, yaml_key *k
     return p->failed ? -1 : 0;
 }
 
+/* cache: { ttl_s: 300, shared: false } */
+static void parse_model_cache(parse_ctx *p, const char *path, yaml_node_t *v, gw_model *md)
+{
+    char fp[256];
+    if (v->type != YAML_MAPPING_NODE) { fail(p, path, "must be a mapping such as { ttl_s: 300 }"); return; }
+    for (yaml_node_pair_t *pr = v->data.mapping.pairs.start; pr < v->data.mapping.pairs.top && !p->failed; pr++) {
+        const char *k = scalar(node(p, pr->key));
+        yaml_node_t *cv = node(p, pr->value);
+        if (!k) { fail(p, path, "keys must be strings"); return; }
+        snprintf(fp, sizeof fp, "%s.%s", path, k);
+        if (!strcmp(k, "ttl_s")) want_long(p, fp, cv, 0, 30L * 86400, &md->cache_ttl_s);
+        else if (!strcmp(k, "shared")) {
+            const char *s = scalar(cv);
+            if (s && !strcmp(s, "true")) md->cache_shared = 1;
+            else if (s && !strcmp(s, "false")) md->cache_shared = 0;
+            else fail(p, fp, "must be true or false");
+        } else fail(p, fp, "unknown field");
+    }
+}
+
+/* top level cache: { memory_mb: 64, max_entry_kb: 1024, default_ttl_s: 300 } */
+static void parse_cache_settings(parse_ctx *p, const char *path, yaml_node_t *v, gw_config *c)
+{
+    char fp[256];
+    if (v->type != YAML_MAPPING_NODE) { fail(p, path, "must be a mapping"); return; }
+    for (yaml_node_pair_t *pr = v->data.mapping.pairs.start; pr < v->data.mapping.pairs.top && !p->failed; pr++) {
+        const char *k = scalar(node(p, pr->key));
+        yaml_node_t *cv = node(p, pr->value);
+        long x;
+        if (!k) { fail(p, path, "keys must be strings"); return; }
+        snprintf(fp, sizeof fp, "%s.%s", path, k);
+        if (!strcmp(k, "memory_mb")) { if (want_long(p, fp, cv, 0, 1L << 20, &x) == 0) c->cache_memory_bytes = (size_t)x << 20; }
+        else if (!strcmp(k, "max_entry_kb")) { if (want_long(p, fp, cv, 1, 1L << 20, &x) == 0) c->cache_max_entry_bytes = (size_t)x << 10; }
+        else if (!strcmp(k, "default_ttl_s")) want_long(p, fp, cv, 1, 30L * 86400, &c->cache_default_ttl_s);
+        else fail(p, fp, "unknown field");
+    }
+}
+
+/* tracing: { otlp_endpoint: http://127.0.0.1:4318/v1/traces, service_name, sample_ratio, queue_spans,
+ *            batch_spans, flush_ms } */
+static void parse_tracing(parse_ctx *p, const char *path, yaml_node_t *v, gw_config *c)
+{
+    char fp[256];
+    if (v->type != YAML_MAPPING_NODE) { fail(p, path, "must be a mapping"); return; }
+    for (yaml_node_pair_t *pr = v->data.mapping.pairs.start; pr < v->data.mapping.pairs.top && !p->failed; pr++) {
+        const char *k = scalar(node(p, pr->key));
+        yaml_node_t *cv = node(p, pr->value);
+        if (!k) { fail(p, path, "keys must be strings"); return; }
+        snprintf(fp, sizeof fp, "%s.%s", path, k);
+        if (!strcmp(k, "otlp_endpoint")) {
+            if (want_string(p, fp, cv, &c->trace_endpoint) == 0 && *c->trace_endpoint &&
+                strncmp(c->trace_endpoint, "http://", 7) && strncmp(c->trace_endpoint, "https://", 8))
+                fail(p, fp, "must be an http:// or https:// URL (OTLP/HTTP, e.g. http://127.0.0.1:4318/v1/traces)");
+        }
+        else if (!strcmp(k, "service_name")) want_string(p, fp, cv, &c->trace_service);
+        else if (!strcmp(k, "sample_ratio")) {
+            if (want_double(p, fp, cv, &c->trace_sample_ratio) == 0 && c->trace_sample_ratio > 1)
+                fail(p, fp, "must be between 0 and 1");
+        }
+        else if (!strcmp(k, "queue_spans")) want_long(p, fp, cv, 16, 1L << 20, &c->trace_queue_spans);
+        else if (!strcmp(k, "batch_spans")) want_long(p, fp, cv, 1, 1L << 16, &c->trace_batch_spans);
+        else if (!strcmp(k, "flush_ms")) want_long(p, fp, cv, 10, 60000, &c->trace_flush_ms);
+        else fail(p, fp, "unknown field");
+    }
+}
+
 static int parse_model(parse_ctx *p, const char *path, yaml_node_t *m, gw_model *md, const upstream_timeouts *defaults)
 {
     char fp[256];
@@ -332,8 +398,10 @@ static int parse_model(parse_ctx *p, const char *path, yaml_node_t *m, gw_model 
                 md->ndeployments++;
                 parse_deployment(p, dp, node(p, v->data.sequence.items.start[i]), &md->deployments[i], defaults);
             }
-        } else if (!strcmp(k, "fallbacks") || !strcmp(k, "cache")) {
-            /* accepted for forward compatibility: the router and cache issues give them meaning */
+        } else if (!strcmp(k, "cache")) {
+            parse_model_cache(p, fp, v, md);
+        } else if (!strcmp(k, "fallbacks")) {
+            /* accepted for forward compatibility: the router issue gives it meaning */
         } else fail(p, fp, "unknown field");
         if (p->failed) break;
     }
@@ -478,6 +546,22 @@ static void parse_root(parse_ctx *p, yaml_node_t *root, gw_config *c)
         else if (!strcmp(k, "max_header_bytes")) want_size(p, k, v, 1024, 1L << 20, &c->max_header_bytes);
         else if (!strcmp(k, "client_timeout_ms")) want_long(p, k, v, 100, 86400000, &c->client_timeout_ms);
         else if (!strcmp(k, "timeouts")) parse_timeouts(p, k, v, &c->timeouts);
+        else if (!strcmp(k, "cache")) parse_cache_settings(p, k, v, c);
+        else if (!strcmp(k, "tracing")) parse_tracing(p, k, v, c);
+        else if (!strcmp(k, "log_prompts")) {
+            /* log_prompts: { sample_ratio: 0.01 }: off by default */
+            if (v->type != YAML_MAPPING_NODE) fail(p, k, "must be a mapping such as { sample_ratio: 0.01 }");
+            for (yaml_node_pair_t *q = v->data.mapping.pairs.start; !p->failed && v->type == YAML_MAPPING_NODE &&
+                 q < v->data.mapping.pairs.top; q++) {
+                const char *kk = scalar(node(p, q->key));
+                char fp[64];
+                snprintf(fp, sizeof fp, "log_prompts.%s", kk ? kk : "?");
+                if (kk && !strcmp(kk, "sample_ratio")) {
+                    if (want_double(p, fp, node(p, q->value), &c->log_prompts_ratio) == 0 && c->log_prompts_ratio > 1)
+                        fail(p, fp, "must be between 0 and 1");
+                } else fail(p, fp, "unknown field");
+            }
+        }
         else if (!strcmp(k, "models")) models = v;
         else if (!strcmp(k, "keys")) keys = v;
         else fail(p, k, "unknown field");
@@ -542,6 +626,7 @@ static void config_free(gw_config *c)
     free(c->state_dir); free(c->control_plane); free(c->dataplane_id); free(c->access_log);
     free(c->control_plane_ca_file); free(c->control_plane_cert_file); free(c->control_plane_key_file);
     free(c->control_plane_server_name);
+    free(c->trace_endpoint); free(c->trace_service);
     free(c);
 }
 
@@ -556,6 +641,13 @@ gw_config *config_parse(const char *yaml, size_t len, const char *path, char *er
     c->refcount = 1;
     c->workers = 0;
     c->max_body_bytes = 4u << 20;
+    c->cache_memory_bytes = 64u << 20;
+    c->cache_max_entry_bytes = 1u << 20;
+    c->cache_default_ttl_s = 300;
+    c->trace_sample_ratio = 1.0;
+    c->trace_queue_spans = 4096;
+    c->trace_batch_spans = 512;
+    c->trace_flush_ms = 1000;
     c->max_header_bytes = 32768;
     c->client_timeout_ms = 60000;
     c->listen_port = 8080;
@@ -676,6 +768,16 @@ gw_config *config_with_settings(const gw_config *base, keytab *keys)
     c->client_timeout_ms = base->client_timeout_ms;
     c->control_plane_insecure = base->control_plane_insecure;
     c->timeouts = base->timeouts;
+    c->cache_memory_bytes = base->cache_memory_bytes;
+    c->cache_max_entry_bytes = base->cache_max_entry_bytes;
+    c->cache_default_ttl_s = base->cache_default_ttl_s;
+    c->trace_sample_ratio = base->trace_sample_ratio;
+    c->trace_queue_spans = base->trace_queue_spans;
+    c->trace_batch_spans = base->trace_batch_spans;
+    c->trace_flush_ms = base->trace_flush_ms;
+    c->log_prompts_ratio = base->log_prompts_ratio;
+    c->trace_endpoint = dup_or_null(base->trace_endpoint, &oom);
+    c->trace_service = dup_or_null(base->trace_service, &oom);
     c->path = dup_or_null(base->path, &oom);
     c->listen_host = dup_or_null(base->listen_host, &oom);
     c->metrics_listen = dup_or_null(base->metrics_listen, &oom);

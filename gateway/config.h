@@ -41,6 +41,8 @@ typedef struct gw_model {
     gw_deployment *deployments;
     size_t         ndeployments;
     int            total_weight;
+    long           cache_ttl_s;    /* response cache for this alias: 0 = only when a request asks */
+    int            cache_shared;   /* one cache for every team (default: per team) */
 } gw_model;
 
 typedef struct gw_config {
@@ -64,6 +66,14 @@ typedef struct gw_config {
     size_t     max_header_bytes;
     long       client_timeout_ms;
     upstream_timeouts timeouts;
+    size_t     cache_memory_bytes; /* per-worker LRU in front of Redis (cache: memory_mb) */
+    size_t     cache_max_entry_bytes;
+    long       cache_default_ttl_s;/* a request that opts in on an alias without cache: */
+    char      *trace_endpoint;     /* tracing: otlp_endpoint (NULL: off) */
+    char      *trace_service;
+    double     trace_sample_ratio;
+    long       trace_queue_spans, trace_batch_spans, trace_flush_ms;
+    double     log_prompts_ratio;  /* log_prompts: sample_ratio (0: off) */
 
     gw_model  *models;
     size_t     nmodels;

@@ -20,6 +20,7 @@
 #include "cpstate.h"
 #include "gateway.pb-c.h"
 #include "log.h"
+#include "metrics.h"
 #include "statefile.h"
 #include "usageship.h"
 
@@ -239,12 +240,14 @@ static void on_hello_reply(agent *a, const uint8_t *data, size_t len)
         }
         a->loaded = 1;
         a->version = v;
+        metrics_set_controlplane(1);
         a->journal_records = 0;
         a->want_full = 0;
         tell_workers(a, CPA_RELOAD, NULL, 0);
         log_info("snapshot version %llu received (%zu bytes, checked and stored in %lld ms)", (unsigned long long)v,
                  r->snapshot.len, (long long)(now_ms() - t0));
     } else if (r->status == GW__HELLO_REPLY__STATUS__UP_TO_DATE) {
+        metrics_set_controlplane(1);
         if (a->loaded && r->version != a->version) schedule_hello(a, 1);   /* moved meanwhile */
     } else {
         log_warn("control plane cannot serve a snapshot now: %.200s", r->error);
@@ -312,6 +315,7 @@ static void hello_step(agent *a, int64_t now)
     a->hstate = H_IDLE;
     if (rv != 0) {
         if (rv != NNG_ECANCELED) log_warn("no answer from the control plane: %s", nng_strerror(rv));
+        metrics_set_controlplane(0);
         schedule_hello(a, 0);
         a->next_hello_ms = now + a->backoff_ms;
         a->backoff_ms = a->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : a->backoff_ms * 2;

@@ -427,6 +427,8 @@ gw_config *cpstate_build_config(const cpstate *s, const gw_config *base, char *e
         int oom = 0;
         m->alias = dup_nonempty(in->alias, &oom);
         m->strategy = dup_nonempty(in->strategy[0] ? in->strategy : "weighted", &oom);
+        m->cache_ttl_s = in->cache_ttl_s > 0 && in->cache_ttl_s <= 30L * 86400 ? (long)in->cache_ttl_s : 0;
+        m->cache_shared = in->cache_shared;
         m->deployments = calloc(in->n_deployments, sizeof *m->deployments);
         if (oom || !m->alias || !m->deployments) { config_model_free(m); goto oom; }
         for (size_t j = 0; j < in->n_deployments; j++) {

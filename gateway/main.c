@@ -22,9 +22,11 @@
 #include "config.h"
 #include "cpagent.h"
 #include "log.h"
+#include "metrics.h"
 #include "worker.h"
 
 #define MAX_WORKERS       256
+#define DEFAULT_METRICS_LISTEN "127.0.0.1:9090"
 #define RESPAWN_BACKOFF_S 1    /* a worker dying at once on start must not spin the CPU */
 
 typedef struct slot {
@@ -102,6 +104,7 @@ static void spawn_agent(void)
     if (pid < 0) { log_error("fork: %s", strerror(errno)); return; }
     if (pid == 0) {
         close(listen_fd);   /* the agent serves no traffic */
+        if (metrics_listener() >= 0) close(metrics_listener());
         _exit(cpagent_run(cfg, nworkers));
     }
     agent.pid = pid;
@@ -273,6 +276,27 @@ int main(int argc, char **argv)
     if ((listen_fd = bind_listener(cfg->listen_host, cfg->listen_port)) < 0) return 1;
     /* before any fork: every worker (and every respawned one) shares it */
     if (budget_node_init() < 0) log_warn("no shared budget table (%s): workers count spend alone", strerror(errno));
+    if (metrics_init(MAX_WORKERS) < 0) return 1;
+    /* metrics_listen: host:port, or off; unset means the default port, given
+     * up with a warning when taken (a second gateway on the host still starts) */
+    const char *mlisten = cfg->metrics_listen ? cfg->metrics_listen : DEFAULT_METRICS_LISTEN;
+    if (*mlisten && strcmp(mlisten, "off")) {
+        const char *colon = strrchr(mlisten, ':');
+        char host[256];
+        int mfd = -1;
+        if (colon && (size_t)(colon - mlisten) < sizeof host) {
+            memcpy(host, mlisten, (size_t)(colon - mlisten));
+            host[colon - mlisten] = '\0';
+            int mport;
+            mfd = parse_int(colon + 1, 1, 65535, &mport) == 0 ? bind_listener(host, mport) : -1;
+        } else log_error("metrics_listen must be host:port or off");
+        if (mfd < 0 && cfg->metrics_listen) return 1;
+        if (mfd < 0) log_warn("metrics: default listener %s unavailable; set metrics_listen", mlisten);
+        else {
+            metrics_set_listener(mfd);
+            log_info("metrics on http://%s/metrics", mlisten);
+        }
+    }
 
     /* signals arrive through sigtimedwait, never as handlers: no async-signal-safety traps */
     sigset_t set;

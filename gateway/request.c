@@ -27,15 +27,19 @@
 #include "accesslog.h"
 #include "auth.h"
 #include "buf.h"
+#include "cache.h"
 #include "config.h"
 #include "httputil.h"
 #include "json.h"
 #include "log.h"
+#include "metrics.h"
 #include "pricing.h"
+#include "promptlog.h"
 #include "providers/provider.h"
 #include "ratelimit.h"
 #include "budget.h"
 #include "sse.h"
+#include "trace.h"
 #include "upstream.h"
 #include "usage.h"
 #include "usagelog.h"
@@ -86,7 +90,20 @@ typedef struct gw_req {
     size_t               bytes_out;
     char                 id[40];
     struct timespec      t0;
+    struct timespec      t_up;         /* the provider call started (metrics: overhead excludes it) */
     double               ttft_ms;
+    double               up_ms;        /* time spent waiting on the provider */
+    int                  up_failed;    /* transport error, timeout or 5xx: the deployment's health */
+    int                  cache_mode;   /* CACHE_OFF unless the alias or the request asked (cache.h) */
+    int                  cache_hit;
+    int                  cache_rec;    /* recording a stream to store it */
+    long                 cache_ttl_s;
+    uint8_t              cache_key[32];
+    cache_lookup        *cache_wait;   /* a Redis lookup in flight */
+    buf_t                cache_buf;    /* the recorded stream */
+    int                  log_prompt;   /* sampled for the prompt log (promptlog.h) */
+    trace_ctx            tr;           /* spans (trace.h) */
+    char                 tp_line[72];  /* "traceparent: ..." for the upstream */
 } gw_req;
 
 static double ms_since(const struct timespec *t0)
@@ -135,8 +152,16 @@ static void access_log(gw_req *r)
     buf_reset(b);
     buf_puts(b, "{\"ts\":\"");
     buf_puts(b, utc_now());
+    buf_puts(b, "\",\"level\":\"");
+    buf_puts(b, r->status >= 500 ? "error" : r->status >= 400 ? "warn" : "info");
     buf_puts(b, "\",\"request_id\":\"");
     buf_puts(b, r->id);
+    if (r->tr.propagate) {   /* joins the line to its trace */
+        char tid[56];
+        trace_format_traceparent(r->tr.trace_id, r->tr.span_id, 0, tid);
+        buf_puts(b, "\",\"trace_id\":\"");
+        buf_append(b, tid + 3, 32);
+    }
     buf_puts(b, "\",\"method\":\"POST\",\"path\":\"");
     buf_puts(b, route_path(r->route));
     buf_puts(b, "\",\"status\":");
@@ -148,7 +173,7 @@ static void access_log(gw_req *r)
         put_field_str(b, ",\"upstream_model\":", r->dep->model);
         buf_puts(b, ",\"upstream_status\":");
         buf_put_i64(b, r->up_status);
-        buf_puts(b, ",\"attempts\":1");
+        buf_puts(b, r->cache_hit ? ",\"attempts\":0,\"cache_hit\":true" : ",\"attempts\":1");
     }
     buf_puts(b, r->stream ? ",\"stream\":true,\"latency_ms\":" : ",\"stream\":false,\"latency_ms\":");
     buf_put_fixed3(b, ms_since(&r->t0));
@@ -176,8 +201,10 @@ static void add_gateway_headers(gw_req *r)
     if (r->dep) {
         evhtp_headers_add_header(h, evhtp_header_new("X-Gateway-Provider", r->dep->provider->name, 0, 0));
         evhtp_headers_add_header(h, evhtp_header_new("X-Gateway-Model", r->dep->model, 0, 1));
-        evhtp_headers_add_header(h, evhtp_header_new("X-Gateway-Attempts", "1", 0, 0));
+        evhtp_headers_add_header(h, evhtp_header_new("X-Gateway-Attempts", r->cache_hit ? "0" : "1", 0, 0));
     }
+    if (r->cache_mode != CACHE_OFF)
+        evhtp_headers_add_header(h, evhtp_header_new("X-Gateway-Cache", r->cache_hit ? "HIT" : "MISS", 0, 0));
     if (r->rl.active || r->rl_team.active) {
         static const char *const names[2][2] = {
             { "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests" },
@@ -203,6 +230,8 @@ static void add_gateway_headers(gw_req *r)
 static void req_free(gw_req *r)
 {
     if (r->up) upstream_cancel(r->up);
+    cache_cancel(r->cache_wait);
+    buf_free(&r->cache_buf);
     if (r->timer) event_free(r->timer);
     if (r->chunk) evbuffer_free(r->chunk);
     if (r->relaying) sse_free(&r->sse);
@@ -234,7 +263,7 @@ static void record_usage(gw_req *r)
         .upstream_model = r->dep ? r->dep->model : NULL,
         .usage = r->usage, .cost_e10 = r->cost_e10,
         .latency_ms = ms_since(&r->t0), .ttft_ms = r->ttft_ms,
-        .status = r->status, .attempts = r->dep ? 1 : 0, .cache_hit = 0,
+        .status = r->status, .attempts = r->dep && !r->cache_hit ? 1 : 0, .cache_hit = r->cache_hit,
     };
     usagelog_add(r->w->usage, &e);
 }
@@ -246,7 +275,7 @@ static void settle_one(gw_req *r, rl_ticket *t, int64_t now_ms)
     if (!t->active || t->refused || t->charged <= 0) return;
     int64_t actual = t->charged;
     if (r->usage.present) actual = (int64_t)r->usage.prompt_tokens + r->usage.completion_tokens;
-    else if (r->status >= 400 && r->status != 499) actual = 0;
+    else if ((r->status >= 400 && r->status != 499) || r->cache_hit) actual = 0;   /* a hit spends no tokens */
     ratelimit_settle(r->w->rl, t, actual, now_ms);
 }
 
@@ -263,6 +292,34 @@ static void settle_limits(gw_req *r)
     int64_t now = loop_now_ms(r->w);
     settle_one(r, &r->rl, now);
     settle_one(r, &r->rl_team, now);
+}
+
+/* Shared-memory counters (metrics.h): no allocation, no syscall. */
+static void observe(gw_req *r)
+{
+    if (r->t_up.tv_sec && r->up_ms == 0) r->up_ms = ms_since(&r->t_up);   /* still waiting (client gone) */
+    mx_request m = {
+        .model = r->model ? r->model->alias : NULL,
+        .provider = r->dep ? r->dep->provider->name : NULL,
+        .upstream_model = r->dep ? r->dep->model : NULL,
+        .status = r->status,
+        .input_tokens = r->usage.present ? r->usage.prompt_tokens : 0,
+        .output_tokens = r->usage.present ? r->usage.completion_tokens : 0,
+        .cost_e10 = r->cost_e10,
+        .total_ms = ms_since(&r->t0), .ttft_ms = r->ttft_ms, .upstream_ms = r->up_ms,
+        .upstream_failed = r->up_failed, .attempted = r->t_up.tv_sec != 0 && r->status != 499,
+    };
+    metrics_request(&m);
+    if (r->tr.sampled) {
+        trace_attrs a = {
+            .route = route_path(r->route), .request_id = r->id, .model = m.model, .provider = m.provider,
+            .upstream_model = m.upstream_model, .error = r->error, .status = r->status, .stream = r->stream,
+            .cache_hit = r->cache_hit, .upstream_status = r->up_status, .upstream_failed = r->up_failed,
+            .input_tokens = r->usage.present ? r->usage.prompt_tokens : -1,
+            .output_tokens = r->usage.present ? r->usage.completion_tokens : -1,
+        };
+        trace_end(r->w->tracer, &r->tr, &a);
+    }
 }
 
 static void req_finish(gw_req *r)
@@ -286,6 +343,7 @@ static void req_finish(gw_req *r)
     settle_limits(r);
     access_log(r);
     record_usage(r);
+    observe(r);
     worker_t *w = r->w;
     int async = r->conn_paused;
     req_free(r);
@@ -299,6 +357,63 @@ static void reply_error(gw_req *r, int status, const char *type, const char *cod
     if (!r->error) r->error = code ? code : type;
     add_gateway_headers(r);
     r->bytes_out += http_send_openai_error(r->req, status, type, code, param, message);
+}
+
+/* ---- the response cache (cache.h) ---- */
+
+/* Stores a complete 200 answer when the request used the cache; a stream
+ * only if it ended with its [DONE] (partial streams never are). */
+static void cache_store(gw_req *r, const char *content_type, const char *body, size_t len)
+{
+    if (r->cache_mode != CACHE_USE && r->cache_mode != CACHE_REFRESH) return;
+    if (r->stream && r->route != ROUTE_EMBEDDINGS &&
+        (len < 14 || !memmem(body + (len > 64 ? len - 64 : 0), len > 64 ? 64 : len, "data: [DONE]", 12)))
+        return;
+    cache_entry e = { .content_type = content_type, .provider = r->dep->provider->name,
+                      .upstream_model = r->dep->model, .body = body, .len = len };
+    cache_put(r->w->cache, r->cache_key, r->cache_ttl_s, &e);
+}
+
+static void prompt_log(gw_req *r, const char *answer, size_t len)
+{
+    struct evbuffer *in = r->req->buffer_in;
+    size_t plen = evbuffer_get_length(in);
+    const char *prompt = (const char *)evbuffer_pullup(in, -1);
+    promptlog_write(r->w->alog, &r->w->logline, utc_now(), r->id, r->model ? r->model->alias : NULL,
+                    prompt, prompt ? plen : 0, answer, len, r->stream);
+}
+
+static void relay_start(gw_req *r, int status, const char *content_type);
+static int relay_chunk(gw_req *r, const char *data, size_t len);
+static void relay_end(gw_req *r, upstream_result res);
+
+/* A hit: the stored bytes, no upstream, no cost; the deployment that made
+ * the answer is named when the alias still has it. */
+static void reply_cached(gw_req *r, const cache_entry *e)
+{
+    r->cache_hit = 1;
+    metrics_cache(MX_CACHE_HIT);
+    for (size_t i = 0; i < r->model->ndeployments; i++) {
+        const gw_deployment *d = &r->model->deployments[i];
+        if (!strcmp(d->provider->name, e->provider) && !strcmp(d->model, e->upstream_model)) { r->dep = d; break; }
+    }
+    r->ttft_ms = ms_since(&r->t0);
+    if (r->stream) {
+        relay_start(r, 200, e->content_type);
+        relay_chunk(r, e->body, e->len);
+        relay_end(r, UPSTREAM_OK);
+    } else {
+        r->status = 200;
+        add_gateway_headers(r);
+        evhtp_headers_t *h = r->req->headers_out;
+        evhtp_headers_add_header(h, evhtp_header_new("X-Gateway-Cost-Usd", "0.0000000000", 0, 0));
+        evhtp_headers_add_header(h, evhtp_header_new("Content-Type", e->content_type, 0, 1));
+        evbuffer_add(r->req->buffer_out, e->body, e->len);
+        r->bytes_out += e->len;
+        evhtp_send_reply(r->req, EVHTP_RES_OK);
+    }
+    memset(&r->usage, 0, sizeof r->usage);   /* nothing was spent */
+    r->cost_e10 = 0;
 }
 
 /* ---- relaying a response (shared by upstream and local providers) ---- */
@@ -336,6 +451,12 @@ static void relay_emit(void *ud, const char *p, size_t n)
     gw_req *r = ud;
     evbuffer_add(r->chunk, p, n);
     r->bytes_out += n;
+    if (r->cache_rec) {   /* bounded: a stream larger than an entry is not cached */
+        if (r->cache_buf.len + n > cache_max_entry(r->w->cache) || buf_append(&r->cache_buf, p, n) < 0) {
+            r->cache_rec = 0;
+            buf_free(&r->cache_buf);
+        }
+    }
 }
 
 /* Returns 1 when the producer should pause (the client reads slower than the provider writes). */
@@ -366,6 +487,8 @@ static void relay_end(gw_req *r, upstream_result res)
         relay_chunk(r, ev, (size_t)n);
         r->error = upstream_result_name(res);
     }
+    if (r->cache_rec && res == UPSTREAM_OK && r->status == 200) cache_store(r, "text/event-stream", r->cache_buf.data, r->cache_buf.len);
+    if (r->log_prompt) prompt_log(r, r->cache_buf.data, r->cache_buf.len);
     evhtp_send_reply_chunk_end(r->req);
 }
 
@@ -383,6 +506,8 @@ static void reply_buffered(gw_req *r, int status, const char *content_type, cons
     }
     evhtp_headers_add_header(r->req->headers_out,
         evhtp_header_new("Content-Type", content_type ? content_type : "application/json", 0, 1));
+    if (status == 200 && r->dep && !r->cache_hit) cache_store(r, content_type ? content_type : "application/json", body, len);
+    if (r->log_prompt) prompt_log(r, body, len);
     evbuffer_add(r->req->buffer_out, body, len);
     r->bytes_out += len;
     evhtp_send_reply(r->req, (evhtp_res)status);
@@ -445,6 +570,9 @@ static void up_on_done(void *ud, upstream_req_t *u, upstream_result res, const c
     gw_req *r = ud;
     (void)u;
     r->up = NULL;  /* upstream frees it after this returns */
+    r->up_ms = ms_since(&r->t_up);
+    r->up_failed = res != UPSTREAM_OK || r->up_status >= 500;
+    trace_mark(&r->tr, TR_UPSTREAM, 1);
     if (r->relaying) {
         relay_end(r, res);
     } else if (res != UPSTREAM_OK) {
@@ -485,6 +613,8 @@ static void local_deliver(evutil_socket_t fd, short what, void *arg)
     (void)fd; (void)what;
     r->up_status = 200;
     r->ttft_ms = ms_since(&r->t0);
+    r->up_ms = ms_since(&r->t_up);
+    trace_mark(&r->tr, TR_UPSTREAM, 1);
     if (r->stream) {
         relay_start(r, 200, "text/event-stream");
         relay_chunk(r, r->local.data, r->local.len);
@@ -520,6 +650,7 @@ static evhtp_res on_client_fini(evhtp_request_t *req, void *arg)
     settle_limits(r);
     access_log(r);
     record_usage(r);
+    observe(r);
     worker_t *w = r->w;
     req_free(r);
     worker_request_done(w);
@@ -566,6 +697,8 @@ static int start_attempt(gw_req *r)
     call.model = json_get(call.root, "model");
     const provider *p = r->dep->provider;
     char err[200];
+    clock_gettime(CLOCK_MONOTONIC, &r->t_up);
+    trace_mark(&r->tr, TR_UPSTREAM, 0);
 
     if (p->local_reply) {
         int status;
@@ -577,6 +710,17 @@ static int start_attempt(gw_req *r)
         return r->timer && event_add(r->timer, &tv) == 0 ? 0 : -1;
     }
     if (p->build(&call, &r->http, err, sizeof err) < 0) return -1;
+    if (r->tr.propagate) {   /* W3C trace context: the upstream call is a child of ours */
+        size_t nh = 0;
+        while (nh < PROVIDER_MAX_HEADERS && r->http.headers[nh]) nh++;
+        if (nh < PROVIDER_MAX_HEADERS) {
+            char tp[56];
+            trace_format_traceparent(r->tr.trace_id, r->tr.up_span_id, r->tr.up_sampled, tp);
+            snprintf(r->tp_line, sizeof r->tp_line, "traceparent: %s", tp);
+            r->http.headers[nh] = r->tp_line;
+            r->http.headers[nh + 1] = NULL;
+        }
+    }
     if ((r->strip_usage = r->http.usage_injected)) usagestrip_init(&r->strip);
     upstream_request ureq = {
         .method = "POST",
@@ -620,6 +764,7 @@ static void refuse(gw_req *r, const rl_ticket *t, int team)
 {
     int kind = t->refused - 1;
     char ra[16], msg[200];
+    metrics_rate_limited(kind == RL_RPM ? MX_LIMIT_RPM : MX_LIMIT_TPM);
     snprintf(ra, sizeof ra, "%d", t->retry_after);
     evhtp_headers_t *h = r->req->headers_out;
     evhtp_headers_add_header(h, evhtp_header_new("Retry-After", ra, 0, 1));
@@ -717,6 +862,54 @@ static const gw_key *authenticate(gw_req *r)
     return k;
 }
 
+/* From here the connection waits for us (upstream call or Redis lookup). */
+static void go_async(gw_req *r)
+{
+    evhtp_request_set_hook(r->req, evhtp_hook_on_error, (evhtp_hook)(void (*)(void))on_client_error, r);
+    evhtp_request_set_hook(r->req, evhtp_hook_on_request_fini, (evhtp_hook)on_client_fini, r);
+    http_conn_hold(r->req);
+    r->conn_paused = 1;
+    r->w->active++;
+}
+
+static void on_cache_answer(void *ud, const cache_entry *e)
+{
+    gw_req *r = ud;
+    r->cache_wait = NULL;   /* the cache frees its handle after this returns */
+    if (e) reply_cached(r, e);
+    else {
+        metrics_cache(MX_CACHE_MISS);
+        if (start_attempt(r) == 0) return;
+        reply_error(r, 500, "server_error", "internal_error", NULL, "The gateway could not start the upstream call.");
+    }
+    req_finish(r);
+}
+
+/* 0: go upstream (miss, bypass or no cache), 1: answered (hit), 2: waiting on Redis. */
+static int cache_begin(gw_req *r)
+{
+    const char *cc = evhtp_header_find(r->req->headers_in, "cache-control");
+    const char *xg = evhtp_header_find(r->req->headers_in, "x-gateway-cache");
+    if (!cc && !xg && r->model->cache_ttl_s <= 0) return 0;   /* the common case: two header probes */
+    r->cache_mode = cache_parse_directives(cc, xg, r->model->cache_ttl_s, r->cfg->cache_default_ttl_s, &r->cache_ttl_s);
+    if (r->cache_mode == CACHE_OFF) return 0;
+    if (r->cache_mode == CACHE_NO_STORE) { metrics_cache(MX_CACHE_BYPASS); return 0; }
+    /* per team (or per key without a team) unless the alias shares one cache */
+    char ns[RL_ID_MAX + 8];
+    if (r->model->cache_shared) snprintf(ns, sizeof ns, "shared");
+    else if (r->team_id[0]) snprintf(ns, sizeof ns, "t:%s", r->team_id);
+    else limit_subject(r, ns, sizeof ns);
+    cache_key(json_root(r->doc), (int)r->route, r->stream, r->model->alias, ns, r->cache_key);
+    r->cache_rec = r->stream;
+    if (r->cache_mode == CACHE_REFRESH) { metrics_cache(MX_CACHE_BYPASS); return 0; }
+    cache_entry e;
+    int rc = cache_get(r->w->cache, r->cache_key, &e, on_cache_answer, r, &r->cache_wait);
+    if (rc == 1) { reply_cached(r, &e); return 1; }
+    if (rc == 2) return 2;
+    metrics_cache(MX_CACHE_MISS);
+    return 0;
+}
+
 static void handle_api(evhtp_request_t *req, gw_route route, worker_t *w)
 {
     gw_req *r = calloc(1, sizeof *r);
@@ -736,6 +929,7 @@ static void handle_api(evhtp_request_t *req, gw_route route, worker_t *w)
     r->route = route;
     r->cfg = config_ref(w->cfg);
     new_request_id(w, r->id, sizeof r->id);
+    trace_begin(w->tracer, &r->tr, &r->t0, evhtp_header_find(req->headers_in, "traceparent"));
     buf_init(&r->http.url); buf_init(&r->http.body); buf_init(&r->local); buf_init(&r->resp);
 
     char msg[256];
@@ -744,7 +938,10 @@ static void handle_api(evhtp_request_t *req, gw_route route, worker_t *w)
         reply_error(r, 405, "invalid_request_error", "method_not_allowed", NULL, "Use POST for this route.");
         goto done;
     }
-    if (!(r->key = authenticate(r))) goto done;
+    trace_mark(&r->tr, TR_AUTH, 0);
+    r->key = authenticate(r);
+    trace_mark(&r->tr, TR_AUTH, 1);
+    if (!r->key) goto done;
 
     struct evbuffer *in = req->buffer_in;
     size_t len = evbuffer_get_length(in);
@@ -769,6 +966,7 @@ static void handle_api(evhtp_request_t *req, gw_route route, worker_t *w)
         const json_value *iu = so ? json_get(so, "include_usage") : NULL;
         r->want_usage = !(iu && iu->type == JSON_TRUE);
     }
+    trace_mark(&r->tr, TR_ROUTE, 0);
     if (!(r->model = config_find_model(r->cfg, model->str, model->str_len))) {
         snprintf(msg, sizeof msg, "The model '%.*s' does not exist or you do not have access to it.",
                  (int)(model->str_len > 100 ? 100 : model->str_len), model->str);
@@ -780,18 +978,23 @@ static void handle_api(evhtp_request_t *req, gw_route route, worker_t *w)
         reply_error(r, 403, "permission_error", "model_not_allowed", "model", msg);
         goto done;
     }
-    if (!check_limits(r, len)) goto done;
+    trace_mark(&r->tr, TR_LIMITS, 0);
+    int admitted = check_limits(r, len);
+    trace_mark(&r->tr, TR_LIMITS, 1);
+    if (!admitted) goto done;
     r->dep = pick_deployment(w, r->model);
+    trace_mark(&r->tr, TR_ROUTE, 1);
+    if (r->cfg->log_prompts_ratio > 0 && (r->log_prompt = promptlog_sampled(r->cfg->log_prompts_ratio, w->req_seq)))
+        r->cache_rec = r->stream;   /* the stream's text is kept for the log line */
+    switch (cache_begin(r)) {
+    case 1: goto done;                   /* answered from memory */
+    case 2: go_async(r); return;         /* Redis answers later: on_cache_answer */
+    }
     if (start_attempt(r) < 0) {
         reply_error(r, 500, "server_error", "internal_error", NULL, "The gateway could not start the upstream call.");
         goto done;
     }
-    /* async from here: the connection waits for us */
-    evhtp_request_set_hook(req, evhtp_hook_on_error, (evhtp_hook)(void (*)(void))on_client_error, r);
-    evhtp_request_set_hook(req, evhtp_hook_on_request_fini, (evhtp_hook)on_client_fini, r);
-    http_conn_hold(req);
-    r->conn_paused = 1;
-    w->active++;
+    go_async(r);
     return;
 done:
     req_finish(r);

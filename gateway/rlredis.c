@@ -249,6 +249,8 @@ rlredis *rlredis_new(struct event_base *base, const char *url)
 
 void rlredis_attach(rlredis *rr, ratelimit *rl) { if (rr) rr->rl = rl; }
 
+int rlredis_connected(const rlredis *rr) { return rr && rr->ac && rr->connected; }
+
 void rlredis_free(rlredis *rr)
 {
     if (!rr) return;

@@ -25,6 +25,8 @@ rlredis *rlredis_new(struct event_base *base, const char *url);
 /* Where answers go; set once, before the first lease. */
 void     rlredis_attach(rlredis *rr, struct ratelimit *rl);
 void     rlredis_free(rlredis *rr);
+/* 1 while connected and answering (metrics). */
+int      rlredis_connected(const rlredis *rr);
 
 /* An rl_lease_fn (ud: the rlredis). */
 int      rlredis_lease(void *ud, const char *sid, int kind, int64_t window, int64_t want,

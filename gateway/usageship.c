@@ -17,6 +17,7 @@
 #include "buf.h"
 #include "cplink.h"
 #include "gateway.pb-c.h"
+#include "metrics.h"
 #include "log.h"
 #include "usagelog.h"
 
@@ -83,6 +84,7 @@ static size_t scan(usageship *s)
     }
     closedir(d);
     if (s->nnames > 1) qsort(s->names, s->nnames, sizeof *s->names, cmp_names);
+    metrics_set_spool(s->nnames);   /* the depth as of this scan (a gauge, refreshed per scan) */
     if (s->nnames > SCAN_MAX) {
         for (size_t i = SCAN_MAX; i < s->nnames; i++) free(s->names[i]);
         s->nnames = SCAN_MAX;

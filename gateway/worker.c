@@ -21,6 +21,7 @@
 #include <openssl/rand.h>
 
 #include "accesslog.h"
+#include "cache.h"
 #include "config.h"
 #include "cpagent.h"
 #include "cpsync.h"
@@ -29,7 +30,9 @@
 #include "ratelimit.h"
 #include "budget.h"
 #include "rlredis.h"
+#include "trace.h"
 #include "log.h"
+#include "metrics.h"
 #include "request.h"
 #include "upstream.h"
 #include "usagelog.h"
@@ -330,7 +333,18 @@ int worker_run(int listen_fd, gw_config *cfg, const char *config_path, int index
     if (cfg->control_plane && !(w.cp = cpsync_start(w.base, cfg, &w.cfg))) goto out;
     if (cfg->control_plane && !(w.usage = usagelog_open(w.base, cfg->state_dir, cfg->dataplane_id, index))) goto out;
     if (setup_limits(&w) < 0) { log_error("cannot set up rate limits"); goto out; }
+    if (cfg->trace_endpoint && *cfg->trace_endpoint) {
+        trace_settings ts = { .endpoint = cfg->trace_endpoint, .service_name = cfg->trace_service,
+                              .sample_ratio = cfg->trace_sample_ratio, .queue_spans = (size_t)cfg->trace_queue_spans,
+                              .batch_spans = (size_t)cfg->trace_batch_spans, .flush_ms = cfg->trace_flush_ms };
+        if (!(w.tracer = tracer_new(w.base, w.up, &ts))) { log_error("cannot set up tracing"); goto out; }
+    }
+    if (!(w.cache = cache_new(w.base, cfg->redis_url, cfg->cache_memory_bytes, cfg->cache_max_entry_bytes))) {
+        log_error("cannot set up the response cache");
+        goto out;
+    }
     if (setup_server(&w, listen_fd) < 0) { log_error("cannot start the HTTP server"); goto out; }
+    if (metrics_worker_start(&w) < 0) { log_error("cannot start metrics"); goto out; }
     w.ev_term = evsignal_new(w.base, SIGTERM, on_stop_signal, &w);
     w.ev_int = evsignal_new(w.base, SIGINT, on_stop_signal, &w);
     w.ev_hup = evsignal_new(w.base, SIGHUP, on_reload_signal, &w);
@@ -345,9 +359,12 @@ int worker_run(int listen_fd, gw_config *cfg, const char *config_path, int index
     else rc = 0;
 out:
     usagelog_close(w.usage);   /* the last batch goes to the spool */
+    metrics_worker_stop();
     if (w.htp) evhtp_free(w.htp);
+    tracer_free(w.tracer);   /* before the HTTP client it sends with */
     if (w.up) upstream_free(w.up);
     rlredis_free(w.rlstore);
+    cache_free(w.cache);
     ratelimit_free(w.rl);
     budget_local_free(w.budget);
     if (w.alog) accesslog_close(w.alog);

@@ -20,6 +20,8 @@ struct usagelog;
 struct ratelimit;
 struct rlredis;
 struct budget_local;
+struct cache;
+struct tracer;
 
 typedef struct worker {
     int                 index;
@@ -34,6 +36,8 @@ typedef struct worker {
     struct ratelimit   *rl;         /* RPM/TPM admission (ratelimit.h) */
     struct rlredis     *rlstore;    /* its shared store, when redis_url is set */
     struct budget_local *budget;    /* this worker's own spend per budgeted key (budget.h) */
+    struct cache       *cache;      /* response cache: LRU + Redis (cache.h) */
+    struct tracer      *tracer;     /* OTLP span export, when tracing is configured (trace.h) */
     uint64_t            id_prefix;  /* random per worker: request ids are unique across workers */
     uint64_t            req_seq;
     size_t              active;     /* requests in flight (async) */

@@ -97,7 +97,10 @@ def gw_start():
     if ENV.state is None:
         ENV.state = h.make_tmpdir("gwtest-usage-")
         ENV.gw_port = h.free_port()
+    if not getattr(ENV, "metrics_port", 0):
+        ENV.metrics_port = h.free_port()
     cfg = {"listen": "127.0.0.1:%d" % ENV.gw_port, "workers": 2, "access_log": "off",
+           "metrics_listen": "127.0.0.1:%d" % ENV.metrics_port,
            "control_plane": "tcp://127.0.0.1:%d" % ENV.dp_port, "state_dir": ENV.state,
            "dataplane_id": "usage-node"}
     ENV.gw = h.Gateway(cfg, ready_timeout=15)
@@ -155,6 +158,8 @@ def test_setup():
     team = api("POST", "/api/teams", {"name": "usage-team"})
     ENV.team_id = team["id"]
     api("POST", "/api/models", {"alias": "priced-mock", "deployments": [
+        {"provider": "mock", "model": "mock-x", "input_cost_per_mtok": 100, "output_cost_per_mtok": 300}]})
+    api("POST", "/api/models", {"alias": "cached-mock", "cache": {"ttl_s": 600}, "deployments": [
         {"provider": "mock", "model": "mock-x", "input_cost_per_mtok": 100, "output_cost_per_mtok": 300}]})
     k = api("POST", "/api/keys", {"name": "usage-key", "team_id": ENV.team_id})
     ENV.key, ENV.key_id = k["key"], k["id"]
@@ -468,6 +473,40 @@ def test_team_budget_blocks_its_keys():
     spent = _budget_state("teams", team["id"])[0]
     h.check(spent >= Decimal("0.004") and spent == Decimal(sql(
         "SELECT sum(cost_usd) FROM spend_log WHERE team_id = '%s'" % team["id"])), "team spend %s" % spent)
+
+@h.test
+def test_cache_hit_costs_nothing_and_metrics():
+    """cache: {ttl_s} through the admin API reaches the gateway in the snapshot; a hit is a
+    usage event with cost 0 and cache_hit true; both programs' metrics show it."""
+    body = {"model": "cached-mock", "messages": [{"role": "user", "content": "cache me %s" % time.time()}]}
+    r1 = h.http_request(ENV.gw_port, "POST", "/v1/chat/completions", body=body, key=ENV.key)
+    h.expect_status(r1, 200)
+    h.check(r1.header("x-gateway-cache") == "MISS", "first: %r" % r1.headers)
+    r2 = h.wait_for(lambda: (lambda r: r.header("x-gateway-cache") == "HIT" and r)(
+        h.http_request(ENV.gw_port, "POST", "/v1/chat/completions", body=body, key=ENV.key)), 5, what="a hit")
+    ids = [r1.header("x-gateway-request-id"), r2.header("x-gateway-request-id")]
+    h.wait_for(lambda: rows_for(ids)[0] == "2", 10, what="both events in spend_log")
+    miss = sql("SELECT cost_usd > 0, cache_hit, attempts FROM spend_log WHERE request_id = '%s'" % ids[0]).split("|")
+    hit = sql("SELECT cost_usd, cache_hit, attempts, prompt_tokens + completion_tokens FROM spend_log "
+              "WHERE request_id = '%s'" % ids[1]).split("|")
+    h.check(miss == ["t", "f", "1"], "miss row: %r" % miss)
+    h.check(Decimal(hit[0]) == 0 and hit[1:] == ["t", "0", "0"], "hit row: %r" % hit)
+    mt = h.http_request(ENV.metrics_port, "GET", "/metrics").text
+    h.check("gatewayllm_controlplane_connected 1" in mt, "gateway does not report the control plane link")
+    h.check('gatewayllm_cache_requests_total{result="hit"}' in mt, "cache metric missing")
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % ENV.cp_port, timeout=10) as f:
+        cp = f.read().decode()
+    vals = {}
+    for line in cp.splitlines():
+        if line and not line.startswith("#"):
+            k, _, v = line.rpartition(" ")
+            vals[k] = float(v)
+    h.check(vals.get("controlplane_dataplanes_connected", 0) >= 1, "connected data planes: %r" % vals.get(
+        "controlplane_dataplanes_connected"))
+    h.check(vals.get("controlplane_usage_events_total", 0) >= 2, "usage events: %r" % vals.get(
+        "controlplane_usage_events_total"))
+    h.check(vals.get('controlplane_usage_batches_total{result="stored"}', 0) >= 1, "stored batches")
+    h.check("controlplane_usage_lag_seconds" in vals, "lag gauge missing")
 
 
 def after_each(name):

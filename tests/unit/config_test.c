@@ -185,8 +185,35 @@ static void test_refcount(void)
     config_unref(r);
 }
 
+static void test_cache_settings(void)
+{
+    char err[512];
+    const char *y = "cache: { memory_mb: 8, max_entry_kb: 16, default_ttl_s: 42 }\n"
+                    "models:\n  - alias: a\n    cache: { ttl_s: 300, shared: true }\n"
+                    "    deployments: [ {provider: mock, model: m} ]\n"
+                    "  - alias: b\n    deployments: [ {provider: mock, model: m} ]\n";
+    gw_config *c = config_parse(y, strlen(y), "t.yaml", err, sizeof err);
+    CHECK(c != NULL);
+    if (!c) { fprintf(stderr, "  %s\n", err); return; }
+    CHECK(c->cache_memory_bytes == 8u << 20);
+    CHECK(c->cache_max_entry_bytes == 16u << 10);
+    CHECK(c->cache_default_ttl_s == 42);
+    const gw_model *a = config_find_model(c, "a", 1), *b = config_find_model(c, "b", 1);
+    CHECK(a && a->cache_ttl_s == 300 && a->cache_shared == 1);
+    CHECK(b && b->cache_ttl_s == 0 && b->cache_shared == 0);
+    config_unref(c);
+    expect_error("models:\n  - alias: a\n    cache: { ttl_s: -1 }\n    deployments: [ {provider: mock, model: m} ]\n",
+                 "models[0].cache.ttl_s: must be between");
+    expect_error("models:\n  - alias: a\n    cache: { ttl: 5 }\n    deployments: [ {provider: mock, model: m} ]\n",
+                 "models[0].cache.ttl: unknown field");
+    expect_error("models:\n  - alias: a\n    cache: 5\n    deployments: [ {provider: mock, model: m} ]\n",
+                 "models[0].cache: must be a mapping");
+    expect_error("cache: { memory_mb: lots }\n", "cache.memory_mb: must be an integer");
+}
+
 int main(void)
 {
+    RUN(test_cache_settings);
     RUN(test_parses_settings_and_models);
     RUN(test_keys_are_hashed_and_found);
     RUN(test_errors_name_the_field);

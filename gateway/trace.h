@@ -1,0 +1,75 @@
+/* trace: OpenTelemetry spans for API requests, exported as OTLP/HTTP JSON.
+ *
+ * A request carries a trace_ctx (no allocation): its trace id (the client's,
+ * from a W3C traceparent, or a new one), the ids of its spans, and the
+ * monotonic times at which its phases ended. When it finishes, trace_end
+ * writes one root span (SERVER) and its children (auth, limits, routing,
+ * each upstream attempt as a CLIENT span) into a fixed ring in the worker.
+ * A timer sends the ring in batches with the worker's own HTTP client, on
+ * the loop, never blocking a request; while the collector is away (or
+ * slow) the ring fills and further spans are dropped and counted
+ * (gatewayllm_trace_spans_dropped_total).
+ */
+#ifndef GW_TRACE_H
+#define GW_TRACE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+struct event_base;
+struct upstream;
+
+typedef struct tracer tracer;
+
+typedef struct trace_settings {
+    const char *endpoint;       /* http://host:port/v1/traces; NULL or "": tracing off */
+    const char *service_name;
+    double      sample_ratio;   /* for requests without a sampled parent */
+    size_t      queue_spans;    /* ring size */
+    size_t      batch_spans;
+    long        flush_ms;
+} trace_settings;
+
+enum { TR_AUTH, TR_LIMITS, TR_ROUTE, TR_UPSTREAM, TR_PHASES };
+
+typedef struct trace_ctx {
+    uint8_t  trace_id[16];
+    uint8_t  parent_id[8];      /* the client's span, or zeros */
+    uint8_t  span_id[8];        /* the request's root span */
+    uint8_t  up_span_id[8];     /* the upstream attempt, sent upstream as the parent */
+    int      sampled;           /* spans are recorded */
+    int      propagate;         /* a traceparent goes upstream (trace id, up_span_id, up_sampled) */
+    int      up_sampled;
+    int64_t  start_unix_ns;     /* wall clock at t0 */
+    struct timespec t0;         /* monotonic, the request's own t0 */
+    int64_t  mark_ns[TR_PHASES][2];   /* [phase][start, end] since t0; 0 = not reached */
+} trace_ctx;
+
+/* What the root span says (GenAI semantic conventions). */
+typedef struct trace_attrs {
+    const char *route, *request_id, *model, *provider, *upstream_model, *error;
+    int         status, stream, cache_hit;
+    int         upstream_status, upstream_failed;
+    int64_t     input_tokens, output_tokens;   /* < 0: unknown */
+} trace_attrs;
+
+/* Parses a W3C traceparent (version 00 rules; later versions by their
+ * first four fields). 0 ok, -1 malformed (then a new trace starts). */
+int  trace_parse_traceparent(const char *s, uint8_t trace_id[16], uint8_t parent_id[8], int *sampled);
+/* "00-<trace>-<span>-01": out must hold 56 bytes. */
+void trace_format_traceparent(const uint8_t trace_id[16], const uint8_t span_id[8], int sampled, char out[56]);
+
+tracer *tracer_new(struct event_base *base, struct upstream *up, const trace_settings *s);
+void    tracer_free(tracer *t);
+
+/* Request start: t0 is the request's monotonic start. tp: the client's
+ * traceparent header or NULL. No-op (ctx->sampled = 0) without a tracer. */
+void trace_begin(tracer *t, trace_ctx *ctx, const struct timespec *t0, const char *tp);
+void trace_mark(trace_ctx *ctx, int phase, int end);   /* 0: start, 1: end */
+void trace_end(tracer *t, trace_ctx *ctx, const trace_attrs *a);
+
+/* Flushes what is queued now (tests, drain). */
+void trace_flush(tracer *t);
+
+#endif
