@@ -35,6 +35,7 @@
 #include "providers/provider.h"
 #include "ratelimit.h"
 #include "sse.h"
+#include "translate.h"
 #include "upstream.h"
 #include "usage.h"
 #include "usagelog.h"
@@ -73,6 +74,11 @@ typedef struct gw_req {
     rl_ticket            rl;           /* what the key's rate limits charged (rl.active: it has limits) */
     rl_ticket            rl_team;      /* same for the key's team */
     int                  want_usage;   /* stream without include_usage: ask upstream for it anyway */
+    chat_client          client;       /* the dialect the client speaks (errors, answers) */
+    int                  translate;    /* client and provider dialects differ: through the chat form */
+    chat_req             chat;         /* translate: the request in the internal form */
+    xlate_stream         xs;           /* translate + stream: decoder and encoder */
+    int                  xs_on;
     int                  strip_usage;
     int                  up_status;
     int                  status;       /* what the client got */
@@ -99,6 +105,7 @@ static const char *route_path(gw_route r)
     case ROUTE_CHAT: return "/v1/chat/completions";
     case ROUTE_COMPLETIONS: return "/v1/completions";
     case ROUTE_EMBEDDINGS: return "/v1/embeddings";
+    case ROUTE_MESSAGES: return "/v1/messages";
     }
     return "";
 }
@@ -204,9 +211,12 @@ static void req_free(gw_req *r)
     if (r->chunk) evbuffer_free(r->chunk);
     if (r->relaying) sse_free(&r->sse);
     if (r->strip_usage) usagestrip_free(&r->strip);
+    if (r->xs_on) xlate_stream_free(&r->xs);
+    chat_req_free(&r->chat);
     json_doc_free(r->doc);
     buf_free(&r->http.url);
     buf_free(&r->http.body);
+    buf_free(&r->http.hdrs);
     buf_free(&r->local);
     buf_free(&r->resp);
     config_unref(r->cfg);
@@ -291,7 +301,8 @@ static void reply_error(gw_req *r, int status, const char *type, const char *cod
     r->status = status;
     if (!r->error) r->error = code ? code : type;
     add_gateway_headers(r);
-    r->bytes_out += http_send_openai_error(r->req, status, type, code, param, message);
+    if (r->client == CLIENT_ANTHROPIC) r->bytes_out += http_send_anthropic_error(r->req, status, message);
+    else r->bytes_out += http_send_openai_error(r->req, status, type, code, param, message);
 }
 
 /* ---- relaying a response (shared by upstream and local providers) ---- */
@@ -308,7 +319,9 @@ static void on_stream_event(void *ud, const char *event, const char *data, size_
 {
     gw_req *r = ud;
     (void)event;
-    if (len > 0 && data[0] == '{') usage_from_bytes(data, len, &r->usage);
+    if (len == 0 || data[0] != '{') return;
+    if (r->client == CLIENT_ANTHROPIC) anthropic_usage(data, len, &r->usage);   /* pass-through */
+    else usage_from_bytes(data, len, &r->usage);
 }
 
 static void relay_start(gw_req *r, int status, const char *content_type)
@@ -335,9 +348,16 @@ static void relay_emit(void *ud, const char *p, size_t n)
 static int relay_chunk(gw_req *r, const char *data, size_t len)
 {
     if (!r->chunk && !(r->chunk = evbuffer_new())) return 0;
-    sse_feed(&r->sse, data, len);
-    if (r->strip_usage) usagestrip_feed(&r->strip, data, len, relay_emit, r);
-    else relay_emit(r, data, len);
+    if (r->xs_on) {
+        /* translated: the provider's events become the client's, usage counted by the encoder */
+        xlate_stream_feed(&r->xs, data, len);
+        relay_emit(r, r->xs.out.data, r->xs.out.len);
+        buf_reset(&r->xs.out);
+    } else {
+        sse_feed(&r->sse, data, len);
+        if (r->strip_usage) usagestrip_feed(&r->strip, data, len, relay_emit, r);
+        else relay_emit(r, data, len);
+    }
     if (evbuffer_get_length(r->chunk) == 0) return 0;
     evhtp_send_reply_chunk(r->req, r->chunk);
     http_conn_flush(r->req);
@@ -346,6 +366,18 @@ static int relay_chunk(gw_req *r, const char *data, size_t len)
 
 static void relay_end(gw_req *r, upstream_result res)
 {
+    if (r->xs_on) {
+        xlate_stream_end(&r->xs, res == UPSTREAM_OK, upstream_result_name(res));
+        if (r->xs.enc.usage.present) r->usage = r->xs.enc.usage;
+        if (r->xs.failed || res != UPSTREAM_OK) r->error = res != UPSTREAM_OK ? upstream_result_name(res) : "upstream_stream_malformed";
+        if (r->chunk || (r->chunk = evbuffer_new())) {
+            relay_emit(r, r->xs.out.data, r->xs.out.len);
+            buf_reset(&r->xs.out);
+            if (evbuffer_get_length(r->chunk)) evhtp_send_reply_chunk(r->req, r->chunk);
+        }
+        evhtp_send_reply_chunk_end(r->req);
+        return;
+    }
     if (r->strip_usage && r->chunk) {
         usagestrip_flush(&r->strip, relay_emit, r);
         if (evbuffer_get_length(r->chunk)) evhtp_send_reply_chunk(r->req, r->chunk);
@@ -368,7 +400,9 @@ static void reply_buffered(gw_req *r, int status, const char *content_type, cons
     add_gateway_headers(r);
     /* the cost header goes out with the reply: usage_from_bytes parses only the usage object */
     if (status < 300 && r->dep) {
-        usage_from_bytes(body, len, &r->usage);
+        if (r->translate) ;   /* the usage came with the translation */
+        else if (r->client == CLIENT_ANTHROPIC) anthropic_usage(body, len, &r->usage);
+        else usage_from_bytes(body, len, &r->usage);
         account(r);
         char usd[32];
         pricing_format_usd(r->cost_e10, usd);
@@ -385,12 +419,57 @@ static void reply_buffered(gw_req *r, int status, const char *content_type, cons
 
 static int is_stream_ok(gw_req *r, int status) { return r->stream && status >= 200 && status < 300; }
 
+static void start_translated_stream(gw_req *r)
+{
+    char id[64];
+    xlate_client_id(r->route, r->id, id, sizeof id);
+    /* without a decoder the stream still ends cleanly, with an error event */
+    r->xs_on = 1;
+    if (xlate_stream_start(&r->xs, r->dep->provider, r->route, id, r->dep->model, r->chat.include_usage) < 0) {
+        r->xs.failed = 1;
+        snprintf(r->xs.error, sizeof r->xs.error, "out of memory");
+    }
+}
+
+/* A whole translated answer (or the provider's error in the client's dialect). */
+static void reply_translated(gw_req *r)
+{
+    const provider *p = r->dep->provider;
+    const char *body = r->resp.data ? r->resp.data : "";
+    char msg[300];
+    if (r->up_status >= 300) {
+        char pm[200] = "";
+        if (p->error_message) p->error_message(body, r->resp.len, pm, sizeof pm);
+        if (pm[0]) snprintf(msg, sizeof msg, "%s", pm);
+        else snprintf(msg, sizeof msg, "The upstream provider returned HTTP %d.", r->up_status);
+        r->error = "upstream_status";
+        int st = xlate_error_status(r->up_status);
+        reply_error(r, st, st == 400 ? "invalid_request_error" : st == 429 ? "rate_limit_error" : "upstream_error",
+                    "upstream_status", NULL, msg);
+        return;
+    }
+    char id[64], err[200];
+    buf_t out; buf_init(&out);
+    xlate_client_id(r->route, r->id, id, sizeof id);
+    if (xlate_response(p, r->route, id, r->dep->model, body, r->resp.len, &out, &r->usage, err, sizeof err) < 0) {
+        snprintf(msg, sizeof msg, "The upstream provider %s sent an answer the gateway could not read: %s", p->name, err);
+        r->error = "upstream_malformed";
+        reply_error(r, 502, "upstream_error", "upstream_malformed", NULL, msg);
+    } else {
+        reply_buffered(r, 200, "application/json", out.data, out.len);
+    }
+    buf_free(&out);
+}
+
 static void up_on_response(void *ud, upstream_req_t *u, int status)
 {
     gw_req *r = ud;
     r->up_status = status;
     r->ttft_ms = ms_since(&r->t0);
-    if (is_stream_ok(r, status)) relay_start(r, status, upstream_header(u, "content-type"));
+    if (is_stream_ok(r, status)) {
+        if (r->translate) start_translated_stream(r);
+        relay_start(r, status, r->translate ? "text/event-stream" : upstream_header(u, "content-type"));
+    }
 }
 
 static int up_on_data(void *ud, upstream_req_t *u, const char *data, size_t len)
@@ -430,6 +509,7 @@ static void on_backpressure_poll(evutil_socket_t fd, short what, void *arg)
 static int client_status_for(int up_status)
 {
     if (up_status == 401 || up_status == 403) return 502;
+    if (up_status >= 500) return 502;   /* the provider failed (no failover left): a gateway error */
     return up_status;
 }
 
@@ -450,6 +530,8 @@ static void up_on_done(void *ud, upstream_req_t *u, upstream_result res, const c
         reply_error(r, timeout ? 504 : 502, "upstream_error", upstream_result_name(res), NULL, msg);
     } else if (r->error && !strcmp(r->error, "upstream response too large")) {
         reply_error(r, 502, "upstream_error", "upstream_too_large", NULL, "The upstream response was too large.");
+    } else if (r->translate) {
+        reply_translated(r);
     } else if (r->up_status >= 400 && (r->resp.len == 0 || r->resp.data[0] != '{')) {
         char msg[128];
         snprintf(msg, sizeof msg, "The upstream provider returned HTTP %d.", r->up_status);
@@ -478,7 +560,11 @@ static void local_deliver(evutil_socket_t fd, short what, void *arg)
     (void)fd; (void)what;
     r->up_status = 200;
     r->ttft_ms = ms_since(&r->t0);
-    if (r->stream) {
+    if (r->translate && !r->stream) {
+        buf_t t = r->resp; r->resp = r->local; r->local = t;   /* the answer, as if from upstream */
+        reply_translated(r);
+    } else if (r->stream) {
+        if (r->translate) start_translated_stream(r);
         relay_start(r, 200, "text/event-stream");
         relay_chunk(r, r->local.data, r->local.len);
         relay_end(r, UPSTREAM_OK);
@@ -546,7 +632,8 @@ static void new_request_id(worker_t *w, char *out, size_t len)
     out[28] = '\0';
 }
 
-static int start_attempt(gw_req *r)
+/* 0 started; 1 the provider refused to render the call (msg: a 400); -1 failed to start. */
+static int start_attempt(gw_req *r, char *msg, size_t msglen)
 {
     provider_call call = {
         .route = r->route, .dep = r->dep,
@@ -558,19 +645,28 @@ static int start_attempt(gw_req *r)
     call.body = (const char *)evbuffer_pullup(in, -1);
     call.model = json_get(call.root, "model");
     const provider *p = r->dep->provider;
-    char err[200];
+    if (r->translate) {
+        call.chat = &r->chat;
+        call.want_usage = 0;
+        if (call.route == ROUTE_MESSAGES) call.route = ROUTE_CHAT;   /* the mock answers it as a chat */
+    }
 
     if (p->local_reply) {
         int status;
         if (p->local_reply(&call, &status, &r->local) < 0) return -1;
-        if ((r->strip_usage = r->want_usage)) usagestrip_init(&r->strip);   /* mock honours want_usage */
+        if (!r->translate && (r->strip_usage = r->want_usage)) usagestrip_init(&r->strip);   /* mock honours want_usage */
         long delay = r->dep->latency_ms;
         struct timeval tv = { delay / 1000, (delay % 1000) * 1000 };
         r->timer = event_new(r->w->base, -1, 0, local_deliver, r);
         return r->timer && event_add(r->timer, &tv) == 0 ? 0 : -1;
     }
-    if (p->build(&call, &r->http, err, sizeof err) < 0) return -1;
-    if ((r->strip_usage = r->http.usage_injected)) usagestrip_init(&r->strip);
+    if (r->translate) {
+        if (!p->build_chat) { snprintf(msg, msglen, "Provider %s cannot serve %s.", p->name, route_path(r->route)); return 1; }
+        if (p->build_chat(&call, &r->http, msg, msglen) < 0) return 1;
+    } else {
+        if (!p->build || p->build(&call, &r->http, msg, msglen) < 0) return 1;
+        if ((r->strip_usage = r->http.usage_injected)) usagestrip_init(&r->strip);
+    }
     upstream_request ureq = {
         .method = "POST",
         .url = r->http.url.data,
@@ -693,9 +789,11 @@ static void handle_api(evhtp_request_t *req, gw_route route, worker_t *w)
     r->w = w;
     r->req = req;
     r->route = route;
+    r->client = xlate_client(route);
+    chat_req_init(&r->chat);
     r->cfg = config_ref(w->cfg);
     new_request_id(w, r->id, sizeof r->id);
-    buf_init(&r->http.url); buf_init(&r->http.body); buf_init(&r->local); buf_init(&r->resp);
+    buf_init(&r->http.url); buf_init(&r->http.body); buf_init(&r->http.hdrs); buf_init(&r->local); buf_init(&r->resp);
 
     char msg[256];
     const char *param = NULL;
@@ -723,7 +821,7 @@ static void handle_api(evhtp_request_t *req, gw_route route, worker_t *w)
     }
     const json_value *model = v.model;
     r->stream = v.stream;
-    if (r->stream && route != ROUTE_EMBEDDINGS) {
+    if (r->stream && route != ROUTE_EMBEDDINGS && route != ROUTE_MESSAGES) {
         const json_value *so = json_get(json_root(r->doc), "stream_options");
         const json_value *iu = so ? json_get(so, "include_usage") : NULL;
         r->want_usage = !(iu && iu->type == JSON_TRUE);
@@ -741,7 +839,23 @@ static void handle_api(evhtp_request_t *req, gw_route route, worker_t *w)
     }
     if (!check_limits(r, len)) goto done;
     r->dep = pick_deployment(w, r->model);
-    if (start_attempt(r) < 0) {
+    if ((r->translate = xlate_needed(r->dep->provider, route))) {
+        if (route == ROUTE_EMBEDDINGS) {
+            snprintf(msg, sizeof msg, "Embeddings are not available from provider %s.", r->dep->provider->name);
+            reply_error(r, 400, "invalid_request_error", "unsupported_route", NULL, msg);
+            goto done;
+        }
+        if (xlate_parse_request(route, json_root(r->doc), body, &r->chat, msg, sizeof msg, &param) < 0) {
+            reply_error(r, 400, "invalid_request_error", "invalid_request", param, msg);
+            goto done;
+        }
+    }
+    int started = start_attempt(r, msg, sizeof msg);
+    if (started > 0) {
+        reply_error(r, 400, "invalid_request_error", "invalid_request", NULL, msg);
+        goto done;
+    }
+    if (started < 0) {
         reply_error(r, 500, "server_error", "internal_error", NULL, "The gateway could not start the upstream call.");
         goto done;
     }
@@ -759,6 +873,7 @@ done:
 static void on_chat(evhtp_request_t *req, void *arg) { handle_api(req, ROUTE_CHAT, arg); }
 static void on_completions(evhtp_request_t *req, void *arg) { handle_api(req, ROUTE_COMPLETIONS, arg); }
 static void on_embeddings(evhtp_request_t *req, void *arg) { handle_api(req, ROUTE_EMBEDDINGS, arg); }
+static void on_messages(evhtp_request_t *req, void *arg) { handle_api(req, ROUTE_MESSAGES, arg); }
 
 static void on_models(evhtp_request_t *req, void *arg)
 {
@@ -826,6 +941,7 @@ int request_register_routes(worker_t *w)
         { "/v1/chat/completions", on_chat },
         { "/v1/completions", on_completions },
         { "/v1/embeddings", on_embeddings },
+        { "/v1/messages", on_messages },
         { "/v1/models", on_models },
         { "/healthz", on_healthz },
         { "/readyz", on_readyz },

@@ -44,6 +44,8 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import mock_dialects
+
 MAX_RECORDS = 100
 HANG_MAX_S = 600  # a hung request gives up after this long even if nobody closes
 
@@ -130,7 +132,7 @@ def int_directive(d, name, default=None):
         return default
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(BaseHTTPRequestHandler, mock_dialects.Dialects):
     protocol_version = "HTTP/1.1"
     server_version = "mock-upstream/1.0"
 
@@ -247,8 +249,9 @@ class Handler(BaseHTTPRequestHandler):
 
     # ---- request handling ------------------------------------------------
     def dispatch(self, method):
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
         raw = self.read_body()
+        self.raw_body = raw
         body = None
         body_error = None
         if raw:
@@ -271,8 +274,9 @@ class Handler(BaseHTTPRequestHandler):
             with self.server.lock:
                 self.server.records.append(rec)
         try:
-            self.route(method, path, body, body_error, rec)
-        except ClientGone:
+            if not self.dialect_route(method, path, query, body, body_error, rec):
+                self.route(method, path, body, body_error, rec)
+        except (ClientGone, mock_dialects.ClientGoneError):
             self.close_connection = True
             if rec is not None:
                 with self.server.lock:
@@ -359,6 +363,14 @@ class Handler(BaseHTTPRequestHandler):
         return ("mock[%s] reply to: %s" % (self.server.mock_name, text))[:600]
 
     def chat(self, body, d, rec):
+        msgs = body.get("messages") if isinstance(body.get("messages"), list) else []
+        # upstream models named "*-dialect" get the full planner (tools, cached tokens, truncation)
+        if body.get("tools") or any(isinstance(m, dict) and m.get("role") == "tool" for m in msgs) \
+                or str(body.get("model", "")).endswith("-dialect"):
+            try:
+                return self.d_openai_tools(body, rec)
+            except mock_dialects.Bad as e:
+                return self.d_error("openai", e.status, e.message, rec)
         self.generate(body, d, rec, kind="chat")
 
     def completions(self, body, d, rec):

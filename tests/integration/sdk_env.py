@@ -17,6 +17,17 @@ import harness as h  # noqa: E402
 MAX_LIFETIME_S = 300
 
 
+def provider_deployments(mock):
+    """One alias per provider, each served by the mock speaking its wire format."""
+    root = mock.base_url[:-len("/v1")]
+    return [
+        ("via-openai-compatible", {"provider": "openai_compatible", "model": "gpt-4o-mini-dialect",
+                                   "base_url": mock.base_url, "api_key": "sk-upstream-" + secrets.token_hex(8)}),
+        ("via-anthropic", {"provider": "anthropic", "model": "claude-3-5-haiku-20241022",
+                           "base_url": root, "api_key": "sk-ant-" + secrets.token_hex(8)}),
+    ]
+
+
 def main():
     key = "sk-gw-" + secrets.token_urlsafe(32)
     mock = gw = None
@@ -40,11 +51,12 @@ def main():
                     "provider": "openai_compatible", "model": "upstream-embed",
                     "base_url": mock.base_url, "api_key": "sk-upstream-" + secrets.token_hex(8)}]},
                 {"alias": "mock-alias", "deployments": [{"provider": "mock", "model": "mock-1"}]},
-            ],
+            ] + [{"alias": alias, "deployments": [dep]} for alias, dep in provider_deployments(mock)],
             "keys": [{"name": "sdk", "key": key}],
         }
         gw = h.Gateway(cfg)
-        print("READY %s %s" % (gw.url, key), flush=True)
+        aliases = ",".join("%s:%s" % (a, d["provider"]) for a, d in provider_deployments(mock))
+        print("READY %s %s %s" % (gw.url, key, aliases), flush=True)
         deadline = time.monotonic() + MAX_LIFETIME_S
         while not stop["now"] and time.monotonic() < deadline:
             if not gw.alive():
