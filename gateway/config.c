@@ -168,9 +168,17 @@ static int parse_timeouts(parse_ctx *p, const char *path, yaml_node_t *m, upstre
     return 0;
 }
 
+static void free_secret(char *s)
+{
+    if (s) { OPENSSL_cleanse(s, strlen(s)); free(s); }
+}
+
 void config_deployment_free(gw_deployment *d)
 {
     free(d->provider_name); free(d->model); free(d->base_url);
+    free(d->preset); free(d->region);
+    free_secret(d->api_version); free_secret(d->aws_access_key_id);
+    free_secret(d->aws_secret_access_key); free_secret(d->aws_session_token);
     if (d->api_key) { OPENSSL_cleanse(d->api_key, strlen(d->api_key)); free(d->api_key); }
     if (d->auth_header) { OPENSSL_cleanse(d->auth_header, strlen(d->auth_header)); free(d->auth_header); }
 }
@@ -180,6 +188,13 @@ static int parse_deployment(parse_ctx *p, const char *path, yaml_node_t *m, gw_d
 {
     char fp[256];
     char *api_key_ref = NULL;
+    /* settings that may be secret references (env:, file:), resolved below */
+    static const char *const secret_fields[] = { "api_version", "aws_access_key_id", "aws_secret_access_key",
+                                                 "aws_session_token", "region" };
+    enum { NSECRET = sizeof secret_fields / sizeof secret_fields[0] };
+    char *secret_refs[NSECRET] = { 0 };
+    char **secret_dst[NSECRET] = { &d->api_version, &d->aws_access_key_id, &d->aws_secret_access_key,
+                                   &d->aws_session_token, &d->region };
     d->weight = 1;
     d->timeouts = *defaults;
     d->price_override = PRICE_OVERRIDE_NONE;
@@ -195,6 +210,12 @@ static int parse_deployment(parse_ctx *p, const char *path, yaml_node_t *m, gw_d
         else if (!strcmp(k, "model")) want_string(p, fp, v, &d->model);
         else if (!strcmp(k, "base_url")) want_string(p, fp, v, &d->base_url);
         else if (!strcmp(k, "api_key")) want_string(p, fp, v, &api_key_ref);
+        else if (!strcmp(k, "preset")) want_string(p, fp, v, &d->preset);
+        else if (!strcmp(k, "api_version")) want_string(p, fp, v, &secret_refs[0]);
+        else if (!strcmp(k, "aws_access_key_id")) want_string(p, fp, v, &secret_refs[1]);
+        else if (!strcmp(k, "aws_secret_access_key")) want_string(p, fp, v, &secret_refs[2]);
+        else if (!strcmp(k, "aws_session_token")) want_string(p, fp, v, &secret_refs[3]);
+        else if (!strcmp(k, "region")) want_string(p, fp, v, &secret_refs[4]);
         else if (!strcmp(k, "weight")) { if (want_long(p, fp, v, 0, 1000000, &x) == 0) d->weight = (int)x; }
         else if (!strcmp(k, "latency_ms")) want_long(p, fp, v, 0, 3600000, &d->latency_ms);
         else if (!strcmp(k, "timeouts")) parse_timeouts(p, fp, v, &d->timeouts);
@@ -216,6 +237,14 @@ static int parse_deployment(parse_ctx *p, const char *path, yaml_node_t *m, gw_d
         if (!(d->api_key = secret_resolve(api_key_ref, why, sizeof why))) fail(p, fp, "%s", why);
     }
     if (api_key_ref) { OPENSSL_cleanse(api_key_ref, strlen(api_key_ref)); free(api_key_ref); }
+    for (size_t i = 0; i < NSECRET; i++) {
+        if (!p->failed && secret_refs[i]) {
+            char why[200];
+            snprintf(fp, sizeof fp, "%s.%s", path, secret_fields[i]);
+            if (!(*secret_dst[i] = secret_resolve(secret_refs[i], why, sizeof why))) fail(p, fp, "%s", why);
+        }
+        free_secret(secret_refs[i]);
+    }
     if (!p->failed && d->provider->prepare) {
         char why[200];
         if (d->provider->prepare(d, why, sizeof why) < 0) fail(p, path, "%s", why);

@@ -28,6 +28,12 @@ typedef struct gw_deployment {
     char  *base_url;           /* without trailing slash */
     char  *api_key;            /* resolved secret; never logged */
     char  *auth_header;        /* precomputed "Authorization: Bearer ..." (or NULL) */
+    char  *preset;             /* openai_compatible: a known provider's defaults (groq, mistral, ...) */
+    char  *api_version;        /* azure */
+    char  *region;             /* bedrock */
+    char  *aws_access_key_id;  /* bedrock; resolved secrets, never logged */
+    char  *aws_secret_access_key;
+    char  *aws_session_token;
     int    weight;
     long   latency_ms;         /* mock only: simulated latency */
     upstream_timeouts timeouts;

@@ -26,9 +26,35 @@ static int prepare_openai(gw_deployment *d, char *err, size_t errlen)
     return prepare_common(d, "https://api.openai.com/v1", err, errlen);
 }
 
+/* OpenAI-compatible services by name: "preset: groq" stands for its base URL. */
+static const struct { const char *name, *base_url; } presets[] = {
+    { "groq", "https://api.groq.com/openai/v1" },
+    { "mistral", "https://api.mistral.ai/v1" },
+    { "deepinfra", "https://api.deepinfra.com/v1/openai" },
+    { "together", "https://api.together.xyz/v1" },
+    { "fireworks", "https://api.fireworks.ai/inference/v1" },
+    { "xai", "https://api.x.ai/v1" },
+    { "openrouter", "https://openrouter.ai/api/v1" },
+    { "cerebras", "https://api.cerebras.ai/v1" },
+    { "vllm", "http://127.0.0.1:8000/v1" },
+};
+
+const char *openai_preset_base_url(const char *name)
+{
+    for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++)
+        if (!strcmp(presets[i].name, name)) return presets[i].base_url;
+    return NULL;
+}
+
 static int prepare_compatible(gw_deployment *d, char *err, size_t errlen)
 {
-    return prepare_common(d, NULL, err, errlen);
+    const char *base = NULL;
+    if (d->preset && !(base = openai_preset_base_url(d->preset))) {
+        snprintf(err, errlen, "unknown preset \"%s\" (known: groq, mistral, deepinfra, together, fireworks, xai, "
+                 "openrouter, cerebras, vllm)", d->preset);
+        return -1;
+    }
+    return prepare_common(d, base, err, errlen);
 }
 
 static const char *route_path(gw_route r)

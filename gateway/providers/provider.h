@@ -93,6 +93,8 @@ int   openai_stream_feed(void *st, const char *p, size_t n, chat_emit_fn emit, v
 int   openai_stream_end(void *st, chat_emit_fn emit, void *ud);
 void  openai_stream_free(void *st);
 void  openai_error_message(const char *body, size_t len, char *msg, size_t msglen);
+/* openai_compatible presets: the base URL of a known service, or NULL. */
+const char *openai_preset_base_url(const char *name);
 
 /* Anthropic pass-through accounting: merges the usage of a Messages answer
  * or of one stream event (message_start, message_delta) into u. */
@@ -109,5 +111,12 @@ extern const provider provider_openai;
 extern const provider provider_openai_compatible;
 extern const provider provider_mock;
 extern const provider provider_anthropic;
+extern const provider provider_gemini;
+extern const provider provider_ollama;
+extern const provider provider_azure;
+
+/* Request bodies, exposed for the golden tests. */
+int gemini_build_body(const chat_req *q, buf_t *out, char *err, size_t errlen);
+int ollama_build_body(const chat_req *q, const char *model, buf_t *out, char *err, size_t errlen);
 
 #endif

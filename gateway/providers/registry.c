@@ -12,6 +12,9 @@ static const provider *const all[] = {
     &provider_openai_compatible,
     &provider_mock,
     &provider_anthropic,
+    &provider_gemini,
+    &provider_ollama,
+    &provider_azure,
 };
 
 const provider *provider_find(const char *name)
@@ -22,7 +25,7 @@ const provider *provider_find(const char *name)
     return NULL;
 }
 
-const char *provider_names(void) { return "openai, openai_compatible, mock, anthropic"; }
+const char *provider_names(void) { return "openai, openai_compatible, mock, anthropic, gemini, ollama, azure"; }
 
 typedef struct edit { size_t start, end; const char *text; size_t len; const char *text2; } edit;
 

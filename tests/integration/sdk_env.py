@@ -25,6 +25,12 @@ def provider_deployments(mock):
                                    "base_url": mock.base_url, "api_key": "sk-upstream-" + secrets.token_hex(8)}),
         ("via-anthropic", {"provider": "anthropic", "model": "claude-3-5-haiku-20241022",
                            "base_url": root, "api_key": "sk-ant-" + secrets.token_hex(8)}),
+        ("via-gemini", {"provider": "gemini", "model": "gemini-2.0-flash",
+                        "base_url": root, "api_key": "AIza-" + secrets.token_hex(8)}),
+        ("via-ollama", {"provider": "ollama", "model": "llama3.1:8b", "base_url": root,
+                        "input_cost_per_mtok": 0, "output_cost_per_mtok": 0}),
+        ("via-azure", {"provider": "azure", "model": "gpt-4o-mini", "base_url": root,
+                       "api_key": "azure-" + secrets.token_hex(8), "api_version": "2024-10-21"}),
     ]
 
 
