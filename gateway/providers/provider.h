@@ -114,9 +114,16 @@ extern const provider provider_anthropic;
 extern const provider provider_gemini;
 extern const provider provider_ollama;
 extern const provider provider_azure;
+extern const provider provider_bedrock;
 
 /* Request bodies, exposed for the golden tests. */
 int gemini_build_body(const chat_req *q, buf_t *out, char *err, size_t errlen);
 int ollama_build_body(const chat_req *q, const char *model, buf_t *out, char *err, size_t errlen);
+int bedrock_build_body(const chat_req *q, buf_t *out, char *err, size_t errlen);
+/* Bedrock's ConverseStream decoder, exposed for its fuzz target. */
+void *bedrock_stream_new(void);
+int   bedrock_stream_feed(void *st, const char *p, size_t n, chat_emit_fn emit, void *ud);
+int   bedrock_stream_end(void *st, chat_emit_fn emit, void *ud);
+void  bedrock_stream_free(void *st);
 
 #endif

@@ -15,6 +15,7 @@ static const provider *const all[] = {
     &provider_gemini,
     &provider_ollama,
     &provider_azure,
+    &provider_bedrock,
 };
 
 const provider *provider_find(const char *name)
@@ -25,7 +26,7 @@ const provider *provider_find(const char *name)
     return NULL;
 }
 
-const char *provider_names(void) { return "openai, openai_compatible, mock, anthropic, gemini, ollama, azure"; }
+const char *provider_names(void) { return "openai, openai_compatible, mock, anthropic, gemini, ollama, azure, bedrock"; }
 
 typedef struct edit { size_t start, end; const char *text; size_t len; const char *text2; } edit;
 

@@ -13,6 +13,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
+import mock_dialects as md  # noqa: E402
 
 MAX_LIFETIME_S = 300
 
@@ -31,6 +32,9 @@ def provider_deployments(mock):
                         "input_cost_per_mtok": 0, "output_cost_per_mtok": 0}),
         ("via-azure", {"provider": "azure", "model": "gpt-4o-mini", "base_url": root,
                        "api_key": "azure-" + secrets.token_hex(8), "api_version": "2024-10-21"}),
+        ("via-bedrock", {"provider": "bedrock", "model": "anthropic.claude-3-5-haiku-20241022-v1:0", "base_url": root,
+                         "region": md.AWS_REGION, "aws_access_key_id": md.AWS_ACCESS_KEY_ID,
+                         "aws_secret_access_key": md.AWS_SECRET_ACCESS_KEY}),
     ]
 
 
