@@ -135,12 +135,15 @@ static void put_messages(buf_t *b, const chat_req *q)
 
 static int build_chat(const provider_call *call, provider_http *out, char *err, size_t errlen)
 {
-    const chat_req *q = call->chat;
-    buf_t *b = &out->body;
     if (common(call, out, err, errlen) < 0) return -1;
+    return anthropic_build_body(call->chat, call->dep->model, &out->body, err, errlen);
+}
+
+int anthropic_build_body(const chat_req *q, const char *model, buf_t *b, char *err, size_t errlen)
+{
     buf_reset(b);
     buf_puts(b, "{\"model\":");
-    buf_json_str(b, call->dep->model, strlen(call->dep->model));
+    buf_json_str(b, model, strlen(model));
     buf_printf(b, ",\"max_tokens\":%ld", q->max_tokens > 0 ? q->max_tokens : DEFAULT_MAX_TOKENS);
     if (q->system.len || q->response_format != RESPONSE_TEXT) {
         buf_puts(b, ",\"system\":");

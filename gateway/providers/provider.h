@@ -117,6 +117,7 @@ extern const provider provider_azure;
 extern const provider provider_bedrock;
 
 /* Request bodies, exposed for the golden tests. */
+int anthropic_build_body(const chat_req *q, const char *model, buf_t *out, char *err, size_t errlen);
 int gemini_build_body(const chat_req *q, buf_t *out, char *err, size_t errlen);
 int ollama_build_body(const chat_req *q, const char *model, buf_t *out, char *err, size_t errlen);
 int bedrock_build_body(const chat_req *q, buf_t *out, char *err, size_t errlen);
