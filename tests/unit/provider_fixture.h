@@ -29,7 +29,7 @@ static const char FX_OPENAI_REQUEST[] =
 
 typedef struct fx_req { json_doc *doc; chat_req q; } fx_req;
 
-static int fx_parse(fx_req *f, const char *json, int anthropic, int stream)
+static __attribute__((unused)) int fx_parse(fx_req *f, const char *json, int anthropic, int stream)
 {
     char msg[256];
     const char *param;
@@ -43,14 +43,14 @@ static int fx_parse(fx_req *f, const char *json, int anthropic, int stream)
     return rc;
 }
 
-static void fx_free(fx_req *f)
+static __attribute__((unused)) void fx_free(fx_req *f)
 {
     chat_req_free(&f->q);
     json_doc_free(f->doc);
 }
 
 /* A whole answer rendered for cl; NULL (err filled) when the provider refuses it. Caller frees. */
-static char *fx_response(const provider *p, const char *body, chat_client cl, usage_t *u, char *err, size_t errlen)
+static __attribute__((unused)) char *fx_response(const provider *p, const char *body, chat_client cl, usage_t *u, char *err, size_t errlen)
 {
     chat_resp r;
     chat_resp_init(&r);
@@ -82,7 +82,7 @@ static void fx_emit(void *ud, const chat_event *ev)
 /* Feeds the transcript to p's decoder `split` bytes at a time and ends the
  * client stream. Returns what the client would read; *rc: 0 clean, -1 when the
  * decoder refused the stream (malformed, truncated or a provider error). */
-static char *fx_stream(const provider *p, const char *t, size_t len, size_t split, chat_client cl, int include_usage,
+static __attribute__((unused)) char *fx_stream(const provider *p, const char *t, size_t len, size_t split, chat_client cl, int include_usage,
                        int *rc, usage_t *u)
 {
     fx_stream_out s;
