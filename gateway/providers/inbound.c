@@ -65,6 +65,17 @@ static int split_data_url(gw_str url, chat_part *p)
     if (!semi || !comma || comma < semi || (size_t)(comma - semi) != 7 || strncmp(semi, ";base64", 7)) return -1;
     p->media_type = (gw_str){ url.p + 5, (size_t)(semi - url.p - 5) };
     p->data = (gw_str){ comma + 1, url.n - (size_t)(comma + 1 - url.p) };
+    /* providers get these pieces as they are: they must be what they claim */
+    for (size_t i = 0; i < p->media_type.n; i++) {
+        char ch = p->media_type.p[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '/' || ch == '+' || ch == '-' || ch == '.'))
+            return -1;
+    }
+    for (size_t i = 0; i < p->data.n; i++) {
+        char ch = p->data.p[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '+' || ch == '/' || ch == '='))
+            return -1;
+    }
     return 1;
 }
 
@@ -129,6 +140,7 @@ static int oai_message(in_ctx *c, const json_value *e, size_t i)
 {
     const char *role = json_get_str(e, "role");
     const json_value *content = json_get(e, "content");
+    if (!role) return bad(c, "messages", "'messages[%zu]' must be an object with a string 'role'.", i);
     if (content && content->type != JSON_STRING && content->type != JSON_ARRAY && content->type != JSON_NULL)
         return bad(c, "messages", "'messages[%zu].content' must be a string, an array or null.", i);
     if (!strcmp(role, "system") || !strcmp(role, "developer")) {
@@ -296,7 +308,8 @@ int chat_from_openai(const json_value *root, const char *src, int legacy_complet
     } else {
         const json_value *msgs = json_get(root, "messages");
         size_t i = 0;
-        for (const json_value *e = msgs ? msgs->first : NULL; e; e = e->next, i++)
+        if (!msgs || msgs->type != JSON_ARRAY) return bad(&c, "messages", "'messages' must be a non-empty array.");
+        for (const json_value *e = msgs->first; e; e = e->next, i++)
             if (oai_message(&c, e, i) < 0) return -1;
         if (out->nmsgs == 0) return bad(&c, "messages", "'messages' needs at least one user or assistant message.");
         if (oai_tools(&c, root, src) < 0) return -1;
@@ -332,6 +345,7 @@ static int an_message(in_ctx *c, const json_value *e, const char *src, size_t i)
 {
     const char *role = json_get_str(e, "role");
     const json_value *content = json_get(e, "content");
+    if (!role) return bad(c, "messages", "messages.%zu.role: Field required.", i);
     int user = !strcmp(role, "user");
     if (!user && strcmp(role, "assistant")) return bad(c, "messages", "messages.%zu.role: must be user or assistant.", i);
     if (!content || (content->type != JSON_STRING && content->type != JSON_ARRAY))
@@ -442,7 +456,8 @@ int chat_from_anthropic(const json_value *root, const char *src, chat_req *out,
     }
     const json_value *msgs = json_get(root, "messages");
     size_t i = 0;
-    for (const json_value *e = msgs ? msgs->first : NULL; e; e = e->next, i++)
+    if (!msgs || msgs->type != JSON_ARRAY) return bad(&c, "messages", "messages: Input should be a valid list.");
+    for (const json_value *e = msgs->first; e; e = e->next, i++)
         if (an_message(&c, e, src, i) < 0) return -1;
     if (out->nmsgs == 0) return bad(&c, "messages", "messages: at least one message is required.");
     if (an_tools(&c, root, src) < 0) return -1;

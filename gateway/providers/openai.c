@@ -120,11 +120,14 @@ static void put_content(buf_t *b, const chat_msg *m)
             buf_puts(b, "{\"type\":\"image_url\",\"image_url\":{\"url\":");
             if (p->url.p) put_str(b, p->url);
             else {
-                buf_puts(b, "\"data:");
-                buf_append(b, p->media_type.p, p->media_type.n);
-                buf_puts(b, ";base64,");
-                buf_append(b, p->data.p, p->data.n);   /* base64: nothing to escape */
-                buf_putc(b, '"');
+                buf_t u; buf_init(&u);
+                buf_puts(&u, "data:");
+                buf_append(&u, p->media_type.p, p->media_type.n);
+                buf_puts(&u, ";base64,");
+                buf_append(&u, p->data.p, p->data.n);
+                buf_json_str(b, u.data ? u.data : "", u.len);
+                if (u.oom) b->oom = 1;
+                buf_free(&u);
             }
             buf_puts(b, "}}");
         }
