@@ -365,6 +365,35 @@ static char *dup_nonempty(const char *s, int *oom)
 
 static long clamp(int64_t v, long lo, long hi) { return v < lo ? lo : v > hi ? hi : (long)v; }
 
+/* Provider settings beyond the common ones ride in "extra": plain values
+ * (preset, api_version, region) and, for AWS credentials, env:/file:
+ * references resolved here as api_key_ref is (never a secret on the wire). */
+static int deployment_extra(const Gw__Deployment *in, gw_deployment *d, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < in->n_extra; i++) {
+        const char *k = in->extra[i]->key, *v = in->extra[i]->value;
+        char **dst = NULL;
+        int ref = 0;
+        if (!k || !v || !*v) continue;
+        if (!strcmp(k, "preset")) dst = &d->preset;
+        else if (!strcmp(k, "api_version")) dst = &d->api_version;
+        else if (!strcmp(k, "region")) dst = &d->region;
+        else if (!strcmp(k, "aws_access_key_id")) { dst = &d->aws_access_key_id; ref = 1; }
+        else if (!strcmp(k, "aws_secret_access_key")) { dst = &d->aws_secret_access_key; ref = 1; }
+        else if (!strcmp(k, "aws_session_token")) { dst = &d->aws_session_token; ref = 1; }
+        if (!dst || *dst) continue;
+        if (ref && strncmp(v, "env:", 4) && strncmp(v, "file:", 5)) {
+            snprintf(err, errlen, "%s must be an env: or file: reference", k);
+            return -1;
+        }
+        if (!(*dst = ref ? secret_resolve(v, err, errlen) : strdup(v))) {
+            if (!ref) snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int build_deployment(const Gw__Deployment *in, const gw_config *base, const char *alias, gw_deployment *d,
                             char *err, size_t errlen)
 {
@@ -400,6 +429,7 @@ static int build_deployment(const Gw__Deployment *in, const gw_config *base, con
         }
         if (!(d->api_key = secret_resolve(in->api_key_ref, err, errlen))) goto fail;
     }
+    if (deployment_extra(in, d, err, errlen) < 0) goto fail;
     if (config_deployment_prepare(d, err, errlen) < 0) goto fail;
     return 0;
 fail:
