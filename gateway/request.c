@@ -647,7 +647,7 @@ static int start_attempt(gw_req *r, char *msg, size_t msglen)
     const provider *p = r->dep->provider;
     if (r->translate) {
         call.chat = &r->chat;
-        call.want_usage = 0;
+        call.want_usage = p->local_reply != NULL;   /* the mock's answer is translated: it must carry usage */
         if (call.route == ROUTE_MESSAGES) call.route = ROUTE_CHAT;   /* the mock answers it as a chat */
     }
 
