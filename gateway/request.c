@@ -664,7 +664,7 @@ static int start_attempt(gw_req *r, char *msg, size_t msglen)
         if (!p->build_chat) { snprintf(msg, msglen, "Provider %s cannot serve %s.", p->name, route_path(r->route)); return 1; }
         if (p->build_chat(&call, &r->http, msg, msglen) < 0) return 1;
     } else {
-        if (!p->build || p->build(&call, &r->http, msg, msglen) < 0) return 1;
+        if (!p->build || p->build(&call, &r->http, msg, msglen) < 0) return -1;   /* out of memory: nothing the client did */
         if ((r->strip_usage = r->http.usage_injected)) usagestrip_init(&r->strip);
     }
     upstream_request ureq = {

@@ -195,6 +195,23 @@ def usage_and_cost_are_accounted_for_translated_streams():
     h.check(float(entry.get("cost_usd", "0")) > 0, "no cost for a priced model: %r" % entry)
 
 
+@h.test
+def zz_gateway_exits_cleanly():
+    """Last: stops the gateway; leaks and sanitizer findings show up at exit (ASan builds)."""
+    g = ENV.gw
+    g.stop(timeout=10)
+    san = g.sanitizer_reports()
+    h.check(not san, "sanitizer report: %s" % san[:3])
+
+
+def after_each(name):
+    reports = ENV.gw.sanitizer_reports()
+    if reports:
+        raise AssertionError("sanitizer report: %s" % reports[:3])
+    if name != "zz_gateway_exits_cleanly" and not ENV.gw.alive():
+        raise AssertionError("the gateway died: %s" % ENV.gw.stderr_text()[-2000:])
+
+
 if __name__ == "__main__":
     try:
         setup()
@@ -203,5 +220,5 @@ if __name__ == "__main__":
         h.kill_all()
         print("0 passed, 1 failed")
         sys.exit(1)
-    rc = h.run(teardown=lambda: (ENV.gw.stop(), ENV.mock.stop()), suite_timeout=300)
+    rc = h.run(after_each=after_each, teardown=lambda: (ENV.gw.stop(), ENV.mock.stop()), suite_timeout=300)
     sys.exit(rc)
