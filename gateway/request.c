@@ -32,6 +32,7 @@
 #include "json.h"
 #include "log.h"
 #include "pricing.h"
+#include "providers/embed.h"
 #include "providers/provider.h"
 #include "ratelimit.h"
 #include "sse.h"
@@ -451,7 +452,10 @@ static void reply_translated(gw_req *r)
     char id[64], err[200];
     buf_t out; buf_init(&out);
     xlate_client_id(r->route, r->id, id, sizeof id);
-    if (xlate_response(p, r->route, id, r->dep->model, body, r->resp.len, &out, &r->usage, err, sizeof err) < 0) {
+    int rc = r->route == ROUTE_EMBEDDINGS
+        ? p->parse_embed(body, r->resp.len, embed_wants_base64(json_root(r->doc)), r->dep->model, &out, &r->usage, err, sizeof err)
+        : xlate_response(p, r->route, id, r->dep->model, body, r->resp.len, &out, &r->usage, err, sizeof err);
+    if (rc < 0) {
         snprintf(msg, sizeof msg, "The upstream provider %s sent an answer the gateway could not read: %s", p->name, err);
         r->error = "upstream_malformed";
         reply_error(r, 502, "upstream_error", "upstream_malformed", NULL, msg);
@@ -660,7 +664,9 @@ static int start_attempt(gw_req *r, char *msg, size_t msglen)
         r->timer = event_new(r->w->base, -1, 0, local_deliver, r);
         return r->timer && event_add(r->timer, &tv) == 0 ? 0 : -1;
     }
-    if (r->translate) {
+    if (r->translate && r->route == ROUTE_EMBEDDINGS) {
+        if (p->build_embed(&call, &r->http, msg, msglen) < 0) return 1;
+    } else if (r->translate) {
         if (!p->build_chat) { snprintf(msg, msglen, "Provider %s cannot serve %s.", p->name, route_path(r->route)); return 1; }
         if (p->build_chat(&call, &r->http, msg, msglen) < 0) return 1;
     } else {
@@ -840,12 +846,13 @@ static void handle_api(evhtp_request_t *req, gw_route route, worker_t *w)
     if (!check_limits(r, len)) goto done;
     r->dep = pick_deployment(w, r->model);
     if ((r->translate = xlate_needed(r->dep->provider, route))) {
-        if (route == ROUTE_EMBEDDINGS) {
+        if (route == ROUTE_EMBEDDINGS && !r->dep->provider->build_embed) {
             snprintf(msg, sizeof msg, "Embeddings are not available from provider %s.", r->dep->provider->name);
             reply_error(r, 400, "invalid_request_error", "unsupported_route", NULL, msg);
             goto done;
         }
-        if (xlate_parse_request(route, json_root(r->doc), body, &r->chat, msg, sizeof msg, &param) < 0) {
+        if (route != ROUTE_EMBEDDINGS &&
+            xlate_parse_request(route, json_root(r->doc), body, &r->chat, msg, sizeof msg, &param) < 0) {
             reply_error(r, 400, "invalid_request_error", "invalid_request", param, msg);
             goto done;
         }

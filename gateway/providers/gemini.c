@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "config.h"
+#include "embed.h"
 #include "sse.h"
 
 #define RESPONSE_LIMITS { .max_depth = 64, .max_bytes = 0 }
@@ -401,9 +402,62 @@ static void stream_free(void *st)
     free(s);
 }
 
+/* ---- embeddings: batchEmbedContents ---- */
+
+static int build_embed(const provider_call *call, provider_http *out, char *err, size_t errlen)
+{
+    const gw_deployment *d = call->dep;
+    const char *model = !strncmp(d->model, "models/", 7) ? d->model + 7 : d->model;
+    const json_value *items;
+    size_t n;
+    if (embed_inputs(call->root, &items, &n, err, errlen) < 0) return -1;
+    const json_value *dims = json_get(call->root, "dimensions");
+    buf_reset(&out->url);
+    buf_printf(&out->url, "%s/v1beta/models/%s:batchEmbedContents", d->base_url, model);
+    buf_t *b = &out->body;
+    buf_reset(b);
+    buf_puts(b, "{\"requests\":[");
+    for (size_t i = 0; i < n; i++, items = items->next) {
+        buf_puts(b, i ? ",{\"model\":\"models/" : "{\"model\":\"models/");
+        buf_puts(b, model);
+        buf_puts(b, "\",\"content\":{\"parts\":[{\"text\":");
+        buf_json_str(b, items->str, items->str_len);
+        buf_puts(b, "}]}");
+        if (dims && dims->type == JSON_NUMBER && dims->is_int && dims->i64 > 0) buf_printf(b, ",\"outputDimensionality\":%lld", (long long)dims->i64);
+        buf_putc(b, '}');
+    }
+    buf_puts(b, "]}");
+    if (b->oom || out->url.oom) { snprintf(err, errlen, "out of memory"); return -1; }
+    int h = 0;
+    out->headers[h++] = "Content-Type: application/json";
+    if (d->auth_header) out->headers[h++] = d->auth_header;
+    out->headers[h] = NULL;
+    return 0;
+}
+
+static int parse_embed(const char *body, size_t len, int base64, const char *model, buf_t *out, usage_t *u,
+                       char *err, size_t errlen)
+{
+    json_limits lim = RESPONSE_LIMITS;
+    json_doc *doc = json_parse(body, len, &lim, NULL);
+    const json_value *embs = doc ? json_get(json_root(doc), "embeddings") : NULL;
+    int rc = -1;
+    if (!embs || embs->type != JSON_ARRAY) { snprintf(err, errlen, "the provider's answer has no embeddings"); goto out; }
+    embed_begin(out);
+    size_t i = 0;
+    for (const json_value *e = embs->first; e; e = e->next, i++)
+        if (embed_vector(out, i, json_get(e, "values"), base64) < 0) { snprintf(err, errlen, "the provider's answer has a malformed embedding"); goto out; }
+    embed_end(out, model, 0);   /* Gemini does not count embedding tokens */
+    u->present = 1;
+    rc = out->oom ? -1 : 0;
+out:
+    json_doc_free(doc);
+    return rc;
+}
+
 const provider provider_gemini = {
     .name = "gemini", .dialect = DIALECT_OTHER, .prepare = prepare,
     .build_chat = build_chat, .parse_response = parse_response,
     .stream_new = stream_new, .stream_feed = stream_feed, .stream_end = stream_end, .stream_free = stream_free,
-    .error_message = error_message,
+    .error_message = error_message, .build_embed = build_embed, .parse_embed = parse_embed,
 };

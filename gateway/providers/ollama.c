@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "config.h"
+#include "embed.h"
 
 #define RESPONSE_LIMITS { .max_depth = 64, .max_bytes = 0 }
 #define MAX_LINE (1u << 20)
@@ -322,9 +323,59 @@ static void stream_free(void *st)
     free(s);
 }
 
+/* ---- embeddings: /api/embed ---- */
+
+static int build_embed(const provider_call *call, provider_http *out, char *err, size_t errlen)
+{
+    const gw_deployment *d = call->dep;
+    const json_value *items;
+    size_t n;
+    if (embed_inputs(call->root, &items, &n, err, errlen) < 0) return -1;
+    buf_reset(&out->url);
+    buf_printf(&out->url, "%s/api/embed", d->base_url);
+    buf_t *b = &out->body;
+    buf_reset(b);
+    buf_puts(b, "{\"model\":");
+    buf_json_str(b, d->model, strlen(d->model));
+    buf_puts(b, ",\"input\":[");
+    for (size_t i = 0; i < n; i++, items = items->next) {
+        if (i) buf_putc(b, ',');
+        buf_json_str(b, items->str, items->str_len);
+    }
+    buf_puts(b, "]}");
+    if (b->oom || out->url.oom) { snprintf(err, errlen, "out of memory"); return -1; }
+    int h = 0;
+    out->headers[h++] = "Content-Type: application/json";
+    if (d->auth_header) out->headers[h++] = d->auth_header;
+    out->headers[h] = NULL;
+    return 0;
+}
+
+static int parse_embed(const char *body, size_t len, int base64, const char *model, buf_t *out, usage_t *u,
+                       char *err, size_t errlen)
+{
+    json_limits lim = RESPONSE_LIMITS;
+    json_doc *doc = json_parse(body, len, &lim, NULL);
+    const json_value *root = doc ? json_root(doc) : NULL;
+    const json_value *embs = root ? json_get(root, "embeddings") : NULL;
+    int rc = -1;
+    if (!embs || embs->type != JSON_ARRAY) { snprintf(err, errlen, "the provider's answer has no embeddings"); goto out; }
+    embed_begin(out);
+    size_t i = 0;
+    for (const json_value *e = embs->first; e; e = e->next, i++)
+        if (embed_vector(out, i, e, base64) < 0) { snprintf(err, errlen, "the provider's answer has a malformed embedding"); goto out; }
+    u->prompt_tokens = count_of(root, "prompt_eval_count");
+    u->present = 1;
+    embed_end(out, model, u->prompt_tokens);
+    rc = out->oom ? -1 : 0;
+out:
+    json_doc_free(doc);
+    return rc;
+}
+
 const provider provider_ollama = {
     .name = "ollama", .dialect = DIALECT_OTHER, .prepare = prepare,
     .build_chat = build_chat, .parse_response = parse_response,
     .stream_new = stream_new, .stream_feed = stream_feed, .stream_end = stream_end, .stream_free = stream_free,
-    .error_message = error_message,
+    .error_message = error_message, .build_embed = build_embed, .parse_embed = parse_embed,
 };

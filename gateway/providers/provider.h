@@ -74,6 +74,11 @@ typedef struct provider {
     void  (*stream_free)(void *st);
     /* The message in an error body (never a secret), or "" if none is found. */
     void  (*error_message)(const char *body, size_t len, char *msg, size_t msglen);
+    /* Embeddings through the provider's own API (NULL: not offered). build_embed
+     * reads the OpenAI body (call->root); parse_embed writes the OpenAI list. */
+    int (*build_embed)(const provider_call *call, provider_http *out, char *err, size_t errlen);
+    int (*parse_embed)(const char *body, size_t len, int base64, const char *model, buf_t *out, usage_t *u,
+                       char *err, size_t errlen);
 } provider;
 
 const provider *provider_find(const char *name);

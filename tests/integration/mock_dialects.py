@@ -69,6 +69,12 @@ class Plan:
         return json.dumps(self.tool[1]) if self.tool else ""
 
 
+def embedding(text, dims):
+    """Deterministic values in [-1, 1] from the text."""
+    h = hashlib.sha256(text.encode()).digest()
+    return [round(h[i % 32] / 127.5 - 1.0, 6) for i in range(dims)]
+
+
 def split_pieces(text, n):
     n = max(1, min(n, len(text)))
     size = (len(text) + n - 1) // n
@@ -336,8 +342,12 @@ class Dialects:
             kind = "anthropic"
         elif path.startswith("/v1beta/models/") and (path.endswith(":generateContent") or path.endswith(":streamGenerateContent")):
             kind = "gemini"
+        elif path.startswith("/v1beta/models/") and path.endswith(":batchEmbedContents"):
+            kind = "gemini_embed"
         elif path == "/api/chat":
             kind = "ollama"
+        elif path == "/api/embed":
+            kind = "ollama_embed"
         elif path.startswith("/model/") and (path.endswith("/converse") or path.endswith("/converse-stream")):
             kind = "bedrock"
         elif path.startswith("/openai/deployments/") and path.endswith("/chat/completions"):
@@ -350,9 +360,9 @@ class Dialects:
             need(body_error is None and isinstance(body, dict), "invalid JSON body: %s" % body_error)
             getattr(self, "d_" + kind)(path, query, body, headers, rec)
         except Bad as e:
-            self.d_error(kind, e.status, e.message, rec)
+            self.d_error(kind.split("_")[0], e.status, e.message, rec)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
-            self.d_error(kind, 400, "mock %s: malformed request: %r" % (kind, e), rec)
+            self.d_error(kind.split("_")[0], 400, "mock %s: malformed request: %r" % (kind, e), rec)
         return True
 
     def d_error(self, kind, status, message, rec):
@@ -529,6 +539,27 @@ class Dialects:
         if fc:
             self.write_chunk(b"data: " + json.dumps(resp([fc], finish, usage)).encode() + b"\r\n\r\n")
         self.d_stream_end(rec)
+
+    # ---- embeddings: Gemini batchEmbedContents, Ollama /api/embed ----
+    def d_gemini_embed(self, path, query, body, headers, rec):
+        need(headers.get("x-goog-api-key"), "API key not valid. Please pass a valid API key.")
+        model = "models/" + path[len("/v1beta/models/"):-len(":batchEmbedContents")]
+        out = []
+        for r in body["requests"]:
+            need(r["model"] == model, "requests[].model must be %s" % model)
+            text = " ".join(p["text"] for p in r["content"]["parts"])
+            self.d_status(Plan(text, [], None, "", text))
+            out.append({"values": embedding(text, r.get("outputDimensionality", 8))})
+        self.send_json(200, {"embeddings": out})
+        self.finish_rec(rec, 200)
+
+    def d_ollama_embed(self, path, query, body, headers, rec):
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        for t in inputs:
+            self.d_status(Plan(t, [], None, "", t))
+        self.send_json(200, {"model": body["model"], "embeddings": [embedding(t, 8) for t in inputs],
+                             "prompt_eval_count": sum(words(t) for t in inputs)})
+        self.finish_rec(rec, 200)
 
     # ---- Ollama ----
     def d_ollama(self, path, query, body, headers, rec):

@@ -166,7 +166,7 @@ def provider_errors_in_the_client_dialect():
     h.expect_openai_error(r)
     r = post("/v1/chat/completions", chat("an", "x MOCK_STATUS=401"))
     h.expect_status(r, 502)   # the gateway's provider credentials, not the client's
-    r = post("/v1/embeddings", {"model": "gm", "input": "x"})
+    r = post("/v1/embeddings", {"model": "an", "input": "x"})
     h.expect_status(r, 400)
     h.check("not available" in h.expect_openai_error(r)["message"], "embeddings message %r" % r)
 
@@ -193,6 +193,24 @@ def usage_and_cost_are_accounted_for_translated_streams():
     h.check(entry.get("prompt_tokens", 0) > 0 and entry.get("completion_tokens", 0) > 0 and entry.get("cached_tokens") == 2,
             "access log usage %r" % entry)
     h.check(float(entry.get("cost_usd", "0")) > 0, "no cost for a priced model: %r" % entry)
+
+
+@h.test
+def legacy_completions_and_embeddings_translated():
+    r = post("/v1/completions", {"model": "an", "prompt": "complete me", "max_tokens": 20})
+    h.expect_status(r, 200)
+    j = r.json()
+    h.check(j["object"] == "text_completion" and "reply to: complete me" in j["choices"][0]["text"], "answer %r" % j)
+    h.check(j["usage"]["prompt_tokens"] > 0, "usage %r" % j)
+    r = post("/v1/completions", {"model": "gm", "prompt": "stream me", "stream": True}, sse=True)
+    h.expect_status(r, 200)
+    chunks = [json.loads(d) for d in sse_data(r) if d != "[DONE]"]
+    h.check(all(c["object"] == "text_completion" for c in chunks), "chunks %r" % chunks[:2])
+    h.check("reply to: stream me" in "".join(c["choices"][0]["text"] for c in chunks if c["choices"]), "text %r" % chunks)
+    r = post("/v1/embeddings", {"model": "ol", "input": ["one", "two three"], "encoding_format": "float"})
+    h.expect_status(r, 200)
+    j = r.json()
+    h.check(len(j["data"]) == 2 and len(j["data"][1]["embedding"]) == 8 and j["usage"]["prompt_tokens"] == 3, "embeddings %r" % j)
 
 
 @h.test

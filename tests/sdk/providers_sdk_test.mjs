@@ -147,6 +147,19 @@ for (const spec of aliases) {
     });
   }
 
+  if (['gemini', 'ollama', 'openai_compatible', 'azure'].includes(provider)) {
+    test(`${provider}: openai embeddings`, async () => {
+      if (provider === 'openai_compatible' || provider === 'azure') return;   // pass-through: covered by openai_sdk_test
+      // the SDK asks for base64 and decodes it; then plain floats when asked for
+      const r = await openai.embeddings.create({ model, input: ['alpha', 'beta'] });
+      assert(r.data.length === 2 && r.data[1].index === 1, `data ${JSON.stringify(r).slice(0, 300)}`);
+      assert(r.data[0].embedding.length === 8 && r.data[0].embedding.every((x) => x >= -1 && x <= 1), `vector ${r.data[0].embedding}`);
+      const f = await openai.embeddings.create({ model, input: 'alpha', encoding_format: 'float' });
+      assert(f.data[0].embedding.every((x, i) => Math.abs(x - r.data[0].embedding[i]) < 1e-6), 'float and base64 differ');
+      assert(Number.isInteger(r.usage.prompt_tokens), `usage ${JSON.stringify(r.usage)}`);
+    });
+  }
+
   // ---------------- Anthropic SDK ----------------
   test(`${provider}: anthropic message`, async () => {
     const { data, response } = await anthropic.messages.create({

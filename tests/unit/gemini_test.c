@@ -157,8 +157,49 @@ static void malformed_and_truncated(void)
     CHECK_STR(msg, "API key not valid.");
 }
 
+static void embeddings(void)
+{
+    gw_deployment d = { .provider_name = "gemini", .model = "text-embedding-004", .api_key = "k" };
+    char err[200];
+    CHECK(provider_gemini.prepare(&d, err, sizeof err) == 0);
+    static const char req[] = "{\"model\":\"e\",\"input\":[\"a\",\"b\"],\"dimensions\":2}";
+    json_doc *doc = json_parse(req, sizeof req - 1, NULL, NULL);
+    provider_call call = { .route = ROUTE_EMBEDDINGS, .dep = &d, .root = json_root(doc) };
+    provider_http h;
+    memset(&h, 0, sizeof h);
+    buf_init(&h.url); buf_init(&h.body); buf_init(&h.hdrs);
+    CHECK(provider_gemini.build_embed(&call, &h, err, sizeof err) == 0);
+    CHECK_STR(h.url.data, "https://generativelanguage.googleapis.com/v1beta/models/text-embedding-004:batchEmbedContents");
+    CHECK_STR(h.body.data, "{\"requests\":[{\"model\":\"models/text-embedding-004\",\"content\":{\"parts\":[{\"text\":\"a\"}]},"
+                           "\"outputDimensionality\":2},{\"model\":\"models/text-embedding-004\",\"content\":{\"parts\":"
+                           "[{\"text\":\"b\"}]},\"outputDimensionality\":2}]}");
+    static const char ans[] = "{\"embeddings\":[{\"values\":[0.5,-1]},{\"values\":[0.25,1]}]}";
+    buf_t out; buf_init(&out);
+    usage_t u = { 0 };
+    CHECK(provider_gemini.parse_embed(ans, sizeof ans - 1, 0, "e", &out, &u, err, sizeof err) == 0);
+    CHECK_STR(out.data, "{\"object\":\"list\",\"data\":[{\"object\":\"embedding\",\"index\":0,\"embedding\":[0.5,-1]},"
+                        "{\"object\":\"embedding\",\"index\":1,\"embedding\":[0.25,1]}],\"model\":\"e\","
+                        "\"usage\":{\"prompt_tokens\":0,\"total_tokens\":0}}");
+    buf_reset(&out);
+    /* base64: little-endian float32s; 0.5 = 00 00 00 3f, -1 = 00 00 80 bf */
+    CHECK(provider_gemini.parse_embed(ans, sizeof ans - 1, 1, "e", &out, &u, err, sizeof err) == 0);
+    CHECK(strstr(out.data, "\"embedding\":\"AAAAPwAAgL8=\"") != NULL);
+    buf_reset(&out);
+    CHECK(provider_gemini.parse_embed("{\"embeddings\":[{\"values\":[\"x\"]}]}", 34, 0, "e", &out, &u, err, sizeof err) == -1);
+    static const char tokens[] = "{\"model\":\"e\",\"input\":[[1,2]]}";
+    json_doc *d2 = json_parse(tokens, sizeof tokens - 1, NULL, NULL);
+    call.root = json_root(d2);
+    CHECK(provider_gemini.build_embed(&call, &h, err, sizeof err) == -1);
+    json_doc_free(d2);
+    buf_free(&out);
+    buf_free(&h.url); buf_free(&h.body); buf_free(&h.hdrs);
+    json_doc_free(doc);
+    free(d.base_url); free(d.auth_header);
+}
+
 int main(void)
 {
+    RUN(embeddings);
     RUN(golden_request);
     RUN(url_and_key_header);
     RUN(response_to_openai);

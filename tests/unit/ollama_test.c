@@ -113,8 +113,26 @@ static void malformed_and_truncated(void)
     CHECK_STR(msg, "model 'llama9' not found");
 }
 
+static void embeddings(void)
+{
+    char err[200];
+    static const char ans[] = "{\"model\":\"all-minilm\",\"embeddings\":[[0.010071029,-0.0017594862],[-0.5,0.5]],"
+                              "\"total_duration\":14143917,\"load_duration\":1019500,\"prompt_eval_count\":8}";
+    buf_t out; buf_init(&out);
+    usage_t u = { 0 };
+    CHECK(provider_ollama.parse_embed(ans, sizeof ans - 1, 0, "m", &out, &u, err, sizeof err) == 0);
+    CHECK_STR(out.data, "{\"object\":\"list\",\"data\":[{\"object\":\"embedding\",\"index\":0,\"embedding\":[0.010071029,-0.0017594862]},"
+                        "{\"object\":\"embedding\",\"index\":1,\"embedding\":[-0.5,0.5]}],\"model\":\"m\","
+                        "\"usage\":{\"prompt_tokens\":8,\"total_tokens\":8}}");
+    CHECK(u.prompt_tokens == 8);
+    buf_reset(&out);
+    CHECK(provider_ollama.parse_embed("{\"error\":\"x\"}", 13, 0, "m", &out, &u, err, sizeof err) == -1);
+    buf_free(&out);
+}
+
 int main(void)
 {
+    RUN(embeddings);
     RUN(golden_request);
     RUN(response_to_openai);
     RUN(stream_to_openai);
