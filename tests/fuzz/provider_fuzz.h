@@ -122,6 +122,12 @@ static __attribute__((unused)) int fuzz_provider(const provider *p, const uint8_
         } else {
             CHECK(err[0] != '\0');
         }
+        if (p->parse_embed) {   /* the same bytes as an embeddings answer */
+            buf_t eo; buf_init(&eo);
+            usage_t eu = { 0 };
+            if (p->parse_embed(copy, n, cl == CLIENT_ANTHROPIC, "model", &eo, &eu, err, sizeof err) == 0) check_json(eo.data, eo.len);
+            buf_free(&eo);
+        }
         char msg[200];
         p->error_message(copy, n, msg, sizeof msg);
         free(copy);

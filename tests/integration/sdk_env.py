@@ -24,6 +24,8 @@ def provider_deployments(mock):
     return [
         ("via-openai-compatible", {"provider": "openai_compatible", "model": "gpt-4o-mini-dialect",
                                    "base_url": mock.base_url, "api_key": "sk-upstream-" + secrets.token_hex(8)}),
+        ("via-openai", {"provider": "openai", "model": "gpt-4o-dialect",
+                        "base_url": mock.base_url, "api_key": "sk-upstream-" + secrets.token_hex(8)}),
         ("via-anthropic", {"provider": "anthropic", "model": "claude-3-5-haiku-20241022",
                            "base_url": root, "api_key": "sk-ant-" + secrets.token_hex(8)}),
         ("via-gemini", {"provider": "gemini", "model": "gemini-2.0-flash",
