@@ -649,6 +649,7 @@ static int start_attempt(gw_req *r, char *msg, size_t msglen)
     call.body = (const char *)evbuffer_pullup(in, -1);
     call.model = json_get(call.root, "model");
     const provider *p = r->dep->provider;
+    if (r->route == ROUTE_MESSAGES) call.anthropic_beta = evhtp_header_find(r->req->headers_in, "anthropic-beta");
     if (r->translate) {
         call.chat = &r->chat;
         call.want_usage = p->local_reply != NULL;   /* the mock's answer is translated: it must carry usage */

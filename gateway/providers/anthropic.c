@@ -56,6 +56,18 @@ static int build(const provider_call *call, provider_http *out, char *err, size_
     }
     if (common(call, out, err, errlen) < 0) return -1;
     if (provider_rewrite_model(call, call->dep->model, &out->body) < 0) { snprintf(err, errlen, "out of memory"); return -1; }
+    /* an Anthropic client's beta features go along (printable ASCII only: it becomes a header line) */
+    const char *beta = call->anthropic_beta;
+    int ok = beta && *beta && strlen(beta) <= 512;
+    for (const char *c = beta; ok && *c; c++) ok = *c >= 0x20 && *c < 0x7f;
+    if (ok) {
+        int h = 0;
+        while (out->headers[h]) h++;
+        buf_reset(&out->hdrs);
+        if (buf_printf(&out->hdrs, "anthropic-beta: %s", beta) < 0) { snprintf(err, errlen, "out of memory"); return -1; }
+        out->headers[h++] = out->hdrs.data;
+        out->headers[h] = NULL;
+    }
     out->same_dialect = 1;
     return 0;
 }

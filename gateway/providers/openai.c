@@ -209,7 +209,10 @@ int openai_build_chat_body(const provider_call *call, const char *model, buf_t *
     if (q->has_temperature) buf_printf(b, ",\"temperature\":%.17g", q->temperature);
     if (q->has_top_p) buf_printf(b, ",\"top_p\":%.17g", q->top_p);
     if (q->has_seed) buf_printf(b, ",\"seed\":%lld", q->seed);
-    if (q->max_tokens > 0) buf_printf(b, ",\"max_tokens\":%ld", q->max_tokens);
+    /* OpenAI's reasoning models take only max_completion_tokens; compatible servers know max_tokens */
+    if (q->max_tokens > 0)
+        buf_printf(b, call->dep && call->dep->provider == &provider_openai ? ",\"max_completion_tokens\":%ld" : ",\"max_tokens\":%ld",
+                   q->max_tokens);
     if (q->nstop) {
         buf_puts(b, ",\"stop\":[");
         for (size_t i = 0; i < q->nstop; i++) { if (i) buf_putc(b, ','); put_str(b, q->stop[i]); }

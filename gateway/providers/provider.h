@@ -35,6 +35,7 @@ typedef struct provider_call {
     int                          want_usage; /* streaming: the gateway needs a usage chunk the client did
                                                 not ask for (the provider asks for it; see usage_injected) */
     const chat_req              *chat;      /* translated path: the request in the internal form */
+    const char                  *anthropic_beta; /* the client's anthropic-beta header (pass-through), or NULL */
 } provider_call;
 
 #define PROVIDER_MAX_HEADERS 8

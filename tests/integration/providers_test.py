@@ -67,11 +67,12 @@ def sse_data(resp):
 def anthropic_version_is_pinned_and_client_key_not_forwarded():
     tag = "pin-" + secrets.token_hex(4)
     r = post("/v1/messages", {"model": "an", "max_tokens": 20, "messages": [{"role": "user", "content": tag}]},
-             headers={"anthropic-version": "2099-01-01", "x-api-key": KEY})
+             headers={"anthropic-version": "2099-01-01", "x-api-key": KEY, "anthropic-beta": "prompt-caching-2024-07-31"})
     h.expect_status(r, 200)
     rec = last_request(tag)
     h.check(rec["headers"].get("anthropic-version") == "2023-06-01", "upstream version %r" % rec["headers"].get("anthropic-version"))
     h.check(rec["headers"].get("x-api-key") == UPSTREAM_SECRET, "upstream got the client's key or none")
+    h.check(rec["headers"].get("anthropic-beta") == "prompt-caching-2024-07-31", "anthropic-beta not forwarded")
     h.check(rec["body"]["model"] == "claude-3-5-haiku-20241022", "model not rewritten: %r" % rec["body"])
     h.check(r.json()["type"] == "message", "answer %r" % r)
 
