@@ -4,6 +4,12 @@
  *   deployment -> render the provider call -> attempt (upstream or local)
  *   -> relay (streamed chunk by chunk, or buffered) -> access log.
  *
+ * Clients speak OpenAI (chat, completions, embeddings) or Anthropic
+ * (/v1/messages). When the provider speaks the same, its call is the client's
+ * body with the model rewritten and its answer is relayed as it comes;
+ * otherwise (r->translate) the body goes through the internal chat form and
+ * the answer or stream through translate.h into the client's dialect.
+ *
  * A request that finishes synchronously (an error, /v1/models) never pauses
  * its connection. One that goes upstream pauses it (so pipelined bytes wait
  * in the socket and the idle timeout does not fire while the provider
@@ -79,7 +85,7 @@ typedef struct gw_req {
     int                  translate;    /* client and provider dialects differ: through the chat form */
     chat_req             chat;         /* translate: the request in the internal form */
     xlate_stream         xs;           /* translate + stream: decoder and encoder */
-    int                  xs_on;
+    int                  xs_on;        /* xs is started (and must be freed) */
     int                  strip_usage;
     int                  up_status;
     int                  status;       /* what the client got */
@@ -401,9 +407,10 @@ static void reply_buffered(gw_req *r, int status, const char *content_type, cons
     add_gateway_headers(r);
     /* the cost header goes out with the reply: usage_from_bytes parses only the usage object */
     if (status < 300 && r->dep) {
-        if (r->translate) ;   /* the usage came with the translation */
-        else if (r->client == CLIENT_ANTHROPIC) anthropic_usage(body, len, &r->usage);
-        else usage_from_bytes(body, len, &r->usage);
+        if (!r->translate) {   /* a translation brought its usage along already */
+            if (r->client == CLIENT_ANTHROPIC) anthropic_usage(body, len, &r->usage);
+            else usage_from_bytes(body, len, &r->usage);
+        }
         account(r);
         char usd[32];
         pricing_format_usd(r->cost_e10, usd);
