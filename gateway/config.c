@@ -196,6 +196,7 @@ static int parse_deployment(parse_ctx *p, const char *path, yaml_node_t *m, gw_d
     char **secret_dst[NSECRET] = { &d->api_version, &d->aws_access_key_id, &d->aws_secret_access_key,
                                    &d->aws_session_token, &d->region };
     d->weight = 1;
+    d->rpm_limit = d->tpm_limit = -1;
     d->timeouts = *defaults;
     d->price_override = PRICE_OVERRIDE_NONE;
     if (m->type != YAML_MAPPING_NODE) { fail(p, path, "must be a mapping"); return -1; }
@@ -218,6 +219,8 @@ static int parse_deployment(parse_ctx *p, const char *path, yaml_node_t *m, gw_d
         else if (!strcmp(k, "region")) want_string(p, fp, v, &secret_refs[4]);
         else if (!strcmp(k, "weight")) { if (want_long(p, fp, v, 0, 1000000, &x) == 0) d->weight = (int)x; }
         else if (!strcmp(k, "latency_ms")) want_long(p, fp, v, 0, 3600000, &d->latency_ms);
+        else if (!strcmp(k, "rpm_limit")) { if (want_long(p, fp, v, 1, 1000000000, &x) == 0) d->rpm_limit = x; }
+        else if (!strcmp(k, "tpm_limit")) { if (want_long(p, fp, v, 1, 1000000000000, &x) == 0) d->tpm_limit = x; }
         else if (!strcmp(k, "timeouts")) parse_timeouts(p, fp, v, &d->timeouts);
         else if (!strcmp(k, "input_cost_per_mtok")) want_price(p, fp, v, &d->price_override.input);
         else if (!strcmp(k, "cached_input_cost_per_mtok")) want_price(p, fp, v, &d->price_override.cached_input);
@@ -332,9 +335,100 @@ static int parse_key(parse_ctx *p, const char *path, yaml_node_t *m, yaml_key *k
     return p->failed ? -1 : 0;
 }
 
+void config_route_policy_defaults(gw_route_policy *p)
+{
+    memset(p, 0, sizeof *p);
+    p->max_attempts = 3;
+    p->backoff_base_ms = 25;
+    p->backoff_max_ms = 1000;
+    p->max_retry_after_ms = 5000;
+    p->breaker_failures = 5;
+    p->breaker_ratio = 0.5;
+    p->breaker_min_requests = 20;
+    p->breaker_cooldown_ms = 5000;
+    p->classifier_threshold = 0.5;
+}
+
+int config_strategy_id(const char *name)
+{
+    static const char *const names[] = { "weighted", "least_latency", "least_cost", "usage", "classifier" };
+    if (!name) return STRATEGY_WEIGHTED;
+    for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
+        if (!strcmp(name, names[i])) return i;
+    return -1;
+}
+
+static uint64_t route_hash(uint64_t h, const char *s)
+{
+    for (; s && *s; s++) { h ^= (unsigned char)*s; h *= 1099511628211ULL; }
+    h ^= 0xff; h *= 1099511628211ULL;   /* separator: ("ab","c") != ("a","bc") */
+    return h;
+}
+
+void config_model_finish(gw_model *m)
+{
+    int id = config_strategy_id(m->strategy);
+    m->strategy_id = id < 0 ? STRATEGY_WEIGHTED : (gw_strategy)id;
+    for (size_t i = 0; i < m->ndeployments; i++) {
+        gw_deployment *d = &m->deployments[i];
+        uint64_t h = route_hash(1469598103934665603ULL, m->alias);
+        h = route_hash(h, d->provider_name);
+        h = route_hash(h, d->base_url);
+        h = route_hash(h, d->model);
+        d->route_id = h ? h : 1;   /* 0 marks an empty slot in the router's table */
+    }
+}
+
+/* router: { retries, backoff_ms, ... } under an alias (README "Router"). */
+static void parse_route_policy(parse_ctx *p, const char *path, yaml_node_t *m, gw_route_policy *rp)
+{
+    char fp[256];
+    if (m->type != YAML_MAPPING_NODE) { fail(p, path, "must be a mapping"); return; }
+    for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top; pr++) {
+        const char *k = scalar(node(p, pr->key));
+        yaml_node_t *v = node(p, pr->value);
+        if (!k) { fail(p, path, "keys must be strings"); break; }
+        snprintf(fp, sizeof fp, "%s.%s", path, k);
+        if (dup_key(p, fp, m, pr, k)) break;
+        long x;
+        double d;
+        if (!strcmp(k, "max_attempts")) { if (want_long(p, fp, v, 1, 10, &x) == 0) rp->max_attempts = (int)x; }
+        else if (!strcmp(k, "backoff_ms")) want_long(p, fp, v, 0, 60000, &rp->backoff_base_ms);
+        else if (!strcmp(k, "backoff_max_ms")) want_long(p, fp, v, 0, 600000, &rp->backoff_max_ms);
+        else if (!strcmp(k, "max_retry_after_ms")) want_long(p, fp, v, 0, 600000, &rp->max_retry_after_ms);
+        else if (!strcmp(k, "breaker_failures")) { if (want_long(p, fp, v, 1, 1000000, &x) == 0) rp->breaker_failures = (int)x; }
+        else if (!strcmp(k, "breaker_ratio")) {
+            if (want_double(p, fp, v, &d) == 0 && !(d > 0 && d <= 1)) fail(p, fp, "must be in (0, 1]");
+            else rp->breaker_ratio = d;
+        }
+        else if (!strcmp(k, "breaker_min_requests")) { if (want_long(p, fp, v, 1, 1000000, &x) == 0) rp->breaker_min_requests = (int)x; }
+        else if (!strcmp(k, "breaker_cooldown_ms")) want_long(p, fp, v, 1, 3600000, &rp->breaker_cooldown_ms);
+        else if (!strcmp(k, "hedge_ms")) {
+            const char *sv = scalar(v);
+            if (sv && !strcmp(sv, "p95")) rp->hedge_ms = -1;
+            else want_long(p, fp, v, 1, 600000, &rp->hedge_ms);
+        }
+        else if (!strcmp(k, "context_fallback")) want_string(p, fp, v, &rp->context_fallback);
+        else if (!strcmp(k, "split_alias")) want_string(p, fp, v, &rp->split_alias);
+        else if (!strcmp(k, "split_percent")) {
+            if (want_double(p, fp, v, &d) == 0 && !(d >= 0 && d <= 100)) fail(p, fp, "must be 0-100");
+            else rp->split_percent = d;
+        }
+        else if (!strcmp(k, "cheap")) want_string(p, fp, v, &rp->cheap_alias);
+        else if (!strcmp(k, "flagship")) want_string(p, fp, v, &rp->flagship_alias);
+        else if (!strcmp(k, "threshold")) {
+            if (want_double(p, fp, v, &d) == 0 && !(d >= 0 && d <= 1)) fail(p, fp, "must be 0-1");
+            else rp->classifier_threshold = d;
+        }
+        else fail(p, fp, "unknown field");
+        if (p->failed) break;
+    }
+}
+
 static int parse_model(parse_ctx *p, const char *path, yaml_node_t *m, gw_model *md, const upstream_timeouts *defaults)
 {
     char fp[256];
+    config_route_policy_defaults(&md->policy);
     if (m->type != YAML_MAPPING_NODE) { fail(p, path, "must be a mapping"); return -1; }
     for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top; pr++) {
         const char *k = scalar(node(p, pr->key));
@@ -360,8 +454,12 @@ static int parse_model(parse_ctx *p, const char *path, yaml_node_t *m, gw_model 
                 md->ndeployments++;
                 parse_deployment(p, dp, node(p, v->data.sequence.items.start[i]), &md->deployments[i], defaults);
             }
-        } else if (!strcmp(k, "fallbacks") || !strcmp(k, "cache")) {
-            /* accepted for forward compatibility: the router and cache issues give them meaning */
+        } else if (!strcmp(k, "fallbacks")) {
+            parse_string_list(p, fp, v, &md->fallbacks, &md->nfallbacks);
+        } else if (!strcmp(k, "router")) {
+            parse_route_policy(p, fp, v, &md->policy);
+        } else if (!strcmp(k, "cache")) {
+            /* accepted for forward compatibility: the cache issue gives it meaning */
         } else fail(p, fp, "unknown field");
         if (p->failed) break;
     }
@@ -426,6 +524,31 @@ static int build_indexes(parse_ctx *p, gw_config *c, const yaml_key *keys, size_
         char *colon = strstr(why, ": ");
         if (colon) { *colon = '\0'; fail(p, why, "%s", colon + 2); } else fail(p, "config", "%s", why);
         return -1;
+    }
+    for (size_t i = 0; i < c->nmodels; i++) {
+        gw_model *m = &c->models[i];
+        config_model_finish(m);
+        const gw_route_policy *rp = &m->policy;
+        const char *refs[] = { rp->context_fallback, rp->split_alias, rp->cheap_alias, rp->flagship_alias };
+        const char *names[] = { "router.context_fallback", "router.split_alias", "router.cheap", "router.flagship" };
+        char fp[128];
+        for (size_t j = 0; j < m->nfallbacks; j++)
+            if (!config_find_model(c, m->fallbacks[j], strlen(m->fallbacks[j])) || !strcmp(m->fallbacks[j], m->alias)) {
+                snprintf(fp, sizeof fp, "models[%zu].fallbacks[%zu]", i, j);
+                fail(p, fp, "unknown alias or the alias itself: \"%s\"", m->fallbacks[j]);
+                return -1;
+            }
+        for (size_t j = 0; j < 4; j++)
+            if (refs[j] && (!config_find_model(c, refs[j], strlen(refs[j])) || !strcmp(refs[j], m->alias))) {
+                snprintf(fp, sizeof fp, "models[%zu].%s", i, names[j]);
+                fail(p, fp, "unknown alias or the alias itself: \"%s\"", refs[j]);
+                return -1;
+            }
+        if (m->strategy_id == STRATEGY_CLASSIFIER && (!rp->cheap_alias || !rp->flagship_alias)) {
+            snprintf(fp, sizeof fp, "models[%zu].router", i);
+            fail(p, fp, "strategy classifier needs cheap and flagship aliases");
+            return -1;
+        }
     }
     for (size_t i = 0; i < nkeys; i++)
         for (size_t j = 0; j < keys[i].nmodels; j++)
@@ -535,6 +658,10 @@ static void parse_root(parse_ctx *p, yaml_node_t *root, gw_config *c)
 void config_model_free(gw_model *m)
 {
     for (size_t j = 0; j < m->ndeployments; j++) config_deployment_free(&m->deployments[j]);
+    for (size_t j = 0; j < m->nfallbacks; j++) free(m->fallbacks[j]);
+    free(m->fallbacks);
+    free(m->policy.context_fallback); free(m->policy.split_alias);
+    free(m->policy.cheap_alias); free(m->policy.flagship_alias);
     free(m->deployments); free(m->alias); free(m->strategy);
 }
 
@@ -705,6 +832,7 @@ int config_set_models(gw_config *c, gw_model *models, size_t n, char *err, size_
     c->model_index = NULL;
     c->models = models;
     c->nmodels = n;
+    for (size_t i = 0; i < n; i++) config_model_finish(&models[i]);
     if (!c->models && !(c->models = calloc(1, sizeof *c->models))) {
         snprintf(err, errlen, "out of memory");
         return -1;

@@ -102,6 +102,11 @@ static int check_model(const Gw__ModelAlias *m, char *err, size_t errlen)
         snprintf(err, errlen, "model: bad alias, strategy, deployments or fallbacks");
         return -1;
     }
+    for (size_t i = 0; i < m->n_fallbacks; i++)
+        if (!check_str(m->fallbacks[i], 1, ALIAS_MAX)) {
+            snprintf(err, errlen, "model %s: fallback %zu is not an alias", m->alias, i);
+            return -1;
+        }
     for (size_t i = 0; i < m->n_deployments; i++) {
         const Gw__Deployment *d = m->deployments[i];
         if (!check_str(d->provider, 1, 64) || !check_str(d->model, 0, 256) || !check_str(d->base_url, 0, STRING_MAX) ||
@@ -381,6 +386,14 @@ static int deployment_extra(const Gw__Deployment *in, gw_deployment *d, char *er
         else if (!strcmp(k, "aws_access_key_id")) { dst = &d->aws_access_key_id; ref = 1; }
         else if (!strcmp(k, "aws_secret_access_key")) { dst = &d->aws_secret_access_key; ref = 1; }
         else if (!strcmp(k, "aws_session_token")) { dst = &d->aws_session_token; ref = 1; }
+        else if (!strcmp(k, "rpm_limit") || !strcmp(k, "tpm_limit")) {
+            /* the usage strategy's caps; the control plane sends numbers as text */
+            char *end;
+            long long x = strtoll(v, &end, 10);
+            if (*end || x < 1 || x > 1000000000000LL) { snprintf(err, errlen, "%s must be a positive integer", k); return -1; }
+            if (k[0] == 'r') d->rpm_limit = x; else d->tpm_limit = x;
+            continue;
+        }
         if (!dst || *dst) continue;
         if (ref && strncmp(v, "env:", 4) && strncmp(v, "file:", 5)) {
             snprintf(err, errlen, "%s must be an env: or file: reference", k);
@@ -404,6 +417,7 @@ static int build_deployment(const Gw__Deployment *in, const gw_config *base, con
     d->base_url = dup_nonempty(in->base_url, &oom);
     d->weight = (int)clamp(in->weight, 0, 1000000);
     d->latency_ms = clamp(in->latency_ms, 0, 3600000);
+    d->rpm_limit = d->tpm_limit = -1;
     d->timeouts = base->timeouts;
     d->price_override = PRICE_OVERRIDE_NONE;
     if (in->has_price_override) {
@@ -453,6 +467,11 @@ gw_config *cpstate_build_config(const cpstate *s, const gw_config *base, char *e
         m->alias = dup_nonempty(in->alias, &oom);
         m->strategy = dup_nonempty(in->strategy[0] ? in->strategy : "weighted", &oom);
         m->deployments = calloc(in->n_deployments, sizeof *m->deployments);
+        config_route_policy_defaults(&m->policy);
+        if (in->n_fallbacks && (m->fallbacks = calloc(in->n_fallbacks, sizeof *m->fallbacks)))
+            for (size_t j = 0; j < in->n_fallbacks; j++)
+                if (in->fallbacks[j][0] && !(m->fallbacks[m->nfallbacks++] = strdup(in->fallbacks[j]))) oom = 1;
+        if (in->n_fallbacks && !m->fallbacks) oom = 1;
         if (oom || !m->alias || !m->deployments) { config_model_free(m); goto oom; }
         for (size_t j = 0; j < in->n_deployments; j++) {
             if (build_deployment(in->deployments[j], base, in->alias, &m->deployments[m->ndeployments], why, sizeof why) < 0) {
