@@ -41,6 +41,7 @@
 #include "providers/embed.h"
 #include "providers/provider.h"
 #include "ratelimit.h"
+#include "router.h"
 #include "sse.h"
 #include "translate.h"
 #include "upstream.h"
@@ -97,6 +98,31 @@ typedef struct gw_req {
     char                 id[40];
     struct timespec      t0;
     double               ttft_ms;
+    /* routing (router.h): one attempt at a time; a failed one before the
+     * client saw a byte moves on to another deployment or fallback alias */
+    const gw_model      *serving;      /* alias being tried: the requested one or a fallback */
+    size_t               dep_index;    /* r->dep == &serving->deployments[dep_index] */
+    uint64_t             tried;        /* deployments of `serving` used (bit per index) */
+    int                  attempts;     /* upstream attempts, every alias */
+    int                  alias_attempts;
+    size_t               next_fallback;
+    int                  ctx_fallback_used;
+    const char          *fallback;     /* alias fallen back to (header, log), or NULL */
+    int                  routed;       /* counted in the router's active requests */
+    int                  in_attempt;   /* started and not yet reported to the router */
+    int                  retry_slot;   /* holds a retry-budget slot */
+    int                  chat_parsed;
+    int64_t              est_tokens;   /* usage strategy: tokens charged at the start */
+    long                 held_ms;      /* every deployment is held by Retry-After this long */
+    struct event        *retry_timer;
+    struct timespec      attempt_t0;
+    double               attempt_ttfb_ms;
+    upstream_result      last_res;
+    char                 last_errmsg[160];
+    char                 last_ctype[128];
+    const char          *err_param;
+    const char          *err_code;    /* a 400 from rendering the call names this parameter */
+    char                 err_msg[256];
 } gw_req;
 
 static double ms_since(const struct timespec *t0)
@@ -159,7 +185,9 @@ static void access_log(gw_req *r)
         put_field_str(b, ",\"upstream_model\":", r->dep->model);
         buf_puts(b, ",\"upstream_status\":");
         buf_put_i64(b, r->up_status);
-        buf_puts(b, ",\"attempts\":1");
+        buf_puts(b, ",\"attempts\":");
+        buf_put_i64(b, r->attempts);
+        if (r->fallback) put_field_str(b, ",\"fallback\":", r->fallback);
     }
     buf_puts(b, r->stream ? ",\"stream\":true,\"latency_ms\":" : ",\"stream\":false,\"latency_ms\":");
     buf_put_fixed3(b, ms_since(&r->t0));
@@ -187,7 +215,10 @@ static void add_gateway_headers(gw_req *r)
     if (r->dep) {
         evhtp_headers_add_header(h, evhtp_header_new("X-Gateway-Provider", r->dep->provider->name, 0, 0));
         evhtp_headers_add_header(h, evhtp_header_new("X-Gateway-Model", r->dep->model, 0, 1));
-        evhtp_headers_add_header(h, evhtp_header_new("X-Gateway-Attempts", "1", 0, 0));
+        char n[16];
+        snprintf(n, sizeof n, "%d", r->attempts);
+        evhtp_headers_add_header(h, evhtp_header_new("X-Gateway-Attempts", n, 0, 1));
+        if (r->fallback) evhtp_headers_add_header(h, evhtp_header_new("X-Gateway-Fallback", r->fallback, 0, 1));
     }
     if (r->rl.active || r->rl_team.active) {
         static const char *const names[2][2] = {
@@ -214,7 +245,11 @@ static void add_gateway_headers(gw_req *r)
 static void req_free(gw_req *r)
 {
     if (r->up) upstream_cancel(r->up);
+    if (r->in_attempt) router_attempt_abandon(&r->w->router, r->serving, r->dep_index);
+    if (r->retry_slot) router_retry_done(&r->w->router);
+    if (r->routed) router_end(&r->w->router);
     if (r->timer) event_free(r->timer);
+    if (r->retry_timer) event_free(r->retry_timer);
     if (r->chunk) evbuffer_free(r->chunk);
     if (r->relaying) sse_free(&r->sse);
     if (r->strip_usage) usagestrip_free(&r->strip);
@@ -248,7 +283,7 @@ static void record_usage(gw_req *r)
         .upstream_model = r->dep ? r->dep->model : NULL,
         .usage = r->usage, .cost_e10 = r->cost_e10,
         .latency_ms = ms_since(&r->t0), .ttft_ms = r->ttft_ms,
-        .status = r->status, .attempts = r->dep ? 1 : 0, .cache_hit = 0,
+        .status = r->status, .attempts = r->attempts, .cache_hit = 0,
     };
     usagelog_add(r->w->usage, &e);
 }
@@ -279,9 +314,22 @@ static void settle_limits(gw_req *r)
     settle_one(r, &r->rl_team, now);
 }
 
+/* Tells the router how the current attempt went (once per attempt). */
+static void attempt_report(gw_req *r, attempt_outcome o, long retry_after_ms)
+{
+    if (!r->in_attempt) return;
+    r->in_attempt = 0;
+    double ttfb = r->up_status ? r->attempt_ttfb_ms : -1;
+    router_attempt_done(&r->w->router, r->serving, r->dep_index, o, ttfb, retry_after_ms, loop_now_ms(r->w));
+    if (r->retry_slot) { router_retry_done(&r->w->router); r->retry_slot = 0; }
+}
+
 static void req_finish(gw_req *r)
 {
     account(r);
+    if (r->dep && r->usage.present && r->serving->strategy_id == STRATEGY_USAGE)   /* the real count replaces the estimate */
+        router_add_tokens(&r->w->router, r->serving, r->dep_index,
+                          (int64_t)r->usage.prompt_tokens + r->usage.completion_tokens - r->est_tokens, loop_now_ms(r->w));
     settle_limits(r);
     access_log(r);
     record_usage(r);
@@ -392,9 +440,13 @@ static void relay_end(gw_req *r, upstream_result res)
     if (res != UPSTREAM_OK) {
         /* the status line is gone: end the stream with an error event the SDKs surface */
         char ev[256];
-        int n = snprintf(ev, sizeof ev,
-            "data: {\"error\":{\"message\":\"upstream stream failed: %s\",\"type\":\"upstream_error\",\"code\":\"%s\",\"param\":null}}\n\n",
-            upstream_result_name(res), upstream_result_name(res));
+        int n = r->client == CLIENT_ANTHROPIC
+            ? snprintf(ev, sizeof ev,
+                "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"upstream stream failed: %s\"}}\n\n",
+                upstream_result_name(res))
+            : snprintf(ev, sizeof ev,
+                "data: {\"error\":{\"message\":\"upstream stream failed: %s\",\"type\":\"upstream_error\",\"code\":\"%s\",\"param\":null}}\n\n",
+                upstream_result_name(res), upstream_result_name(res));
         relay_chunk(r, ev, (size_t)n);
         r->error = upstream_result_name(res);
     }
@@ -475,18 +527,25 @@ static void reply_translated(gw_req *r)
 static void up_on_response(void *ud, upstream_req_t *u, int status)
 {
     gw_req *r = ud;
+    (void)u;
     r->up_status = status;
     r->ttft_ms = ms_since(&r->t0);
-    if (is_stream_ok(r, status)) {
-        if (r->translate) start_translated_stream(r);
-        relay_start(r, status, r->translate ? "text/event-stream" : upstream_header(u, "content-type"));
-    }
+    r->attempt_ttfb_ms = ms_since(&r->attempt_t0);
+    /* a stream is committed (status line to the client) only with its first
+     * byte: until then a stall or a cut can still fail over */
+}
+
+/* The first byte of a good stream: from here on the client has it. */
+static void stream_commit(gw_req *r, upstream_req_t *u)
+{
+    if (r->translate) start_translated_stream(r);
+    relay_start(r, r->up_status, r->translate || !u ? "text/event-stream" : upstream_header(u, "content-type"));
 }
 
 static int up_on_data(void *ud, upstream_req_t *u, const char *data, size_t len)
 {
     gw_req *r = ud;
-    (void)u;
+    if (!r->relaying && len > 0 && is_stream_ok(r, r->up_status)) stream_commit(r, u);
     if (r->relaying) {
         if (relay_chunk(r, data, len)) {
             r->up_paused = 1;
@@ -524,19 +583,19 @@ static int client_status_for(int up_status)
     return up_status;
 }
 
-static void up_on_done(void *ud, upstream_req_t *u, upstream_result res, const char *errmsg)
+/* The client's answer from the last attempt, when no other attempt follows. */
+static void reply_attempt(gw_req *r)
 {
-    gw_req *r = ud;
-    (void)u;
-    r->up = NULL;  /* upstream frees it after this returns */
-    if (r->relaying) {
-        relay_end(r, res);
+    upstream_result res = r->last_res;
+    if (res == UPSTREAM_OK && is_stream_ok(r, r->up_status)) {   /* a good stream without a byte */
+        stream_commit(r, NULL);
+        relay_end(r, UPSTREAM_OK);
     } else if (res != UPSTREAM_OK) {
         int timeout = res == UPSTREAM_ERR_TIMEOUT_CONNECT || res == UPSTREAM_ERR_TIMEOUT_FIRST_BYTE ||
                       res == UPSTREAM_ERR_TIMEOUT_IDLE || res == UPSTREAM_ERR_TIMEOUT_TOTAL;
         char msg[300];
         snprintf(msg, sizeof msg, "The upstream provider %s %s: %s", r->dep->provider->name,
-                 timeout ? "timed out" : "failed", errmsg && *errmsg ? errmsg : upstream_result_name(res));
+                 timeout ? "timed out" : "failed", r->last_errmsg[0] ? r->last_errmsg : upstream_result_name(res));
         r->error = upstream_result_name(res);
         reply_error(r, timeout ? 504 : 502, "upstream_error", upstream_result_name(res), NULL, msg);
     } else if (r->error && !strcmp(r->error, "upstream response too large")) {
@@ -551,9 +610,32 @@ static void up_on_done(void *ud, upstream_req_t *u, upstream_result res, const c
                     "upstream_error", "upstream_status", NULL, msg);
     } else {
         if (r->up_status >= 400) r->error = "upstream_status";
-        reply_buffered(r, client_status_for(r->up_status), upstream_header(u, "content-type"),
+        reply_buffered(r, client_status_for(r->up_status), r->last_ctype[0] ? r->last_ctype : NULL,
                        r->resp.data ? r->resp.data : "", r->resp.len);
     }
+}
+
+static int plan_retry(gw_req *r, attempt_outcome o);
+
+static void up_on_done(void *ud, upstream_req_t *u, upstream_result res, const char *errmsg)
+{
+    gw_req *r = ud;
+    r->up = NULL;  /* upstream frees it after this returns */
+    if (r->relaying) {   /* the client has bytes: no failover, the stream ends (with an error event if it broke) */
+        attempt_report(r, res == UPSTREAM_OK ? OUTCOME_OK : OUTCOME_RETRY, 0);
+        relay_end(r, res);
+        req_finish(r);
+        return;
+    }
+    r->last_res = res;
+    snprintf(r->last_errmsg, sizeof r->last_errmsg, "%s", errmsg ? errmsg : "");
+    const char *ct = r->up_status ? upstream_header(u, "content-type") : NULL;
+    snprintf(r->last_ctype, sizeof r->last_ctype, "%s", ct ? ct : "");
+    attempt_outcome o = router_classify(res, r->up_status, r->resp.data, r->resp.len);
+    long ra = r->up_status == 429 || r->up_status == 503 ? router_retry_after_ms(upstream_header(u, "retry-after")) : 0;
+    attempt_report(r, o, ra);
+    if ((o == OUTCOME_RETRY || o == OUTCOME_CONTEXT) && plan_retry(r, o)) return;   /* another attempt follows */
+    reply_attempt(r);
     req_finish(r);
 }
 
@@ -571,6 +653,8 @@ static void local_deliver(evutil_socket_t fd, short what, void *arg)
     (void)fd; (void)what;
     r->up_status = 200;
     r->ttft_ms = ms_since(&r->t0);
+    r->attempt_ttfb_ms = ms_since(&r->attempt_t0);
+    attempt_report(r, OUTCOME_OK, 0);
     if (r->translate && !r->stream) {
         buf_t t = r->resp; r->resp = r->local; r->local = t;   /* the answer, as if from upstream */
         reply_translated(r);
@@ -617,19 +701,6 @@ static evhtp_res on_client_fini(evhtp_request_t *req, void *arg)
 }
 
 /* ---- the pipeline ---- */
-
-/* Smooth enough for one deployment per alias today; the router issue brings
- * the strategies. Picks by weight with a per-worker counter. */
-static const gw_deployment *pick_deployment(worker_t *w, const gw_model *m)
-{
-    if (m->ndeployments == 1) return &m->deployments[0];
-    uint64_t n = w->req_seq % (uint64_t)m->total_weight;
-    for (size_t i = 0; i < m->ndeployments; i++) {
-        if (n < (uint64_t)m->deployments[i].weight) return &m->deployments[i];
-        n -= (uint64_t)m->deployments[i].weight;
-    }
-    return &m->deployments[0];
-}
 
 /* "req_" + 16 hex digits of a per-worker random prefix + 8 of a counter */
 static void new_request_id(worker_t *w, char *out, size_t len)
@@ -708,6 +779,196 @@ static int64_t estimate_tokens(const gw_req *r, size_t body_len)
     if (!(out >= 0)) out = 0;
     if (out > 1e9) out = 1e9;
     return est + (int64_t)out;
+}
+
+/* ---- the attempt loop: pick (router.h), start, and on a failure before the
+ * client saw a byte, retry elsewhere or fall back ---- */
+
+#define MAX_ATTEMPTS_TOTAL 10   /* over every alias of a fallback chain */
+
+/* What rendering a call writes: cleared before each attempt renders. */
+static void render_reset(gw_req *r)
+{
+    buf_reset(&r->http.url);
+    buf_reset(&r->http.body);
+    buf_reset(&r->http.hdrs);
+    r->http.headers[0] = NULL;
+    r->http.same_dialect = r->http.usage_injected = 0;
+    buf_reset(&r->local);
+    if (r->strip_usage) usagestrip_free(&r->strip);
+    r->strip_usage = 0;
+}
+
+/* What an answer leaves: cleared once the next attempt has started (the
+ * last failure is the reply when none does). */
+static void answer_reset(gw_req *r)
+{
+    buf_reset(&r->resp);
+    r->up_status = 0;
+    r->error = NULL;
+    r->attempt_ttfb_ms = 0;
+    memset(&r->usage, 0, sizeof r->usage);
+}
+
+static void switch_alias(gw_req *r, const gw_model *m)
+{
+    r->serving = m;
+    r->tried = 0;
+    r->alias_attempts = 0;
+    r->fallback = m->alias;
+    r->w->router.fallbacks++;
+}
+
+/* The requested alias's next fallback that exists in this config. */
+static const gw_model *next_fallback(gw_req *r)
+{
+    while (r->next_fallback < r->model->nfallbacks) {
+        const char *a = r->model->fallbacks[r->next_fallback++];
+        const gw_model *m = config_find_model(r->cfg, a, strlen(a));
+        if (m && m != r->serving && m != r->model) return m;
+    }
+    return NULL;
+}
+
+/* 0 started; 1 this deployment cannot serve the request (r->err_msg says
+ * why: a 400 if nothing else can); -1 failed to start. */
+static int attempt_on(gw_req *r, size_t i)
+{
+    const gw_deployment *prev_dep = r->dep;
+    size_t prev_index = r->dep_index;
+    int prev_translate = r->translate;
+    r->dep = &r->serving->deployments[i];
+    r->dep_index = i;
+    if (i < 64) r->tried |= 1ull << i;
+    render_reset(r);
+    r->translate = xlate_needed(r->dep->provider, r->route);
+    int rc = 1;
+    if (r->translate && r->route == ROUTE_EMBEDDINGS && !r->dep->provider->build_embed) {
+        snprintf(r->err_msg, sizeof r->err_msg, "Embeddings are not available from provider %s.", r->dep->provider->name);
+        r->err_code = "unsupported_route";
+        goto refused;
+    }
+    if (r->translate && r->route != ROUTE_EMBEDDINGS && !r->chat_parsed) {
+        const char *body = (const char *)evbuffer_pullup(r->req->buffer_in, -1);
+        r->err_code = "invalid_request";
+        if (xlate_parse_request(r->route, json_root(r->doc), body, &r->chat, r->err_msg, sizeof r->err_msg, &r->err_param) < 0)
+            goto refused;
+        r->chat_parsed = 1;
+    }
+    int64_t now = loop_now_ms(r->w);
+    r->est_tokens = r->serving->strategy_id == STRATEGY_USAGE
+        ? estimate_tokens(r, evbuffer_get_length(r->req->buffer_in)) : 0;
+    clock_gettime(CLOCK_MONOTONIC, &r->attempt_t0);
+    r->err_code = "invalid_request";
+    r->err_param = NULL;
+    if ((rc = start_attempt(r, r->err_msg, sizeof r->err_msg)) != 0) goto refused;
+    answer_reset(r);
+    r->attempts++;
+    r->alias_attempts++;
+    r->in_attempt = 1;
+    router_attempt_start(&r->w->router, r->serving, i, r->est_tokens, now);
+    return 0;
+refused:
+    if (r->attempts > 0) {   /* the last failure stays the answer if nothing else starts */
+        r->dep = prev_dep;
+        r->dep_index = prev_index;
+        r->translate = prev_translate;
+    }
+    return rc;
+}
+
+enum { NEXT_STARTED, NEXT_WAITING, NEXT_NONE, NEXT_FAILED };
+
+static void on_retry_timer(evutil_socket_t fd, short what, void *arg);
+
+static int schedule_attempt(gw_req *r, long delay_ms)
+{
+    if (!r->retry_timer && !(r->retry_timer = evtimer_new(r->w->base, on_retry_timer, r))) return 0;
+    struct timeval tv = { delay_ms / 1000, (delay_ms % 1000) * 1000 };
+    return evtimer_add(r->retry_timer, &tv) == 0;
+}
+
+/* Picks and starts the next attempt: this alias's deployments (as the
+ * strategy and the breakers allow), then the fallbacks in order. */
+static int attempt_next(gw_req *r)
+{
+    for (int guard = 0; guard < 4 * MAX_ATTEMPTS_TOTAL; guard++) {
+        const gw_route_policy *p = &r->serving->policy;
+        if (r->attempts >= MAX_ATTEMPTS_TOTAL) return NEXT_NONE;
+        long wait = 0;
+        int i = r->alias_attempts < p->max_attempts
+            ? router_pick(&r->w->router, r->serving, r->tried, loop_now_ms(r->w), &wait) : -1;
+        if (i >= 0) {
+            int rc = attempt_on(r, (size_t)i);
+            if (rc == 0) return NEXT_STARTED;
+            if (rc < 0) return NEXT_FAILED;
+            r->alias_attempts++;   /* this deployment cannot render it: count it so the loop ends */
+            continue;
+        }
+        /* held by a 429's Retry-After: a retry may wait that long */
+        if (wait > 0 && r->attempts > 0 && wait <= p->max_retry_after_ms && r->alias_attempts < p->max_attempts)
+            return schedule_attempt(r, wait) ? NEXT_WAITING : NEXT_FAILED;
+        if (wait > 0 && (!r->held_ms || wait < r->held_ms)) r->held_ms = wait;
+        const gw_model *m = next_fallback(r);
+        if (!m) return NEXT_NONE;
+        switch_alias(r, m);
+    }
+    return NEXT_NONE;
+}
+
+/* Nothing started and nothing to relay: why, in the client's dialect. */
+static void reply_no_attempt(gw_req *r, int rc)
+{
+    char msg[300];
+    if (rc == NEXT_FAILED) {
+        reply_error(r, 500, "server_error", "internal_error", NULL, "The gateway could not start the upstream call.");
+    } else if (r->err_msg[0]) {
+        reply_error(r, 400, "invalid_request_error", r->err_code ? r->err_code : "invalid_request", r->err_param, r->err_msg);
+    } else if (r->held_ms > 0) {
+        char ra[16];
+        snprintf(ra, sizeof ra, "%ld", (r->held_ms + 999) / 1000);
+        evhtp_headers_add_header(r->req->headers_out, evhtp_header_new("Retry-After", ra, 0, 1));
+        snprintf(msg, sizeof msg, "Every deployment of '%s' is rate limited by its provider. Please try again in %ss.",
+                 r->model->alias, ra);
+        reply_error(r, 429, "rate_limit_error", "upstream_rate_limited", NULL, msg);
+    } else {
+        snprintf(msg, sizeof msg, "No deployment of '%s' is available: every one is failing (circuit open).", r->model->alias);
+        reply_error(r, 503, "upstream_error", "no_healthy_deployment", NULL, msg);
+    }
+}
+
+/* After a failed attempt: 1 if another one is on its way. */
+static int plan_retry(gw_req *r, attempt_outcome o)
+{
+    if (!r->req || r->attempts >= MAX_ATTEMPTS_TOTAL) return 0;
+    if (o == OUTCOME_CONTEXT) {   /* only a larger context helps, and it is no retry storm */
+        const char *a = r->serving->policy.context_fallback;
+        const gw_model *m = a && !r->ctx_fallback_used ? config_find_model(r->cfg, a, strlen(a)) : NULL;
+        if (!m) return 0;
+        r->ctx_fallback_used = 1;
+        switch_alias(r, m);
+        return schedule_attempt(r, 0);
+    }
+    if (!router_may_retry(&r->w->router)) return 0;
+    r->retry_slot = 1;
+    long d = router_backoff_ms(&r->w->router, &r->serving->policy, r->attempts, 0);
+    if (schedule_attempt(r, d)) return 1;
+    router_retry_done(&r->w->router);
+    r->retry_slot = 0;
+    return 0;
+}
+
+static void on_retry_timer(evutil_socket_t fd, short what, void *arg)
+{
+    gw_req *r = arg;
+    (void)fd; (void)what;
+    /* keep the failed attempt's answer until another one starts: it is the reply if none does */
+    int rc = attempt_next(r);
+    if (rc == NEXT_STARTED || rc == NEXT_WAITING) return;
+    if (r->retry_slot) { router_retry_done(&r->w->router); r->retry_slot = 0; }
+    if (r->attempts > 0) reply_attempt(r);
+    else reply_no_attempt(r, rc);
+    req_finish(r);
 }
 
 /* "k:" + the control plane's key id; YAML keys have none, so a hash of the name. */
@@ -852,26 +1113,12 @@ static void handle_api(evhtp_request_t *req, gw_route route, worker_t *w)
         goto done;
     }
     if (!check_limits(r, len)) goto done;
-    r->dep = pick_deployment(w, r->model);
-    if ((r->translate = xlate_needed(r->dep->provider, route))) {
-        if (route == ROUTE_EMBEDDINGS && !r->dep->provider->build_embed) {
-            snprintf(msg, sizeof msg, "Embeddings are not available from provider %s.", r->dep->provider->name);
-            reply_error(r, 400, "invalid_request_error", "unsupported_route", NULL, msg);
-            goto done;
-        }
-        if (route != ROUTE_EMBEDDINGS &&
-            xlate_parse_request(route, json_root(r->doc), body, &r->chat, msg, sizeof msg, &param) < 0) {
-            reply_error(r, 400, "invalid_request_error", "invalid_request", param, msg);
-            goto done;
-        }
-    }
-    int started = start_attempt(r, msg, sizeof msg);
-    if (started > 0) {
-        reply_error(r, 400, "invalid_request_error", "invalid_request", NULL, msg);
-        goto done;
-    }
-    if (started < 0) {
-        reply_error(r, 500, "server_error", "internal_error", NULL, "The gateway could not start the upstream call.");
+    r->serving = r->model;
+    router_begin(&w->router);
+    r->routed = 1;
+    int next = attempt_next(r);
+    if (next != NEXT_STARTED) {
+        reply_no_attempt(r, next);
         goto done;
     }
     /* async from here: the connection waits for us */

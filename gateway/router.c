@@ -265,6 +265,14 @@ void router_attempt_done(router_t *r, const gw_model *m, size_t i, attempt_outco
         trip(r, s, p, now_ms);
 }
 
+void router_attempt_abandon(router_t *r, const gw_model *m, size_t i)
+{
+    router_dep *s = router_dep_get(r, &m->deployments[i]);
+    if (!s) return;
+    if (s->inflight) s->inflight--;
+    if (s->state == BREAKER_HALF_OPEN) s->probing = 0;   /* let another request probe */
+}
+
 void router_add_tokens(router_t *r, const gw_model *m, size_t i, int64_t tokens, int64_t now_ms)
 {
     router_dep *s = router_dep_get(r, &m->deployments[i]);

@@ -91,6 +91,8 @@ void  router_attempt_start(router_t *r, const gw_model *m, size_t i, int64_t est
 /* ttfb_ms: time to first byte (< 0 unknown); retry_after_ms: upstream's, or 0. */
 void  router_attempt_done(router_t *r, const gw_model *m, size_t i, attempt_outcome o,
                           double ttfb_ms, long retry_after_ms, int64_t now_ms);
+/* An attempt cancelled before its outcome was known (client gone, hedge lost). */
+void  router_attempt_abandon(router_t *r, const gw_model *m, size_t i);
 /* Tokens the provider reported for a finished attempt (usage strategy). */
 void  router_add_tokens(router_t *r, const gw_model *m, size_t i, int64_t tokens, int64_t now_ms);
 

@@ -328,6 +328,7 @@ int worker_run(int listen_fd, gw_config *cfg, const char *config_path, int index
     if (cfg->control_plane && !(w.cp = cpsync_start(w.base, cfg, &w.cfg))) goto out;
     if (cfg->control_plane && !(w.usage = usagelog_open(w.base, cfg->state_dir, cfg->dataplane_id, index))) goto out;
     if (setup_limits(&w) < 0) { log_error("cannot set up rate limits"); goto out; }
+    if (router_init(&w.router, w.id_prefix ^ (uint64_t)getpid()) < 0) { log_error("cannot set up the router"); goto out; }
     if (setup_server(&w, listen_fd) < 0) { log_error("cannot start the HTTP server"); goto out; }
     w.ev_term = evsignal_new(w.base, SIGTERM, on_stop_signal, &w);
     w.ev_int = evsignal_new(w.base, SIGINT, on_stop_signal, &w);
@@ -347,6 +348,7 @@ out:
     if (w.up) upstream_free(w.up);
     rlredis_free(w.rlstore);
     ratelimit_free(w.rl);
+    router_free(&w.router);
     if (w.alog) accesslog_close(w.alog);
     if (w.ev_term) event_free(w.ev_term);
     if (w.ev_int) event_free(w.ev_int);

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "router.h"
 
 struct event_base;
 struct event;
@@ -32,6 +33,7 @@ typedef struct worker {
     struct usagelog    *usage;      /* control-plane mode: usage events for the agent */
     struct ratelimit   *rl;         /* RPM/TPM admission (ratelimit.h) */
     struct rlredis     *rlstore;    /* its shared store, when redis_url is set */
+    router_t            router;     /* deployment health, latency and usage; retry budget (router.h) */
     uint64_t            id_prefix;  /* random per worker: request ids are unique across workers */
     uint64_t            req_seq;
     size_t              active;     /* requests in flight (async) */

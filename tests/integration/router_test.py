@@ -1,0 +1,347 @@
+#!/usr/bin/env python3
+"""The router on the wire (Python 3 stdlib only): failover across deployments
+and aliases, breakers, Retry-After, the retry budget and least-latency, with
+mock upstreams told to fail (/_mock/force) and counted (/_mock/count).
+
+One gateway worker, so every request sees the same breaker state.
+"""
+import json
+import os
+import secrets
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402
+
+KEY = "sk-gw-" + secrets.token_urlsafe(32)
+COOLDOWN_MS = 1000
+
+
+class Env:
+    a = b = gw = None
+    dead_port = 0
+
+
+ENV = Env()
+
+
+def dep(mock, model="m", **kw):
+    d = {"provider": "openai_compatible", "model": model, "base_url": mock.base_url if mock else
+         "http://127.0.0.1:%d/v1" % ENV.dead_port, "api_key": "sk-up"}
+    d.update(kw)
+    return d
+
+
+def setup():
+    ENV.a = h.Mock("A")
+    ENV.b = h.Mock("B")
+    ENV.dead_port = h.free_port()
+    fast = {"breaker_failures": 5, "breaker_cooldown_ms": COOLDOWN_MS, "backoff_ms": 5, "backoff_max_ms": 50}
+    a, b = ENV.a, ENV.b
+
+    def alias(name, deps, **kw):
+        m = {"alias": name, "deployments": deps, "router": dict(fast)}
+        m["router"].update(kw.pop("router", {}))
+        m.update(kw)
+        return m
+    cfg = {
+        "listen": "127.0.0.1:%d" % h.free_port(),
+        "workers": 1,
+        "timeouts": {"connect_ms": 1000, "first_byte_ms": 2000, "idle_ms": 2000, "total_ms": 10000},
+        "models": [
+            alias("pair", [dep(a), dep(b)]),
+            alias("ra", [dep(a), dep(b)]),
+            alias("refused", [dep(None), dep(b)]),
+            alias("slow", [dep(a, timeouts={"first_byte_ms": 300}), dep(b)]),
+            alias("stall", [dep(a, timeouts={"idle_ms": 300}), dep(b)]),
+            alias("cut", [dep(a), dep(b)]),
+            alias("down", [dep(a), dep(b)]),
+            alias("client4xx", [dep(a), dep(b)]),
+            alias("backup", [dep(b)]),
+            alias("primary", [dep(a)], fallbacks=["backup"]),
+            alias("big", [dep(b, model="big")]),
+            alias("ctx", [dep(a)], router={"context_fallback": "big"}),
+            alias("latency", [dep(a), dep(b)], strategy="least_latency"),
+        ],
+        "keys": [{"name": "router", "key": KEY}],
+    }
+    ENV.gw = h.Gateway(cfg)
+
+
+def force(mock, **directives):
+    r = h.http_request(mock.port, "POST", "/_mock/force", json.dumps(directives).encode())
+    h.check(r.status == 200, "force failed: %r" % r)
+
+
+def count(mock):
+    return h.http_request(mock.port, "GET", "/_mock/count").json()["total"]
+
+
+def reset():
+    ENV.a.reset()
+    ENV.b.reset()
+
+
+def chat(model, text="hi", **kw):
+    return dict({"model": model, "messages": [{"role": "user", "content": text}]}, **kw)
+
+
+def post(conn, body, sse=False):
+    return conn.request("POST", "/v1/chat/completions", json.dumps(body).encode(), key=KEY, sse=sse)
+
+
+def served_by(resp):
+    try:
+        text = resp.json()["choices"][0]["message"]["content"]
+    except Exception:  # noqa: BLE001
+        return None
+    return "A" if text.startswith("mock[A]") else "B" if text.startswith("mock[B]") else None
+
+
+def hammer(model, n, threads=4):
+    """n requests over `threads` keep-alive connections; returns the responses."""
+    out = []
+    lock = threading.Lock()
+
+    def run(k):
+        got = []
+        with h.Conn(ENV.gw.port, timeout=10) as c:
+            for _ in range(k):
+                got.append(post(c, chat(model)))
+        with lock:
+            out.extend(got)
+    ts = [threading.Thread(target=run, args=(n // threads,)) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    return out
+
+
+@h.test
+def test_one_of_two_failing_1000_requests_all_succeed_breaker_opens_and_probe_closes():
+    reset()
+    force(ENV.a, STATUS="500")
+    t0 = time.monotonic()
+    rs = hammer("pair", 1000)
+    took = time.monotonic() - t0
+    h.check(len(rs) == 1000, "only %d responses" % len(rs))
+    bad = [r for r in rs if r.status != 200]
+    h.check(not bad, "%d of 1000 failed, e.g. %r" % (len(bad), bad[:1]))
+    h.check(all(served_by(r) == "B" for r in rs), "a response did not come from B")
+    retried = sum(1 for r in rs if r.header("x-gateway-attempts") == "2")
+    to_a = count(ENV.a)
+    # 5 failures open it, then one probe per cooldown (each fails and reopens it)
+    bound = 5 + 4 + int(took * 1000 / COOLDOWN_MS) + 1
+    h.log("  1000 requests in %.2fs: A (failing) got %d attempts (bound %d), %d responses needed a 2nd attempt"
+          % (took, to_a, bound, retried))
+    h.check(to_a <= bound, "the failing deployment got %d attempts (breaker should cap it at %d)" % (to_a, bound))
+    h.check(retried == to_a, "every attempt on A should have been retried on B (%d vs %d)" % (retried, to_a))
+    # A recovers: it gets nothing until the cooldown's probe passes, then its share again
+    force(ENV.a)
+    before = count(ENV.a)
+    for _ in range(20):
+        post_one = h.http_request(ENV.gw.port, "POST", "/v1/chat/completions", json.dumps(chat("pair")).encode(), key=KEY)
+        h.expect_status(post_one, 200)
+    h.check(count(ENV.a) - before <= 1, "A got traffic while its breaker was open")
+    time.sleep(COOLDOWN_MS / 1000 + 0.2)
+    rs = hammer("pair", 40, threads=1)
+    share = sum(1 for r in rs if served_by(r) == "A")
+    h.check(all(r.status == 200 for r in rs), "a request failed after recovery")
+    h.check(18 <= share <= 22, "after its probe passed A should serve half again, served %d of 40" % share)
+
+
+@h.test
+def test_429_retry_after_holds_the_deployment():
+    reset()
+    force(ENV.a, STATUS="429", RETRY_AFTER="3")
+    with h.Conn(ENV.gw.port) as c:
+        rs = [post(c, chat("ra")) for _ in range(30)]
+    h.check(all(r.status == 200 and served_by(r) == "B" for r in rs), "a request failed: %r" % rs[:1])
+    h.check(count(ENV.a) == 1, "A was asked %d times during its Retry-After" % count(ENV.a))
+    h.check(rs[0].header("x-gateway-attempts") == "2", "the first request took %s attempts" % rs[0].header("x-gateway-attempts"))
+    force(ENV.a)
+
+
+@h.test
+def test_connect_refused_fails_over():
+    reset()
+    with h.Conn(ENV.gw.port) as c:
+        rs = [post(c, chat("refused")) for _ in range(10)]
+    h.check(all(r.status == 200 and served_by(r) == "B" for r in rs), "a request failed: %r" % rs[:1])
+    h.check(rs[0].header("x-gateway-attempts") in ("1", "2"), "attempts header missing")
+    h.check(any(r.header("x-gateway-attempts") == "2" for r in rs), "no request was retried after a refused connect")
+
+
+@h.test
+def test_delay_beyond_timeout_fails_over():
+    reset()
+    force(ENV.a, DELAY_MS="1500")
+    t0 = time.monotonic()
+    with h.Conn(ENV.gw.port) as c:
+        rs = [post(c, chat("slow")) for _ in range(4)]
+    took = time.monotonic() - t0
+    force(ENV.a)
+    h.check(all(r.status == 200 and served_by(r) == "B" for r in rs), "a request failed: %r" % rs[:1])
+    h.check(any(r.header("x-gateway-attempts") == "2" for r in rs), "nothing timed out on A")
+    h.check(took < 4 * 1.5, "requests waited for the slow deployment (%.2fs)" % took)
+
+
+def stream_text(resp):
+    out = ""
+    for e in resp.events or []:
+        if e["data"] == "[DONE]":
+            continue
+        try:
+            j = json.loads(e["data"])
+        except ValueError:
+            continue
+        for ch in j.get("choices") or []:
+            out += (ch.get("delta") or {}).get("content") or ""
+    return out
+
+
+@h.test
+def test_stream_stall_after_headers_fails_over_before_first_byte():
+    reset()
+    force(ENV.a, STALL="1")
+    with h.Conn(ENV.gw.port) as c:
+        rs = [post(c, chat("stall", stream=True), sse=True) for _ in range(4)]
+    force(ENV.a)
+    for r in rs:
+        h.expect_status(r, 200)
+        h.check("chunk-4" in stream_text(r), "stream incomplete: %r" % r)
+        h.check(not any("error" in e["data"] for e in r.events), "error event in a failed-over stream")
+    h.check(any(r.header("x-gateway-attempts") == "2" for r in rs), "no stream failed over")
+
+
+@h.test
+def test_stream_cut_before_first_byte_fails_over_after_it_ends_with_error():
+    reset()
+    force(ENV.a, RESET_AFTER="0")
+    with h.Conn(ENV.gw.port) as c:
+        rs = [post(c, chat("cut", stream=True), sse=True) for _ in range(4)]
+    for r in rs:
+        h.expect_status(r, 200)
+        h.check("chunk-4" in stream_text(r), "stream incomplete: %r" % r)
+    h.check(any(r.header("x-gateway-attempts") == "2" for r in rs), "no stream failed over")
+    # cut after 2 chunks reached the client: no failover, an error event ends it
+    reset()
+    force(ENV.a, RESET_AFTER="2")
+    force(ENV.b, RESET_AFTER="2")
+    r = h.http_request(ENV.gw.port, "POST", "/v1/chat/completions", json.dumps(chat("cut", stream=True)).encode(),
+                       key=KEY, sse=True)
+    force(ENV.a)
+    force(ENV.b)
+    h.expect_status(r, 200)
+    h.check(r.header("x-gateway-attempts") == "1", "a stream that had started was retried")
+    h.check("chunk-1" in stream_text(r), "the first chunks did not arrive")
+    errs = [e for e in r.events if '"error"' in e["data"]]
+    h.check(len(errs) == 1, "expected one error event, got %r" % r.events)
+    h.check(count(ENV.a) + count(ENV.b) == 1, "the cut stream was attempted again")
+
+
+@h.test
+def test_every_deployment_down_fast_clear_error_no_retry_storm():
+    reset()
+    force(ENV.a, STATUS="503")
+    force(ENV.b, STATUS="503")
+    rs = hammer("down", 200)
+    attempts = count(ENV.a) + count(ENV.b)
+    force(ENV.a)
+    force(ENV.b)
+    h.check(all(r.status in (502, 503) for r in rs), "a request did not fail cleanly")
+    fast = [r for r in rs if r.status == 503 and h.expect_openai_error(r)["code"] == "no_healthy_deployment"]
+    h.log("  200 requests, every deployment down: %d upstream attempts, %d answered at once (circuit open)"
+          % (attempts, len(fast)))
+    h.check(attempts <= 30, "the upstreams saw %d attempts for 200 requests (retry storm)" % attempts)
+    h.check(len(fast) >= 150, "only %d requests failed fast" % len(fast))
+    t0 = time.monotonic()
+    r = h.http_request(ENV.gw.port, "POST", "/v1/chat/completions", json.dumps(chat("down")).encode(), key=KEY)
+    h.check(r.status == 503 and time.monotonic() - t0 < 0.5, "open circuit answer was not fast: %r" % r)
+
+
+@h.test
+def test_fallback_alias_header_and_access_log():
+    reset()
+    force(ENV.a, STATUS="502")
+    r = h.http_request(ENV.gw.port, "POST", "/v1/chat/completions", json.dumps(chat("primary", "fb-tag")).encode(), key=KEY)
+    force(ENV.a)
+    h.expect_status(r, 200)
+    h.check(served_by(r) == "B", "the fallback did not serve it")
+    h.check(r.header("x-gateway-fallback") == "backup", "X-Gateway-Fallback: %r" % r.header("x-gateway-fallback"))
+    rid = r.header("x-gateway-request-id")
+
+    def line():
+        return [x for x in ENV.gw.access_log() if x.get("request_id") == rid]
+    got = h.wait_for(line, 5, what="access log line")[0]
+    h.check(got.get("fallback") == "backup" and got.get("model") == "primary", "access log: %r" % got)
+    h.check(got.get("attempts", 0) >= 2, "access log attempts: %r" % got)
+
+
+@h.test
+def test_client_4xx_is_not_retried():
+    reset()
+    force(ENV.a, STATUS="400")
+    force(ENV.b, STATUS="400")
+    r = h.http_request(ENV.gw.port, "POST", "/v1/chat/completions", json.dumps(chat("client4xx")).encode(), key=KEY)
+    force(ENV.a)
+    force(ENV.b)
+    h.expect_status(r, 400)
+    h.check(count(ENV.a) + count(ENV.b) == 1, "a client error was retried")
+    h.check(r.header("x-gateway-attempts") == "1", "attempts %r" % r.header("x-gateway-attempts"))
+
+
+@h.test
+def test_context_length_error_goes_to_larger_context_alias():
+    reset()
+    force(ENV.a, CONTEXT="1")
+    r = h.http_request(ENV.gw.port, "POST", "/v1/chat/completions", json.dumps(chat("ctx")).encode(), key=KEY)
+    force(ENV.a)
+    h.expect_status(r, 200)
+    h.check(served_by(r) == "B" and r.header("x-gateway-fallback") == "big", "not served by the larger alias: %r" % r)
+    rec = ENV.b.requests()[-1]
+    h.check(rec["body"]["model"] == "big", "B was asked for %r" % rec["body"]["model"])
+
+
+@h.test
+def test_least_latency_moves_to_the_faster_deployment():
+    reset()
+    with h.Conn(ENV.gw.port) as c:
+        warm = [served_by(post(c, chat("latency"))) for _ in range(20)]
+        force(ENV.a, DELAY_MS="150")
+        t0 = time.monotonic()
+        after = [served_by(post(c, chat("latency"))) for _ in range(60)]
+        took = time.monotonic() - t0
+    force(ENV.a)
+    h.check(warm.count("A") > 0 and warm.count("B") > 0, "warm-up used one deployment only: %r" % warm)
+    late = after[20:]
+    h.log("  after A slowed by 150 ms: A served %d of the next 20, %d of the 40 after (%.2fs)"
+          % (after[:20].count("A"), late.count("A"), took))
+    h.check(late.count("A") <= 6, "A (slow) still served %d of 40" % late.count("A"))
+
+
+def teardown():
+    for x in (ENV.gw,):
+        if x:
+            x.stop()
+            rep = x.sanitizer_reports()
+            if rep:
+                h.log("sanitizer reports:\n" + "\n".join(rep[:20]))
+                h._state["failed"] += 1
+    for m in (ENV.a, ENV.b):
+        if m:
+            m.stop()
+
+
+if __name__ == "__main__":
+    try:
+        setup()
+    except Exception as e:  # noqa: BLE001
+        h.log("setup failed: %s" % e)
+        h.kill_all()
+        print("0 passed, 1 failed")
+        sys.exit(1)
+    sys.exit(h.run(teardown=teardown, suite_timeout=240))
