@@ -56,6 +56,8 @@
 #define OUTPUT_LOW_WATER      (256u << 10)
 #define JSON_MAX_DEPTH        64
 
+struct hedge;
+
 typedef struct gw_req {
     worker_t            *w;
     evhtp_request_t     *req;          /* NULL once evhtp freed it (client gone) */
@@ -120,10 +122,37 @@ typedef struct gw_req {
     upstream_result      last_res;
     char                 last_errmsg[160];
     char                 last_ctype[128];
-    const char          *err_param;
-    const char          *err_code;    /* a 400 from rendering the call names this parameter */
+    const char          *err_param;    /* a deployment could not render the call: the 400's */
+    const char          *err_code;     /* param, code and message if none can */
     char                 err_msg[256];
+    struct hedge        *hedge;        /* a second attempt racing the first (policy.hedge_ms) */
+    struct event        *hedge_timer;
 } gw_req;
+
+/* What one attempt owns; a hedge swaps its own in and out of gw_req. */
+typedef struct attempt_slot {
+    upstream_req_t      *up;
+    provider_http        http;
+    buf_t                resp;
+    int                  up_status;
+    const gw_deployment *dep;
+    size_t               dep_index;
+    int                  translate;
+    int                  strip_usage;
+    usagestrip           strip;
+    struct timespec      t0;
+    double               ttfb_ms;
+    int                  in_attempt;
+    int                  retry_slot;
+    const char          *error;
+} attempt_slot;
+
+typedef struct hedge {
+    struct gw_req       *r;
+    attempt_slot         s;            /* the racing attempt; once it won, the loser's leftovers */
+    int                  racing;       /* s.up is in flight as the hedge */
+    int                  promoted;     /* the hedge's upstream callbacks serve the request now */
+} hedge_t;
 
 static double ms_since(const struct timespec *t0)
 {
@@ -242,14 +271,20 @@ static void add_gateway_headers(gw_req *r)
 }
 
 /* Frees everything the request owns; the evhtp request is not touched. */
+static void hedge_free(gw_req *r);
+static void hedge_cancel(gw_req *r);
+static void hedge_arm(gw_req *r);
+
 static void req_free(gw_req *r)
 {
     if (r->up) upstream_cancel(r->up);
+    hedge_free(r);
     if (r->in_attempt) router_attempt_abandon(&r->w->router, r->serving, r->dep_index);
     if (r->retry_slot) router_retry_done(&r->w->router);
     if (r->routed) router_end(&r->w->router);
     if (r->timer) event_free(r->timer);
     if (r->retry_timer) event_free(r->retry_timer);
+    if (r->hedge_timer) event_free(r->hedge_timer);
     if (r->chunk) evbuffer_free(r->chunk);
     if (r->relaying) sse_free(&r->sse);
     if (r->strip_usage) usagestrip_free(&r->strip);
@@ -538,6 +573,7 @@ static void up_on_response(void *ud, upstream_req_t *u, int status)
 /* The first byte of a good stream: from here on the client has it. */
 static void stream_commit(gw_req *r, upstream_req_t *u)
 {
+    hedge_cancel(r);   /* the client has this one: a racing attempt is closed at once */
     if (r->translate) start_translated_stream(r);
     relay_start(r, r->up_status, r->translate || !u ? "text/event-stream" : upstream_header(u, "content-type"));
 }
@@ -616,6 +652,7 @@ static void reply_attempt(gw_req *r)
 }
 
 static int plan_retry(gw_req *r, attempt_outcome o);
+static int hedge_take_over(gw_req *r);
 
 static void up_on_done(void *ud, upstream_req_t *u, upstream_result res, const char *errmsg)
 {
@@ -634,6 +671,8 @@ static void up_on_done(void *ud, upstream_req_t *u, upstream_result res, const c
     attempt_outcome o = router_classify(res, r->up_status, r->resp.data, r->resp.len);
     long ra = r->up_status == 429 || r->up_status == 503 ? router_retry_after_ms(upstream_header(u, "retry-after")) : 0;
     attempt_report(r, o, ra);
+    if (o != OUTCOME_OK && o != OUTCOME_CLIENT && hedge_take_over(r)) return;   /* the racing attempt carries on */
+    hedge_cancel(r);
     if ((o == OUTCOME_RETRY || o == OUTCOME_CONTEXT) && plan_retry(r, o)) return;   /* another attempt follows */
     reply_attempt(r);
     req_finish(r);
@@ -715,7 +754,7 @@ static void new_request_id(worker_t *w, char *out, size_t len)
 }
 
 /* 0 started; 1 the provider refused to render the call (msg: a 400); -1 failed to start. */
-static int start_attempt(gw_req *r, char *msg, size_t msglen)
+static int start_attempt(gw_req *r, char *msg, size_t msglen, const upstream_callbacks *cb, void *ud)
 {
     provider_call call = {
         .route = r->route, .dep = r->dep,
@@ -761,7 +800,7 @@ static int start_attempt(gw_req *r, char *msg, size_t msglen)
         .max_response_bytes = r->stream ? 0 : MAX_BUFFERED_RESPONSE,
         .timeouts = r->dep->timeouts,
     };
-    r->up = upstream_start(r->w->up, &ureq, &up_callbacks, r);
+    r->up = upstream_start(r->w->up, &ureq, cb, ud);
     return r->up ? 0 : -1;
 }
 
@@ -779,6 +818,186 @@ static int64_t estimate_tokens(const gw_req *r, size_t body_len)
     if (!(out >= 0)) out = 0;
     if (out > 1e9) out = 1e9;
     return est + (int64_t)out;
+}
+
+/* ---- hedging: after policy.hedge_ms (or the deployment's p95) a second
+ * attempt on another deployment races the first; the first good answer
+ * (first byte, for streams) wins and the other is cancelled at once ---- */
+
+static void swap_mem(void *a, void *b, size_t n)
+{
+    unsigned char *x = a, *y = b;
+    for (size_t i = 0; i < n; i++) { unsigned char t = x[i]; x[i] = y[i]; y[i] = t; }
+}
+#define SWAP_FIELD(a, b) swap_mem(&(a), &(b), sizeof(a))
+
+/* Exchanges the request's current attempt with s. */
+static void slot_swap(gw_req *r, attempt_slot *s)
+{
+    SWAP_FIELD(r->up, s->up);
+    SWAP_FIELD(r->http, s->http);
+    SWAP_FIELD(r->resp, s->resp);
+    SWAP_FIELD(r->up_status, s->up_status);
+    SWAP_FIELD(r->dep, s->dep);
+    SWAP_FIELD(r->dep_index, s->dep_index);
+    SWAP_FIELD(r->translate, s->translate);
+    SWAP_FIELD(r->strip_usage, s->strip_usage);
+    SWAP_FIELD(r->strip, s->strip);
+    SWAP_FIELD(r->attempt_t0, s->t0);
+    SWAP_FIELD(r->attempt_ttfb_ms, s->ttfb_ms);
+    SWAP_FIELD(r->in_attempt, s->in_attempt);
+    SWAP_FIELD(r->retry_slot, s->retry_slot);
+    SWAP_FIELD(r->error, s->error);
+}
+
+static void hedge_free(gw_req *r)
+{
+    hedge_t *h = r->hedge;
+    if (!h) return;
+    if (h->s.up) upstream_cancel(h->s.up);
+    if (h->s.in_attempt) router_attempt_abandon(&r->w->router, r->serving, h->s.dep_index);
+    if (h->s.retry_slot) router_retry_done(&r->w->router);
+    buf_free(&h->s.http.url);
+    buf_free(&h->s.http.body);
+    buf_free(&h->s.http.hdrs);
+    buf_free(&h->s.resp);
+    if (h->s.strip_usage) usagestrip_free(&h->s.strip);
+    free(h);
+    r->hedge = NULL;
+}
+
+/* The racing attempt loses: closed now, its deployment neither blamed nor credited. */
+static void hedge_cancel(gw_req *r)
+{
+    hedge_t *h = r->hedge;
+    if (!h || !h->racing) return;
+    h->racing = 0;
+    if (h->s.up) { upstream_cancel(h->s.up); h->s.up = NULL; }
+    if (h->s.in_attempt) { router_attempt_abandon(&r->w->router, r->serving, h->s.dep_index); h->s.in_attempt = 0; }
+    if (h->s.retry_slot) { router_retry_done(&r->w->router); h->s.retry_slot = 0; }
+}
+
+/* The hedge becomes the request's attempt; from now on its callbacks serve r. */
+static void hedge_promote(gw_req *r)
+{
+    hedge_t *h = r->hedge;
+    slot_swap(r, &h->s);
+    h->racing = 0;
+    h->promoted = 1;
+}
+
+/* The hedge answered first: the first attempt is cancelled at once. */
+static void hedge_win(gw_req *r)
+{
+    if (r->up) { upstream_cancel(r->up); r->up = NULL; }
+    if (r->in_attempt) { router_attempt_abandon(&r->w->router, r->serving, r->dep_index); r->in_attempt = 0; }
+    if (r->retry_slot) { router_retry_done(&r->w->router); r->retry_slot = 0; }
+    hedge_promote(r);
+    r->w->router.hedge_wins++;
+}
+
+/* The first attempt failed while a hedge races: the hedge carries on alone. */
+static int hedge_take_over(gw_req *r)
+{
+    if (!r->hedge || !r->hedge->racing) return 0;
+    hedge_promote(r);
+    return 1;
+}
+
+static void hedge_on_response(void *ud, upstream_req_t *u, int status)
+{
+    hedge_t *h = ud;
+    if (h->promoted) { up_on_response(h->r, u, status); return; }
+    h->s.up_status = status;
+    h->s.ttfb_ms = ms_since(&h->s.t0);
+}
+
+static int hedge_on_data(void *ud, upstream_req_t *u, const char *data, size_t len)
+{
+    hedge_t *h = ud;
+    gw_req *r = h->r;
+    if (!h->promoted && len > 0 && is_stream_ok(r, h->s.up_status)) hedge_win(r);   /* first byte wins */
+    if (h->promoted) return up_on_data(r, u, data, len);
+    if (h->s.resp.len + len > MAX_BUFFERED_RESPONSE) h->s.error = "upstream response too large";
+    else buf_append(&h->s.resp, data, len);
+    return 0;
+}
+
+static void hedge_on_done(void *ud, upstream_req_t *u, upstream_result res, const char *errmsg)
+{
+    hedge_t *h = ud;
+    gw_req *r = h->r;
+    if (!h->promoted) {
+        h->s.up = NULL;
+        h->racing = 0;
+        attempt_outcome o = router_classify(res, h->s.up_status, h->s.resp.data, h->s.resp.len);
+        if (o == OUTCOME_OK) {
+            hedge_win(r);
+        } else {   /* the hedge failed: the first attempt goes on alone */
+            router_attempt_done(&r->w->router, r->serving, h->s.dep_index, o, -1, 0, loop_now_ms(r->w));
+            h->s.in_attempt = 0;
+            if (h->s.retry_slot) { router_retry_done(&r->w->router); h->s.retry_slot = 0; }
+            return;
+        }
+    }
+    up_on_done(r, u, res, errmsg);
+}
+
+static const upstream_callbacks hedge_callbacks = {
+    .on_response = hedge_on_response,
+    .on_data = hedge_on_data,
+    .on_done = hedge_on_done,
+};
+
+static void on_hedge_timer(evutil_socket_t fd, short what, void *arg)
+{
+    gw_req *r = arg;
+    (void)fd; (void)what;
+    if (!r->up || r->relaying || r->hedge || !r->req) return;   /* answered, committed, or hedged already */
+    long wait;
+    int i = router_pick(&r->w->router, r->serving, r->tried, loop_now_ms(r->w), &wait);
+    if (i < 0 || (i < 64 && (r->tried >> i & 1))) return;        /* no other deployment to race */
+    const gw_deployment *d = &r->serving->deployments[i];
+    if (d->provider->local_reply) return;
+    if (xlate_needed(d->provider, r->route) && (r->route == ROUTE_EMBEDDINGS || !r->chat_parsed)) return;
+    if (!router_may_retry(&r->w->router)) return;                /* hedges spend the retry budget too */
+    hedge_t *h = calloc(1, sizeof *h);
+    if (!h) { router_retry_done(&r->w->router); return; }
+    h->r = r;
+    buf_init(&h->s.http.url); buf_init(&h->s.http.body); buf_init(&h->s.http.hdrs); buf_init(&h->s.resp);
+    r->hedge = h;
+    slot_swap(r, &h->s);   /* r holds a fresh attempt while the hedge is set up */
+    r->dep = d;
+    r->dep_index = (size_t)i;
+    r->translate = xlate_needed(d->provider, r->route);
+    clock_gettime(CLOCK_MONOTONIC, &r->attempt_t0);
+    char msg[256];
+    int rc = start_attempt(r, msg, sizeof msg, &hedge_callbacks, h);
+    if (rc == 0) {
+        if (i < 64) r->tried |= 1ull << i;
+        r->attempts++;
+        r->in_attempt = 1;
+        r->retry_slot = 1;
+        router_attempt_start(&r->w->router, r->serving, (size_t)i, r->est_tokens, loop_now_ms(r->w));
+        r->w->router.hedges++;
+    }
+    slot_swap(r, &h->s);
+    h->racing = rc == 0;
+    if (rc != 0) { router_retry_done(&r->w->router); hedge_free(r); }
+}
+
+static void hedge_arm(gw_req *r)
+{
+    long ms = r->serving->policy.hedge_ms;
+    if (!ms || r->serving->ndeployments < 2 || !r->up) return;
+    if (ms < 0) {   /* the deployment's recent p95: hedge only the slow tail */
+        double p95 = router_p95_ms(&r->w->router, r->dep);
+        if (p95 <= 0) return;
+        ms = (long)p95 + 1;
+    }
+    if (!r->hedge_timer && !(r->hedge_timer = evtimer_new(r->w->base, on_hedge_timer, r))) return;
+    struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+    evtimer_add(r->hedge_timer, &tv);
 }
 
 /* ---- the attempt loop: pick (router.h), start, and on a failure before the
@@ -861,12 +1080,13 @@ static int attempt_on(gw_req *r, size_t i)
     clock_gettime(CLOCK_MONOTONIC, &r->attempt_t0);
     r->err_code = "invalid_request";
     r->err_param = NULL;
-    if ((rc = start_attempt(r, r->err_msg, sizeof r->err_msg)) != 0) goto refused;
+    if ((rc = start_attempt(r, r->err_msg, sizeof r->err_msg, &up_callbacks, r)) != 0) goto refused;
     answer_reset(r);
     r->attempts++;
     r->alias_attempts++;
     r->in_attempt = 1;
     router_attempt_start(&r->w->router, r->serving, i, r->est_tokens, now);
+    if (r->attempts == 1) hedge_arm(r);
     return 0;
 refused:
     if (r->attempts > 0) {   /* the last failure stays the answer if nothing else starts */

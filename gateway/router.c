@@ -17,7 +17,7 @@ int router_init(router_t *r, uint64_t seed)
     if (!(r->deps = calloc(r->cap, sizeof *r->deps))) return -1;
     r->rng = seed ? seed : 0x9e3779b97f4a7c15ULL;
     r->budget_ratio = 0.2;
-    r->budget_min = 3;
+    r->budget_min = 10;   /* per worker: a handful of concurrent retries is never a storm */
     return 0;
 }
 

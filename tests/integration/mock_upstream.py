@@ -144,6 +144,9 @@ def int_directive(d, name, default=None):
 class Handler(BaseHTTPRequestHandler, mock_dialects.Dialects):
     protocol_version = "HTTP/1.1"
     server_version = "mock-upstream/1.0"
+    # headers and body go out in separate writes: without this, Nagle waits for
+    # the client's delayed ACK (40 ms) and latency numbers measure the mock
+    disable_nagle_algorithm = True
 
     def log_message(self, fmt, *args):
         if self.server.verbose:

@@ -64,6 +64,8 @@ def setup():
             alias("big", [dep(b, model="big")]),
             alias("ctx", [dep(a)], router={"context_fallback": "big"}),
             alias("latency", [dep(a), dep(b)], strategy="least_latency"),
+            alias("tail", [dep(a), dep(b)]),
+            alias("tail-hedged", [dep(a), dep(b)], router={"hedge_ms": 60}),
         ],
         "keys": [{"name": "router", "key": KEY}],
     }
@@ -139,6 +141,12 @@ def test_one_of_two_failing_1000_requests_all_succeed_breaker_opens_and_probe_cl
           % (took, to_a, bound, retried))
     h.check(to_a <= bound, "the failing deployment got %d attempts (breaker should cap it at %d)" % (to_a, bound))
     h.check(retried == to_a, "every attempt on A should have been retried on B (%d vs %d)" % (retried, to_a))
+    # still failing after the cooldown: exactly one probe, which fails and reopens it
+    time.sleep(COOLDOWN_MS / 1000 + 0.2)
+    before = count(ENV.a)
+    rs = hammer("pair", 40, threads=1)
+    h.check(all(r.status == 200 for r in rs), "a request failed around the probe")
+    h.check(count(ENV.a) - before == 1, "A got %d attempts after its cooldown (one probe expected)" % (count(ENV.a) - before))
     # A recovers: it gets nothing until the cooldown's probe passes, then its share again
     force(ENV.a)
     before = count(ENV.a)
@@ -321,6 +329,51 @@ def test_least_latency_moves_to_the_faster_deployment():
     h.log("  after A slowed by 150 ms: A served %d of the next 20, %d of the 40 after (%.2fs)"
           % (after[:20].count("A"), late.count("A"), took))
     h.check(late.count("A") <= 6, "A (slow) still served %d of 40" % late.count("A"))
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(len(xs) * p / 100.0))]
+
+
+@h.test
+def test_hedging_cuts_the_slow_tail():
+    reset()
+    force(ENV.a, DELAY_MS="400", SLOW_PCT="10")
+    res = {}
+    for alias in ("tail", "tail-hedged"):
+        lat, rs = [], []
+        with h.Conn(ENV.gw.port) as c:
+            for _ in range(150):
+                t0 = time.monotonic()
+                rs.append(post(c, chat(alias)))
+                lat.append((time.monotonic() - t0) * 1000)
+        h.check(all(r.status == 200 for r in rs), "a %s request failed" % alias)
+        res[alias] = (pct(lat, 50), pct(lat, 99), sum(1 for r in rs if r.header("x-gateway-attempts") == "2"))
+    force(ENV.a)
+    h.log("  slow tail on A (10%% of its requests +400 ms), 150 requests each: "
+          "no hedge p50 %.1f ms p99 %.1f ms; hedge_ms 60: p50 %.1f ms p99 %.1f ms (%d hedged)"
+          % (res["tail"][0], res["tail"][1], res["tail-hedged"][0], res["tail-hedged"][1], res["tail-hedged"][2]))
+    h.check(res["tail"][2] == 0, "unhedged alias made second attempts")
+    h.check(res["tail-hedged"][2] > 0, "no request was hedged")
+    # the losing attempts were closed, not left running
+    h.wait_for(lambda: any(x.get("client_gone") for x in ENV.a.requests()), 5, what="a cancelled hedge loser")
+
+
+@h.test
+def test_hedged_stream_first_byte_wins():
+    reset()
+    force(ENV.a, DELAY_MS="1500")
+    t0 = time.monotonic()
+    with h.Conn(ENV.gw.port) as c:
+        rs = [post(c, chat("tail-hedged", stream=True), sse=True) for _ in range(4)]
+    took = time.monotonic() - t0
+    force(ENV.a)
+    for r in rs:
+        h.expect_status(r, 200)
+        h.check("chunk-4" in stream_text(r), "stream incomplete: %r" % r)
+    h.check(any(r.header("x-gateway-attempts") == "2" for r in rs), "no stream was hedged")
+    h.log("  4 streams, A 1.5 s slow: %.2fs in all" % took)
 
 
 def teardown():
