@@ -464,9 +464,11 @@ static int parse_model(parse_ctx *p, const char *path, yaml_node_t *m, gw_model 
         if (p->failed) break;
     }
     if (!p->failed && !md->alias) { snprintf(fp, sizeof fp, "%s.alias", path); fail(p, fp, "is required"); }
-    if (!p->failed && !md->deployments) { snprintf(fp, sizeof fp, "%s.deployments", path); fail(p, fp, "is required"); }
+    /* a classifier alias routes to its tiers' deployments: it needs none of its own */
+    int tiers_only = config_strategy_id(md->strategy) == STRATEGY_CLASSIFIER && !md->deployments;
+    if (!p->failed && !md->deployments && !tiers_only) { snprintf(fp, sizeof fp, "%s.deployments", path); fail(p, fp, "is required"); }
     if (!p->failed) for (size_t i = 0; i < md->ndeployments; i++) md->total_weight += md->deployments[i].weight;
-    if (!p->failed && md->total_weight == 0) { snprintf(fp, sizeof fp, "%s.deployments", path); fail(p, fp, "all weights are 0"); }
+    if (!p->failed && md->total_weight == 0 && !tiers_only) { snprintf(fp, sizeof fp, "%s.deployments", path); fail(p, fp, "all weights are 0"); }
     return p->failed ? -1 : 0;
 }
 

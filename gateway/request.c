@@ -33,6 +33,7 @@
 #include "accesslog.h"
 #include "auth.h"
 #include "buf.h"
+#include "classify.h"
 #include "config.h"
 #include "httputil.h"
 #include "json.h"
@@ -127,6 +128,9 @@ typedef struct gw_req {
     char                 err_msg[256];
     struct hedge        *hedge;        /* a second attempt racing the first (policy.hedge_ms) */
     struct event        *hedge_timer;
+    const char          *tier;         /* classifier: "cheap" or "flagship" */
+    double               complexity;   /* classifier: the prompt's score */
+    const char          *split;        /* traffic split: the alias this request was sent to */
 } gw_req;
 
 /* What one attempt owns; a hedge swaps its own in and out of gw_req. */
@@ -218,6 +222,12 @@ static void access_log(gw_req *r)
         buf_put_i64(b, r->attempts);
         if (r->fallback) put_field_str(b, ",\"fallback\":", r->fallback);
     }
+    if (r->tier) {
+        put_field_str(b, ",\"classifier\":", r->tier);
+        buf_puts(b, ",\"complexity\":");
+        buf_put_fixed3(b, r->complexity);
+    }
+    if (r->split) put_field_str(b, ",\"split\":", r->split);
     buf_puts(b, r->stream ? ",\"stream\":true,\"latency_ms\":" : ",\"stream\":false,\"latency_ms\":");
     buf_put_fixed3(b, ms_since(&r->t0));
     if (r->ttft_ms > 0) { buf_puts(b, ",\"ttft_ms\":"); buf_put_fixed3(b, r->ttft_ms); }
@@ -249,6 +259,12 @@ static void add_gateway_headers(gw_req *r)
         evhtp_headers_add_header(h, evhtp_header_new("X-Gateway-Attempts", n, 0, 1));
         if (r->fallback) evhtp_headers_add_header(h, evhtp_header_new("X-Gateway-Fallback", r->fallback, 0, 1));
     }
+    if (r->tier) {
+        char v[48];
+        snprintf(v, sizeof v, "%s; score=%.3f", r->tier, r->complexity);
+        evhtp_headers_add_header(h, evhtp_header_new("X-Gateway-Classifier", v, 0, 1));
+    }
+    if (r->split) evhtp_headers_add_header(h, evhtp_header_new("X-Gateway-Split", r->split, 0, 1));
     if (r->rl.active || r->rl_team.active) {
         static const char *const names[2][2] = {
             { "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests" },
@@ -314,6 +330,7 @@ static void record_usage(gw_req *r)
     usage_event_in e = {
         .request_id = r->id, .ts_ms = r->ts_ms, .key_id = r->key_id, .team_id = r->team_id,
         .model_alias = r->model ? r->model->alias : NULL,
+        .routed_alias = r->serving && r->serving != r->model ? r->serving->alias : NULL,
         .provider = r->dep ? r->dep->provider->name : NULL,
         .upstream_model = r->dep ? r->dep->model : NULL,
         .usage = r->usage, .cost_e10 = r->cost_e10,
@@ -1191,6 +1208,25 @@ static void on_retry_timer(evutil_socket_t fd, short what, void *arg)
     req_finish(r);
 }
 
+/* A classifier alias sends the request to its cheap or flagship tier; a
+ * traffic split sends split_percent of an alias's requests to another. */
+static void route_alias(gw_req *r)
+{
+    const gw_route_policy *p = &r->model->policy;
+    const char *to = NULL;
+    if (r->model->strategy_id == STRATEGY_CLASSIFIER && p->cheap_alias && p->flagship_alias) {
+        r->complexity = classify_request(json_root(r->doc), NULL);
+        r->tier = r->complexity >= p->classifier_threshold ? "flagship" : "cheap";
+        to = r->tier[0] == 'f' ? p->flagship_alias : p->cheap_alias;
+    } else if (p->split_alias && p->split_percent > 0 && router_random(&r->w->router) * 100.0 < p->split_percent) {
+        to = p->split_alias;
+    }
+    const gw_model *m = to ? config_find_model(r->cfg, to, strlen(to)) : NULL;
+    if (!m) return;
+    r->serving = m;
+    if (!r->tier) r->split = m->alias;
+}
+
 /* "k:" + the control plane's key id; YAML keys have none, so a hash of the name. */
 static void limit_subject(const gw_req *r, char *out, size_t len)
 {
@@ -1334,6 +1370,7 @@ static void handle_api(evhtp_request_t *req, gw_route route, worker_t *w)
     }
     if (!check_limits(r, len)) goto done;
     r->serving = r->model;
+    route_alias(r);
     router_begin(&w->router);
     r->routed = 1;
     int next = attempt_next(r);

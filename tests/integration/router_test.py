@@ -66,6 +66,12 @@ def setup():
             alias("latency", [dep(a), dep(b)], strategy="least_latency"),
             alias("tail", [dep(a), dep(b)]),
             alias("tail-hedged", [dep(a), dep(b)], router={"hedge_ms": 60}),
+            alias("cheap-tier", [dep(a, model="small")]),
+            alias("flag-tier", [dep(b, model="large")]),
+            {"alias": "auto", "strategy": "classifier",
+             "router": {"cheap": "cheap-tier", "flagship": "flag-tier", "threshold": 0.5}},
+            alias("canary", [dep(b)]),
+            alias("canary-base", [dep(a)], router={"split_alias": "canary", "split_percent": 20}),
         ],
         "keys": [{"name": "router", "key": KEY}],
     }
@@ -318,16 +324,22 @@ def test_context_length_error_goes_to_larger_context_alias():
 def test_least_latency_moves_to_the_faster_deployment():
     reset()
     with h.Conn(ENV.gw.port) as c:
-        warm = [served_by(post(c, chat("latency"))) for _ in range(20)]
-        force(ENV.a, DELAY_MS="150")
+        force(ENV.b, DELAY_MS="40")          # A is the fast one to begin with
+        before = [served_by(post(c, chat("latency"))) for _ in range(30)]
+        force(ENV.b)
+        force(ENV.a, DELAY_MS="150")         # then A slows down
         t0 = time.monotonic()
-        after = [served_by(post(c, chat("latency"))) for _ in range(60)]
-        took = time.monotonic() - t0
+        after, moved_at = [], None
+        for i in range(60):
+            after.append(served_by(post(c, chat("latency"))))
+            if moved_at is None and after[-5:] == ["B"] * 5:
+                moved_at = time.monotonic() - t0
     force(ENV.a)
-    h.check(warm.count("A") > 0 and warm.count("B") > 0, "warm-up used one deployment only: %r" % warm)
+    h.check(before[10:].count("A") >= 16, "A (fast) served only %d of 20 before: %r" % (before[10:].count("A"), before))
     late = after[20:]
-    h.log("  after A slowed by 150 ms: A served %d of the next 20, %d of the 40 after (%.2fs)"
-          % (after[:20].count("A"), late.count("A"), took))
+    h.log("  least_latency: A served %d of 20 while fast; after it slowed by 150 ms, traffic moved to B after "
+          "%.2fs, A served %d of the last 40" % (before[10:].count("A"), moved_at or -1, late.count("A")))
+    h.check(moved_at is not None, "traffic never moved to B")
     h.check(late.count("A") <= 6, "A (slow) still served %d of 40" % late.count("A"))
 
 
@@ -374,6 +386,41 @@ def test_hedged_stream_first_byte_wins():
         h.check("chunk-4" in stream_text(r), "stream incomplete: %r" % r)
     h.check(any(r.header("x-gateway-attempts") == "2" for r in rs), "no stream was hedged")
     h.log("  4 streams, A 1.5 s slow: %.2fs in all" % took)
+
+
+@h.test
+def test_classifier_sends_easy_prompts_cheap_and_hard_ones_to_the_flagship():
+    reset()
+    easy = h.http_request(ENV.gw.port, "POST", "/v1/chat/completions",
+                          json.dumps(chat("auto", "What is the capital of France?")).encode(), key=KEY)
+    hard_text = ("Why does this segfault?\n```c\n#include <stdio.h>\nint main(void) {\n  char *p = 0;\n"
+                 "  return *p;\n}\n```\nFix it step by step and explain why.")
+    hard = h.http_request(ENV.gw.port, "POST", "/v1/chat/completions", json.dumps(chat("auto", hard_text)).encode(), key=KEY)
+    h.expect_status(easy, 200)
+    h.expect_status(hard, 200)
+    h.check(served_by(easy) == "A" and (easy.header("x-gateway-classifier") or "").startswith("cheap; score="),
+            "easy prompt: %r" % easy)
+    h.check(served_by(hard) == "B" and (hard.header("x-gateway-classifier") or "").startswith("flagship; score="),
+            "hard prompt: %r" % hard)
+    models = [x["body"]["model"] for x in ENV.a.requests() + ENV.b.requests()]
+    h.check(sorted(models) == ["large", "small"], "tiers asked for %r" % models)
+    rid = hard.header("x-gateway-request-id")
+    line = h.wait_for(lambda: [x for x in ENV.gw.access_log() if x.get("request_id") == rid], 5, what="log line")[0]
+    h.check(line.get("classifier") == "flagship" and line.get("complexity", 0) >= 0.5 and line.get("model") == "auto",
+            "access log: %r" % line)
+
+
+@h.test
+def test_traffic_split_sends_its_share_to_the_other_alias():
+    reset()
+    with h.Conn(ENV.gw.port) as c:
+        rs = [post(c, chat("canary-base")) for _ in range(500)]
+    h.check(all(r.status == 200 for r in rs), "a request failed")
+    to_b = [r for r in rs if served_by(r) == "B"]
+    h.check(all(r.header("x-gateway-split") == "canary" for r in to_b), "split requests lack X-Gateway-Split")
+    h.check(not any(r.header("x-gateway-split") for r in rs if served_by(r) == "A"), "unsplit request marked")
+    h.log("  split 20%%: %d of 500 went to the canary alias" % len(to_b))
+    h.check(70 <= len(to_b) <= 130, "split sent %d of 500 (20%% expected)" % len(to_b))
 
 
 def teardown():
