@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -379,49 +380,76 @@ void config_model_finish(gw_model *m)
     }
 }
 
-/* router: { retries, backoff_ms, ... } under an alias (README "Router"). */
+/* The router settings of an alias by name, with their bounds: YAML and the
+ * control plane's JSON go through the same table. */
+enum { RP_INT, RP_LONG, RP_DOUBLE, RP_ALIAS, RP_HEDGE };
+static const struct {
+    const char *name;
+    int         kind;
+    double      min, max;
+    size_t      off;
+} route_settings[] = {
+    { "max_attempts",         RP_INT,    1, 10,      offsetof(gw_route_policy, max_attempts) },
+    { "backoff_ms",           RP_LONG,   0, 60000,   offsetof(gw_route_policy, backoff_base_ms) },
+    { "backoff_max_ms",       RP_LONG,   0, 600000,  offsetof(gw_route_policy, backoff_max_ms) },
+    { "max_retry_after_ms",   RP_LONG,   0, 600000,  offsetof(gw_route_policy, max_retry_after_ms) },
+    { "breaker_failures",     RP_INT,    1, 1000000, offsetof(gw_route_policy, breaker_failures) },
+    { "breaker_ratio",        RP_DOUBLE, 0.01, 1,    offsetof(gw_route_policy, breaker_ratio) },
+    { "breaker_min_requests", RP_INT,    1, 1000000, offsetof(gw_route_policy, breaker_min_requests) },
+    { "breaker_cooldown_ms",  RP_LONG,   1, 3600000, offsetof(gw_route_policy, breaker_cooldown_ms) },
+    { "hedge_ms",             RP_HEDGE,  1, 600000,  offsetof(gw_route_policy, hedge_ms) },
+    { "context_fallback",     RP_ALIAS,  0, 0,       offsetof(gw_route_policy, context_fallback) },
+    { "split_alias",          RP_ALIAS,  0, 0,       offsetof(gw_route_policy, split_alias) },
+    { "split_percent",        RP_DOUBLE, 0, 100,     offsetof(gw_route_policy, split_percent) },
+    { "cheap",                RP_ALIAS,  0, 0,       offsetof(gw_route_policy, cheap_alias) },
+    { "flagship",             RP_ALIAS,  0, 0,       offsetof(gw_route_policy, flagship_alias) },
+    { "threshold",            RP_DOUBLE, 0, 1,       offsetof(gw_route_policy, classifier_threshold) },
+};
+
+int config_route_policy_set(gw_route_policy *p, const char *key, const char *value, char *err, size_t errlen)
+{
+    size_t i = 0, n = sizeof route_settings / sizeof route_settings[0];
+    while (i < n && strcmp(route_settings[i].name, key)) i++;
+    if (i == n) { snprintf(err, errlen, "unknown field"); return -1; }
+    char *field = (char *)p + route_settings[i].off;
+    int kind = route_settings[i].kind;
+    if (kind == RP_ALIAS) {
+        if (!*value || strlen(value) > 200) { snprintf(err, errlen, "must be a model alias"); return -1; }
+        char **dst = (char **)(void *)field, *copy = strdup(value);
+        if (!copy) { snprintf(err, errlen, "out of memory"); return -1; }
+        free(*dst);
+        *dst = copy;
+        return 0;
+    }
+    if (kind == RP_HEDGE && !strcmp(value, "p95")) { *(long *)(void *)field = -1; return 0; }
+    char *end;
+    errno = 0;
+    double x = strtod(value, &end);
+    if (errno || end == value || *end || !(x >= route_settings[i].min && x <= route_settings[i].max) ||
+        (kind != RP_DOUBLE && x != (double)(long)x)) {
+        snprintf(err, errlen, "must be %s from %g to %g%s", kind == RP_DOUBLE ? "a number" : "an integer",
+                 route_settings[i].min, route_settings[i].max, kind == RP_HEDGE ? ", or \"p95\"" : "");
+        return -1;
+    }
+    if (kind == RP_INT) *(int *)(void *)field = (int)x;
+    else if (kind == RP_DOUBLE) *(double *)(void *)field = x;
+    else *(long *)(void *)field = (long)x;
+    return 0;
+}
+
+/* router: { max_attempts, backoff_ms, ... } under an alias (README "Router"). */
 static void parse_route_policy(parse_ctx *p, const char *path, yaml_node_t *m, gw_route_policy *rp)
 {
-    char fp[256];
+    char fp[256], why[160];
     if (m->type != YAML_MAPPING_NODE) { fail(p, path, "must be a mapping"); return; }
     for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top; pr++) {
         const char *k = scalar(node(p, pr->key));
-        yaml_node_t *v = node(p, pr->value);
+        const char *v = scalar(node(p, pr->value));
         if (!k) { fail(p, path, "keys must be strings"); break; }
         snprintf(fp, sizeof fp, "%s.%s", path, k);
         if (dup_key(p, fp, m, pr, k)) break;
-        long x;
-        double d;
-        if (!strcmp(k, "max_attempts")) { if (want_long(p, fp, v, 1, 10, &x) == 0) rp->max_attempts = (int)x; }
-        else if (!strcmp(k, "backoff_ms")) want_long(p, fp, v, 0, 60000, &rp->backoff_base_ms);
-        else if (!strcmp(k, "backoff_max_ms")) want_long(p, fp, v, 0, 600000, &rp->backoff_max_ms);
-        else if (!strcmp(k, "max_retry_after_ms")) want_long(p, fp, v, 0, 600000, &rp->max_retry_after_ms);
-        else if (!strcmp(k, "breaker_failures")) { if (want_long(p, fp, v, 1, 1000000, &x) == 0) rp->breaker_failures = (int)x; }
-        else if (!strcmp(k, "breaker_ratio")) {
-            if (want_double(p, fp, v, &d) == 0 && !(d > 0 && d <= 1)) fail(p, fp, "must be in (0, 1]");
-            else rp->breaker_ratio = d;
-        }
-        else if (!strcmp(k, "breaker_min_requests")) { if (want_long(p, fp, v, 1, 1000000, &x) == 0) rp->breaker_min_requests = (int)x; }
-        else if (!strcmp(k, "breaker_cooldown_ms")) want_long(p, fp, v, 1, 3600000, &rp->breaker_cooldown_ms);
-        else if (!strcmp(k, "hedge_ms")) {
-            const char *sv = scalar(v);
-            if (sv && !strcmp(sv, "p95")) rp->hedge_ms = -1;
-            else want_long(p, fp, v, 1, 600000, &rp->hedge_ms);
-        }
-        else if (!strcmp(k, "context_fallback")) want_string(p, fp, v, &rp->context_fallback);
-        else if (!strcmp(k, "split_alias")) want_string(p, fp, v, &rp->split_alias);
-        else if (!strcmp(k, "split_percent")) {
-            if (want_double(p, fp, v, &d) == 0 && !(d >= 0 && d <= 100)) fail(p, fp, "must be 0-100");
-            else rp->split_percent = d;
-        }
-        else if (!strcmp(k, "cheap")) want_string(p, fp, v, &rp->cheap_alias);
-        else if (!strcmp(k, "flagship")) want_string(p, fp, v, &rp->flagship_alias);
-        else if (!strcmp(k, "threshold")) {
-            if (want_double(p, fp, v, &d) == 0 && !(d >= 0 && d <= 1)) fail(p, fp, "must be 0-1");
-            else rp->classifier_threshold = d;
-        }
-        else fail(p, fp, "unknown field");
-        if (p->failed) break;
+        if (!v) { fail(p, fp, "must be a scalar"); break; }
+        if (config_route_policy_set(rp, k, v, why, sizeof why) < 0) { fail(p, fp, "%s", why); break; }
     }
 }
 

@@ -67,6 +67,9 @@ typedef struct gw_route_policy {
 } gw_route_policy;
 
 void config_route_policy_defaults(gw_route_policy *p);
+/* Sets one router setting by its YAML name from its text ("3", "0.5",
+ * "p95", an alias); -1 with the reason (unknown name, out of range). */
+int  config_route_policy_set(gw_route_policy *p, const char *key, const char *value, char *err, size_t errlen);
 
 typedef struct gw_model {
     char          *alias;

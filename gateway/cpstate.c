@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cplink.h"
+#include "json.h"
 #include "log.h"
 #include "pbwire.h"
 #include "secret.h"
@@ -97,7 +98,7 @@ static int price_ok(double v) { return v < 0 || (v >= 0 && v <= PRICE_MAX_PER_MT
 
 static int check_model(const Gw__ModelAlias *m, char *err, size_t errlen)
 {
-    if (!check_str(m->alias, 1, ALIAS_MAX) || !check_str(m->strategy, 0, 64) ||
+    if (!check_str(m->alias, 1, ALIAS_MAX) || !check_str(m->strategy, 0, 64) || !check_str(m->router_json, 0, 8192) ||
         m->n_deployments == 0 || m->n_deployments > DEPLOYMENTS_MAX || m->n_fallbacks > DEPLOYMENTS_MAX) {
         snprintf(err, errlen, "model: bad alias, strategy, deployments or fallbacks");
         return -1;
@@ -407,6 +408,27 @@ static int deployment_extra(const Gw__Deployment *in, gw_deployment *d, char *er
     return 0;
 }
 
+/* The alias's router settings: a JSON object of the YAML `router:` fields.
+ * A bad one is logged and the defaults are kept: the alias still serves. */
+static void route_policy_from_json(const char *alias, const char *text, gw_route_policy *p)
+{
+    if (!text[0]) return;
+    json_error jerr;
+    json_limits lim = { .max_depth = 2, .max_bytes = 8192 };
+    json_doc *doc = json_parse(text, strlen(text), &lim, &jerr);
+    const json_value *o = doc ? json_root(doc) : NULL;
+    if (!o || o->type != JSON_OBJECT) { log_warn("model %s: router settings are not a JSON object", alias); goto out; }
+    for (const json_value *v = o->first; v; v = v->next) {
+        char num[40], why[160];
+        const char *val = v->type == JSON_STRING ? v->str : NULL;
+        if (v->type == JSON_NUMBER) { snprintf(num, sizeof num, "%.17g", v->num); val = num; }
+        if (!val || config_route_policy_set(p, v->key, val, why, sizeof why) < 0)
+            log_warn("model %s: router.%.40s ignored: %s", alias, v->key, val ? why : "must be a number or a string");
+    }
+out:
+    json_doc_free(doc);
+}
+
 static int build_deployment(const Gw__Deployment *in, const gw_config *base, const char *alias, gw_deployment *d,
                             char *err, size_t errlen)
 {
@@ -468,6 +490,7 @@ gw_config *cpstate_build_config(const cpstate *s, const gw_config *base, char *e
         m->strategy = dup_nonempty(in->strategy[0] ? in->strategy : "weighted", &oom);
         m->deployments = calloc(in->n_deployments, sizeof *m->deployments);
         config_route_policy_defaults(&m->policy);
+        route_policy_from_json(in->alias, in->router_json, &m->policy);
         if (in->n_fallbacks && (m->fallbacks = calloc(in->n_fallbacks, sizeof *m->fallbacks)))
             for (size_t j = 0; j < in->n_fallbacks; j++)
                 if (in->fallbacks[j][0] && !(m->fallbacks[m->nfallbacks++] = strdup(in->fallbacks[j]))) oom = 1;
