@@ -78,6 +78,12 @@ const char *router_breaker_name(breaker_state s)
     return s == BREAKER_OPEN ? "open" : s == BREAKER_HALF_OPEN ? "half_open" : "closed";
 }
 
+void router_each_dep(const router_t *r, void (*fn)(const router_dep *d, void *ud), void *ud)
+{
+    for (size_t i = 0; i < r->cap; i++)
+        if (r->deps[i].id) fn(&r->deps[i], ud);
+}
+
 /* ---- eligibility ---- */
 
 enum { ELIGIBLE, HELD, BROKEN };
@@ -144,6 +150,7 @@ int router_pick(router_t *r, const gw_model *m, uint64_t tried, int64_t now_ms, 
         if (!s) continue;
         int e = eligibility(s, now_ms);
         if (e == HELD && (!first_free || s->hold_until_ms < first_free)) first_free = s->hold_until_ms;
+        if (e == BROKEN) r->breaker_skips++;
         if (e != ELIGIBLE) continue;
         st[n] = s;
         idx[n] = i;

@@ -69,8 +69,12 @@ typedef struct router {
     size_t      retries_active;    /* retries in flight */
     double      budget_ratio;      /* retries in flight <= max(budget_min, ratio x active) */
     size_t      budget_min;
-    /* counters */
-    uint64_t    retries, budget_denied, fallbacks, hedges, hedge_wins, breaker_rejects;
+    /* counters for metrics (monotonic, this worker) */
+    uint64_t    retries;           /* retry slots granted */
+    uint64_t    budget_denied;     /* retries refused by the budget */
+    uint64_t    fallbacks;         /* requests moved to another alias */
+    uint64_t    hedges, hedge_wins;
+    uint64_t    breaker_skips;     /* picks that passed over an open breaker */
 } router_t;
 
 int   router_init(router_t *r, uint64_t seed);
@@ -120,5 +124,8 @@ double router_p95_ms(router_t *r, const gw_deployment *d);
 double router_random(router_t *r);
 
 const char *router_breaker_name(breaker_state s);
+
+/* Every deployment state this worker holds (for a metrics exporter). */
+void router_each_dep(const router_t *r, void (*fn)(const router_dep *d, void *ud), void *ud);
 
 #endif

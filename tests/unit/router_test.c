@@ -62,6 +62,8 @@ static void test_weighted_split_within_2pct(void)
     free_model(&m);
 }
 
+static void count_dep(const router_dep *d, void *ud) { (void)d; ++*(int *)ud; }
+
 static void test_breaker_opens_probes_and_closes(void)
 {
     gw_model m = make_model("b", "weighted", NULL, 2);
@@ -101,6 +103,10 @@ static void test_breaker_opens_probes_and_closes(void)
     for (int i = 0; i < 20; i++) zero += router_pick(&r, &m, 0, now + 2300, &wait) == 0;
     CHECK(zero >= 9 && zero <= 11);
     CHECK(router_dep_get(&r, &m.deployments[0])->opens == 2);
+    CHECK(r.breaker_skips > 50);
+    int n = 0;
+    router_each_dep(&r, count_dep, &n);
+    CHECK(n == 2);
     router_free(&r);
     free_model(&m);
 }
