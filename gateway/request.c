@@ -910,6 +910,7 @@ static void hedge_win(gw_req *r)
     if (r->in_attempt) { router_attempt_abandon(&r->w->router, r->serving, r->dep_index); r->in_attempt = 0; }
     if (r->retry_slot) { router_retry_done(&r->w->router); r->retry_slot = 0; }
     hedge_promote(r);
+    if (r->up_status) r->ttft_ms = ms_since(&r->t0);   /* the client's first byte comes from the hedge */
     r->w->router.hedge_wins++;
 }
 

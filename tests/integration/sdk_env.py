@@ -66,6 +66,11 @@ def main():
             ] + [{"alias": alias, "deployments": [dep]} for alias, dep in provider_deployments(mock)],
             "keys": [{"name": "sdk", "key": key}],
         }
+        # the SDK tests provoke errors on purpose and the SDKs retry them: one
+        # attempt per request and no breaker, so each error reaches the SDK as
+        # the provider gave it (router_test.py covers retries and breakers)
+        for m in cfg["models"]:
+            m["router"] = {"max_attempts": 1, "breaker_failures": 1000000, "breaker_min_requests": 1000000}
         gw = h.Gateway(cfg)
         aliases = ",".join("%s:%s" % (a, d["provider"]) for a, d in provider_deployments(mock))
         print("READY %s %s %s" % (gw.url, key, aliases), flush=True)
