@@ -485,6 +485,9 @@ class Dialects:
                     self.write_chunk(b"event: content_block_delta\ndata: {\"type\": \"content_block_delta\", \"index\": \n\n")
                 if i == 0 and "TRUNCATE" in plan.d:
                     return self.d_stream_end(rec)
+                if i == 0 and "RESET_AFTER" in plan.d:   # the connection dies mid-stream (RST)
+                    self.abort_connection()
+                    return
             ev("content_block_stop", {"index": 0})
             idx = 1
         if tool_block:

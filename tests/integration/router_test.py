@@ -71,6 +71,8 @@ def setup():
             {"alias": "auto", "strategy": "classifier",
              "router": {"cheap": "cheap-tier", "flagship": "flag-tier", "threshold": 0.5}},
             alias("canary", [dep(b)]),
+            alias("anth", [{"provider": "anthropic", "model": "claude-3-5-haiku-20241022",
+                            "base_url": a.base_url[:-len("/v1")], "api_key": "sk-up"}]),
             alias("canary-base", [dep(a)], router={"split_alias": "canary", "split_percent": 20}),
         ],
         "keys": [{"name": "router", "key": KEY}],
@@ -341,6 +343,26 @@ def test_least_latency_moves_to_the_faster_deployment():
           "%.2fs, A served %d of the last 40" % (before[10:].count("A"), moved_at or -1, late.count("A")))
     h.check(moved_at is not None, "traffic never moved to B")
     h.check(late.count("A") <= 6, "A (slow) still served %d of 40" % late.count("A"))
+
+
+@h.test
+def test_anthropic_stream_cut_after_first_byte_ends_with_an_anthropic_error_event():
+    reset()
+    body = {"model": "anth", "max_tokens": 50, "stream": True,
+            "messages": [{"role": "user", "content": "MOCK_RESET_AFTER=1 tell me a story"}]}
+    r = h.http_request(ENV.gw.port, "POST", "/v1/messages", json.dumps(body).encode(), key=KEY, sse=True)
+    h.expect_status(r, 200)
+    h.check(r.header("x-gateway-attempts") == "1", "a started stream was retried")
+    evs = []
+    for e in r.events or []:
+        try:
+            evs.append(json.loads(e["data"]))
+        except ValueError:
+            pass
+    types = [e.get("type") for e in evs]
+    h.check(types[:1] == ["message_start"] and "content_block_delta" in types, "stream before the cut: %r" % types)
+    h.check(types[-1] == "error" and evs[-1]["error"].get("type") == "api_error", "last event: %r" % evs[-1:])
+    h.check(b"event: error" in r.body, "no 'event: error' line in the Anthropic stream")
 
 
 def pct(xs, p):
