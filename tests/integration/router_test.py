@@ -54,6 +54,7 @@ def setup():
             alias("pair", [dep(a), dep(b)]),
             alias("ra", [dep(a), dep(b)]),
             alias("refused", [dep(None), dep(b)]),
+            alias("held", [dep(a), dep(b)], router={"max_retry_after_ms": 100}),
             alias("slow", [dep(a, timeouts={"first_byte_ms": 300}), dep(b)]),
             alias("stall", [dep(a, timeouts={"idle_ms": 300}), dep(b)]),
             alias("cut", [dep(a), dep(b)]),
@@ -179,6 +180,27 @@ def test_429_retry_after_holds_the_deployment():
     h.check(count(ENV.a) == 1, "A was asked %d times during its Retry-After" % count(ENV.a))
     h.check(rs[0].header("x-gateway-attempts") == "2", "the first request took %s attempts" % rs[0].header("x-gateway-attempts"))
     force(ENV.a)
+
+
+@h.test
+def test_every_deployment_rate_limited_answers_429_with_retry_after_without_asking():
+    reset()
+    force(ENV.a, STATUS="429", RETRY_AFTER="3")
+    force(ENV.b, STATUS="429", RETRY_AFTER="3")
+    r1 = h.http_request(ENV.gw.port, "POST", "/v1/chat/completions", json.dumps(chat("held")).encode(), key=KEY)
+    t0 = time.monotonic()
+    r2 = h.http_request(ENV.gw.port, "POST", "/v1/chat/completions", json.dumps(chat("held")).encode(), key=KEY)
+    took = time.monotonic() - t0
+    asked = count(ENV.a) + count(ENV.b)
+    force(ENV.a)
+    force(ENV.b)
+    h.expect_status(r1, 429)
+    h.check(r1.header("x-gateway-attempts") == "2", "first request: %r" % r1)
+    h.expect_status(r2, 429)
+    h.check(h.expect_openai_error(r2)["code"] == "upstream_rate_limited", "second request: %r" % r2)
+    h.check(r2.header("retry-after") in ("2", "3"), "Retry-After %r" % r2.header("retry-after"))
+    h.check(asked == 2, "the held deployments were asked %d times" % asked)
+    h.log("  every deployment held by Retry-After: answered 429 in %.1f ms without an upstream call" % (took * 1000))
 
 
 @h.test
