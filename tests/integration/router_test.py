@@ -67,6 +67,7 @@ def setup():
             alias("latency", [dep(a), dep(b)], strategy="least_latency"),
             alias("tail", [dep(a), dep(b)]),
             alias("tail-hedged", [dep(a), dep(b)], router={"hedge_ms": 60}),
+            alias("tail-p95", [dep(a), dep(b)], router={"hedge_ms": "p95"}),
             alias("cheap-tier", [dep(a, model="small")]),
             alias("flag-tier", [dep(b, model="large")]),
             {"alias": "auto", "strategy": "classifier",
@@ -414,6 +415,25 @@ def test_hedging_cuts_the_slow_tail():
     h.check(res["tail-hedged"][2] > 0, "no request was hedged")
     # the losing attempts were closed, not left running
     h.wait_for(lambda: any(x.get("client_gone") for x in ENV.a.requests()), 5, what="a cancelled hedge loser")
+
+
+@h.test
+def test_hedging_at_the_recent_p95():
+    reset()
+    with h.Conn(ENV.gw.port) as c:
+        for _ in range(40):                      # latency samples for both deployments
+            h.expect_status(post(c, chat("tail-p95")), 200)
+        force(ENV.a, DELAY_MS="400", SLOW_PCT="10")
+        lat, rs = [], []
+        for _ in range(150):
+            t0 = time.monotonic()
+            rs.append(post(c, chat("tail-p95")))
+            lat.append((time.monotonic() - t0) * 1000)
+    force(ENV.a)
+    h.check(all(r.status == 200 for r in rs), "a request failed")
+    hedged = sum(1 for r in rs if r.header("x-gateway-attempts") == "2")
+    h.log("  hedge_ms p95, same slow tail: p50 %.1f ms p99 %.1f ms (%d of 150 hedged)" % (pct(lat, 50), pct(lat, 99), hedged))
+    h.check(hedged > 0, "nothing was hedged at the p95")
 
 
 @h.test
