@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -169,9 +170,17 @@ static int parse_timeouts(parse_ctx *p, const char *path, yaml_node_t *m, upstre
     return 0;
 }
 
+static void free_secret(char *s)
+{
+    if (s) { OPENSSL_cleanse(s, strlen(s)); free(s); }
+}
+
 void config_deployment_free(gw_deployment *d)
 {
     free(d->provider_name); free(d->model); free(d->base_url);
+    free(d->preset); free(d->region);
+    free_secret(d->api_version); free_secret(d->aws_access_key_id);
+    free_secret(d->aws_secret_access_key); free_secret(d->aws_session_token);
     if (d->api_key) { OPENSSL_cleanse(d->api_key, strlen(d->api_key)); free(d->api_key); }
     if (d->auth_header) { OPENSSL_cleanse(d->auth_header, strlen(d->auth_header)); free(d->auth_header); }
 }
@@ -181,7 +190,15 @@ static int parse_deployment(parse_ctx *p, const char *path, yaml_node_t *m, gw_d
 {
     char fp[256];
     char *api_key_ref = NULL;
+    /* settings that may be secret references (env:, file:), resolved below */
+    static const char *const secret_fields[] = { "api_version", "aws_access_key_id", "aws_secret_access_key",
+                                                 "aws_session_token", "region" };
+    enum { NSECRET = sizeof secret_fields / sizeof secret_fields[0] };
+    char *secret_refs[NSECRET] = { 0 };
+    char **secret_dst[NSECRET] = { &d->api_version, &d->aws_access_key_id, &d->aws_secret_access_key,
+                                   &d->aws_session_token, &d->region };
     d->weight = 1;
+    d->rpm_limit = d->tpm_limit = -1;
     d->timeouts = *defaults;
     d->price_override = PRICE_OVERRIDE_NONE;
     if (m->type != YAML_MAPPING_NODE) { fail(p, path, "must be a mapping"); return -1; }
@@ -196,8 +213,16 @@ static int parse_deployment(parse_ctx *p, const char *path, yaml_node_t *m, gw_d
         else if (!strcmp(k, "model")) want_string(p, fp, v, &d->model);
         else if (!strcmp(k, "base_url")) want_string(p, fp, v, &d->base_url);
         else if (!strcmp(k, "api_key")) want_string(p, fp, v, &api_key_ref);
+        else if (!strcmp(k, "preset")) want_string(p, fp, v, &d->preset);
+        else if (!strcmp(k, "api_version")) want_string(p, fp, v, &secret_refs[0]);
+        else if (!strcmp(k, "aws_access_key_id")) want_string(p, fp, v, &secret_refs[1]);
+        else if (!strcmp(k, "aws_secret_access_key")) want_string(p, fp, v, &secret_refs[2]);
+        else if (!strcmp(k, "aws_session_token")) want_string(p, fp, v, &secret_refs[3]);
+        else if (!strcmp(k, "region")) want_string(p, fp, v, &secret_refs[4]);
         else if (!strcmp(k, "weight")) { if (want_long(p, fp, v, 0, 1000000, &x) == 0) d->weight = (int)x; }
         else if (!strcmp(k, "latency_ms")) want_long(p, fp, v, 0, 3600000, &d->latency_ms);
+        else if (!strcmp(k, "rpm_limit")) { if (want_long(p, fp, v, 1, 1000000000, &x) == 0) d->rpm_limit = x; }
+        else if (!strcmp(k, "tpm_limit")) { if (want_long(p, fp, v, 1, 1000000000000, &x) == 0) d->tpm_limit = x; }
         else if (!strcmp(k, "timeouts")) parse_timeouts(p, fp, v, &d->timeouts);
         else if (!strcmp(k, "input_cost_per_mtok")) want_price(p, fp, v, &d->price_override.input);
         else if (!strcmp(k, "cached_input_cost_per_mtok")) want_price(p, fp, v, &d->price_override.cached_input);
@@ -217,6 +242,14 @@ static int parse_deployment(parse_ctx *p, const char *path, yaml_node_t *m, gw_d
         if (!(d->api_key = secret_resolve(api_key_ref, why, sizeof why))) fail(p, fp, "%s", why);
     }
     if (api_key_ref) { OPENSSL_cleanse(api_key_ref, strlen(api_key_ref)); free(api_key_ref); }
+    for (size_t i = 0; i < NSECRET; i++) {
+        if (!p->failed && secret_refs[i]) {
+            char why[200];
+            snprintf(fp, sizeof fp, "%s.%s", path, secret_fields[i]);
+            if (!(*secret_dst[i] = secret_resolve(secret_refs[i], why, sizeof why))) fail(p, fp, "%s", why);
+        }
+        free_secret(secret_refs[i]);
+    }
     if (!p->failed && d->provider->prepare) {
         char why[200];
         if (d->provider->prepare(d, why, sizeof why) < 0) fail(p, path, "%s", why);
@@ -370,9 +403,127 @@ static void parse_tracing(parse_ctx *p, const char *path, yaml_node_t *v, gw_con
     }
 }
 
+void config_route_policy_defaults(gw_route_policy *p)
+{
+    memset(p, 0, sizeof *p);
+    p->max_attempts = 3;
+    p->backoff_base_ms = 25;
+    p->backoff_max_ms = 1000;
+    p->max_retry_after_ms = 5000;
+    p->breaker_failures = 5;
+    p->breaker_ratio = 0.5;
+    p->breaker_min_requests = 20;
+    p->breaker_cooldown_ms = 5000;
+    p->classifier_threshold = 0.5;
+}
+
+int config_strategy_id(const char *name)
+{
+    static const char *const names[] = { "weighted", "least_latency", "least_cost", "usage", "classifier" };
+    if (!name) return STRATEGY_WEIGHTED;
+    for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
+        if (!strcmp(name, names[i])) return i;
+    return -1;
+}
+
+static uint64_t route_hash(uint64_t h, const char *s)
+{
+    for (; s && *s; s++) { h ^= (unsigned char)*s; h *= 1099511628211ULL; }
+    h ^= 0xff; h *= 1099511628211ULL;   /* separator: ("ab","c") != ("a","bc") */
+    return h;
+}
+
+void config_model_finish(gw_model *m)
+{
+    int id = config_strategy_id(m->strategy);
+    m->strategy_id = id < 0 ? STRATEGY_WEIGHTED : (gw_strategy)id;
+    for (size_t i = 0; i < m->ndeployments; i++) {
+        gw_deployment *d = &m->deployments[i];
+        uint64_t h = route_hash(1469598103934665603ULL, m->alias);
+        h = route_hash(h, d->provider_name);
+        h = route_hash(h, d->base_url);
+        h = route_hash(h, d->model);
+        d->route_id = h ? h : 1;   /* 0 marks an empty slot in the router's table */
+    }
+}
+
+/* The router settings of an alias by name, with their bounds: YAML and the
+ * control plane's JSON go through the same table. */
+enum { RP_INT, RP_LONG, RP_DOUBLE, RP_ALIAS, RP_HEDGE };
+static const struct {
+    const char *name;
+    int         kind;
+    double      min, max;
+    size_t      off;
+} route_settings[] = {
+    { "max_attempts",         RP_INT,    1, 10,      offsetof(gw_route_policy, max_attempts) },
+    { "backoff_ms",           RP_LONG,   0, 60000,   offsetof(gw_route_policy, backoff_base_ms) },
+    { "backoff_max_ms",       RP_LONG,   0, 600000,  offsetof(gw_route_policy, backoff_max_ms) },
+    { "max_retry_after_ms",   RP_LONG,   0, 600000,  offsetof(gw_route_policy, max_retry_after_ms) },
+    { "breaker_failures",     RP_INT,    1, 1000000, offsetof(gw_route_policy, breaker_failures) },
+    { "breaker_ratio",        RP_DOUBLE, 0.01, 1,    offsetof(gw_route_policy, breaker_ratio) },
+    { "breaker_min_requests", RP_INT,    1, 1000000, offsetof(gw_route_policy, breaker_min_requests) },
+    { "breaker_cooldown_ms",  RP_LONG,   1, 3600000, offsetof(gw_route_policy, breaker_cooldown_ms) },
+    { "hedge_ms",             RP_HEDGE,  1, 600000,  offsetof(gw_route_policy, hedge_ms) },
+    { "context_fallback",     RP_ALIAS,  0, 0,       offsetof(gw_route_policy, context_fallback) },
+    { "split_alias",          RP_ALIAS,  0, 0,       offsetof(gw_route_policy, split_alias) },
+    { "split_percent",        RP_DOUBLE, 0, 100,     offsetof(gw_route_policy, split_percent) },
+    { "cheap",                RP_ALIAS,  0, 0,       offsetof(gw_route_policy, cheap_alias) },
+    { "flagship",             RP_ALIAS,  0, 0,       offsetof(gw_route_policy, flagship_alias) },
+    { "threshold",            RP_DOUBLE, 0, 1,       offsetof(gw_route_policy, classifier_threshold) },
+};
+
+int config_route_policy_set(gw_route_policy *p, const char *key, const char *value, char *err, size_t errlen)
+{
+    size_t i = 0, n = sizeof route_settings / sizeof route_settings[0];
+    while (i < n && strcmp(route_settings[i].name, key)) i++;
+    if (i == n) { snprintf(err, errlen, "unknown field"); return -1; }
+    char *field = (char *)p + route_settings[i].off;
+    int kind = route_settings[i].kind;
+    if (kind == RP_ALIAS) {
+        if (!*value || strlen(value) > 200) { snprintf(err, errlen, "must be a model alias"); return -1; }
+        char **dst = (char **)(void *)field, *copy = strdup(value);
+        if (!copy) { snprintf(err, errlen, "out of memory"); return -1; }
+        free(*dst);
+        *dst = copy;
+        return 0;
+    }
+    if (kind == RP_HEDGE && !strcmp(value, "p95")) { *(long *)(void *)field = -1; return 0; }
+    char *end;
+    errno = 0;
+    double x = strtod(value, &end);
+    if (errno || end == value || *end || !(x >= route_settings[i].min && x <= route_settings[i].max) ||
+        (kind != RP_DOUBLE && x != (double)(long)x)) {
+        snprintf(err, errlen, "must be %s from %g to %g%s", kind == RP_DOUBLE ? "a number" : "an integer",
+                 route_settings[i].min, route_settings[i].max, kind == RP_HEDGE ? ", or \"p95\"" : "");
+        return -1;
+    }
+    if (kind == RP_INT) *(int *)(void *)field = (int)x;
+    else if (kind == RP_DOUBLE) *(double *)(void *)field = x;
+    else *(long *)(void *)field = (long)x;
+    return 0;
+}
+
+/* router: { max_attempts, backoff_ms, ... } under an alias (README "Router"). */
+static void parse_route_policy(parse_ctx *p, const char *path, yaml_node_t *m, gw_route_policy *rp)
+{
+    char fp[256], why[160];
+    if (m->type != YAML_MAPPING_NODE) { fail(p, path, "must be a mapping"); return; }
+    for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top; pr++) {
+        const char *k = scalar(node(p, pr->key));
+        const char *v = scalar(node(p, pr->value));
+        if (!k) { fail(p, path, "keys must be strings"); break; }
+        snprintf(fp, sizeof fp, "%s.%s", path, k);
+        if (dup_key(p, fp, m, pr, k)) break;
+        if (!v) { fail(p, fp, "must be a scalar"); break; }
+        if (config_route_policy_set(rp, k, v, why, sizeof why) < 0) { fail(p, fp, "%s", why); break; }
+    }
+}
+
 static int parse_model(parse_ctx *p, const char *path, yaml_node_t *m, gw_model *md, const upstream_timeouts *defaults)
 {
     char fp[256];
+    config_route_policy_defaults(&md->policy);
     if (m->type != YAML_MAPPING_NODE) { fail(p, path, "must be a mapping"); return -1; }
     for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top; pr++) {
         const char *k = scalar(node(p, pr->key));
@@ -401,14 +552,18 @@ static int parse_model(parse_ctx *p, const char *path, yaml_node_t *m, gw_model 
         } else if (!strcmp(k, "cache")) {
             parse_model_cache(p, fp, v, md);
         } else if (!strcmp(k, "fallbacks")) {
-            /* accepted for forward compatibility: the router issue gives it meaning */
+            parse_string_list(p, fp, v, &md->fallbacks, &md->nfallbacks);
+        } else if (!strcmp(k, "router")) {
+            parse_route_policy(p, fp, v, &md->policy);
         } else fail(p, fp, "unknown field");
         if (p->failed) break;
     }
     if (!p->failed && !md->alias) { snprintf(fp, sizeof fp, "%s.alias", path); fail(p, fp, "is required"); }
-    if (!p->failed && !md->deployments) { snprintf(fp, sizeof fp, "%s.deployments", path); fail(p, fp, "is required"); }
+    /* a classifier alias routes to its tiers' deployments: it needs none of its own */
+    int tiers_only = config_strategy_id(md->strategy) == STRATEGY_CLASSIFIER && !md->deployments;
+    if (!p->failed && !md->deployments && !tiers_only) { snprintf(fp, sizeof fp, "%s.deployments", path); fail(p, fp, "is required"); }
     if (!p->failed) for (size_t i = 0; i < md->ndeployments; i++) md->total_weight += md->deployments[i].weight;
-    if (!p->failed && md->total_weight == 0) { snprintf(fp, sizeof fp, "%s.deployments", path); fail(p, fp, "all weights are 0"); }
+    if (!p->failed && md->total_weight == 0 && !tiers_only) { snprintf(fp, sizeof fp, "%s.deployments", path); fail(p, fp, "all weights are 0"); }
     return p->failed ? -1 : 0;
 }
 
@@ -466,6 +621,31 @@ static int build_indexes(parse_ctx *p, gw_config *c, const yaml_key *keys, size_
         char *colon = strstr(why, ": ");
         if (colon) { *colon = '\0'; fail(p, why, "%s", colon + 2); } else fail(p, "config", "%s", why);
         return -1;
+    }
+    for (size_t i = 0; i < c->nmodels; i++) {
+        gw_model *m = &c->models[i];
+        config_model_finish(m);
+        const gw_route_policy *rp = &m->policy;
+        const char *refs[] = { rp->context_fallback, rp->split_alias, rp->cheap_alias, rp->flagship_alias };
+        const char *names[] = { "router.context_fallback", "router.split_alias", "router.cheap", "router.flagship" };
+        char fp[128];
+        for (size_t j = 0; j < m->nfallbacks; j++)
+            if (!config_find_model(c, m->fallbacks[j], strlen(m->fallbacks[j])) || !strcmp(m->fallbacks[j], m->alias)) {
+                snprintf(fp, sizeof fp, "models[%zu].fallbacks[%zu]", i, j);
+                fail(p, fp, "unknown alias or the alias itself: \"%s\"", m->fallbacks[j]);
+                return -1;
+            }
+        for (size_t j = 0; j < 4; j++)
+            if (refs[j] && (!config_find_model(c, refs[j], strlen(refs[j])) || !strcmp(refs[j], m->alias))) {
+                snprintf(fp, sizeof fp, "models[%zu].%s", i, names[j]);
+                fail(p, fp, "unknown alias or the alias itself: \"%s\"", refs[j]);
+                return -1;
+            }
+        if (m->strategy_id == STRATEGY_CLASSIFIER && (!rp->cheap_alias || !rp->flagship_alias)) {
+            snprintf(fp, sizeof fp, "models[%zu].router", i);
+            fail(p, fp, "strategy classifier needs cheap and flagship aliases");
+            return -1;
+        }
     }
     for (size_t i = 0; i < nkeys; i++)
         for (size_t j = 0; j < keys[i].nmodels; j++)
@@ -613,6 +793,10 @@ static void parse_root(parse_ctx *p, yaml_node_t *root, gw_config *c)
 void config_model_free(gw_model *m)
 {
     for (size_t j = 0; j < m->ndeployments; j++) config_deployment_free(&m->deployments[j]);
+    for (size_t j = 0; j < m->nfallbacks; j++) free(m->fallbacks[j]);
+    free(m->fallbacks);
+    free(m->policy.context_fallback); free(m->policy.split_alias);
+    free(m->policy.cheap_alias); free(m->policy.flagship_alias);
     free(m->deployments); free(m->alias); free(m->strategy);
 }
 
@@ -808,6 +992,7 @@ int config_set_models(gw_config *c, gw_model *models, size_t n, char *err, size_
     c->model_index = NULL;
     c->models = models;
     c->nmodels = n;
+    for (size_t i = 0; i < n; i++) config_model_finish(&models[i]);
     if (!c->models && !(c->models = calloc(1, sizeof *c->models))) {
         snprintf(err, errlen, "out of memory");
         return -1;

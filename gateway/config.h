@@ -28,21 +28,61 @@ typedef struct gw_deployment {
     char  *base_url;           /* without trailing slash */
     char  *api_key;            /* resolved secret; never logged */
     char  *auth_header;        /* precomputed "Authorization: Bearer ..." (or NULL) */
+    char  *preset;             /* openai_compatible: a known provider's defaults (groq, mistral, ...) */
+    char  *api_version;        /* azure */
+    char  *region;             /* bedrock */
+    char  *aws_access_key_id;  /* bedrock; resolved secrets, never logged */
+    char  *aws_secret_access_key;
+    char  *aws_session_token;
     int    weight;
     long   latency_ms;         /* mock only: simulated latency */
+    int64_t rpm_limit;         /* the deployment's own caps for the usage strategy; < 0: none */
+    int64_t tpm_limit;
+    uint64_t route_id;         /* identity for the router's per-worker state (alias, provider, url, model) */
     upstream_timeouts timeouts;
     gw_price_override price_override;   /* as configured (< 0: not set) */
     gw_price          price;            /* resolved at load: table + override (pricing.h) */
 } gw_deployment;
 
+/* How an alias routes and recovers (router.h); YAML `router:` per alias. */
+typedef enum { STRATEGY_WEIGHTED, STRATEGY_LEAST_LATENCY, STRATEGY_LEAST_COST, STRATEGY_USAGE,
+               STRATEGY_CLASSIFIER } gw_strategy;
+
+typedef struct gw_route_policy {
+    int    max_attempts;         /* per request, over every deployment and fallback (default 3) */
+    long   backoff_base_ms;      /* first retry waits about this (doubling, with jitter) */
+    long   backoff_max_ms;
+    long   max_retry_after_ms;   /* a longer upstream Retry-After is not waited for */
+    int    breaker_failures;     /* consecutive failures that open a deployment's breaker */
+    double breaker_ratio;        /* ... or this failure ratio over a window of at least breaker_min_requests */
+    int    breaker_min_requests;
+    long   breaker_cooldown_ms;  /* open this long, then one half-open probe */
+    long   hedge_ms;             /* 0: no hedging; > 0 fixed delay; < 0: the deployment's recent p95 */
+    char  *context_fallback;     /* alias for context-length errors (or NULL) */
+    char  *split_alias;          /* traffic split: split_percent of requests go to this alias */
+    double split_percent;
+    char  *cheap_alias;          /* classifier: tiers by complexity score */
+    char  *flagship_alias;
+    double classifier_threshold; /* score >= threshold: flagship */
+} gw_route_policy;
+
+void config_route_policy_defaults(gw_route_policy *p);
+/* Sets one router setting by its YAML name from its text ("3", "0.5",
+ * "p95", an alias); -1 with the reason (unknown name, out of range). */
+int  config_route_policy_set(gw_route_policy *p, const char *key, const char *value, char *err, size_t errlen);
+
 typedef struct gw_model {
     char          *alias;
     char          *strategy;
+    gw_strategy    strategy_id;
     gw_deployment *deployments;
     size_t         ndeployments;
     int            total_weight;
     long           cache_ttl_s;    /* response cache for this alias: 0 = only when a request asks */
     int            cache_shared;   /* one cache for every team (default: per team) */
+    char         **fallbacks;    /* aliases tried in order when every deployment failed */
+    size_t         nfallbacks;
+    gw_route_policy policy;
 } gw_model;
 
 typedef struct gw_config {
@@ -108,6 +148,11 @@ void       config_deployment_free(gw_deployment *d);
  * once when an upstream model has no known price). */
 void       config_deployment_price(gw_deployment *d);
 void       config_model_free(gw_model *m);
+/* Strategy name -> id; -1 unknown. */
+int        config_strategy_id(const char *name);
+/* Fills what the router derives from a model once it is built (strategy id,
+ * each deployment's route_id). */
+void       config_model_finish(gw_model *m);
 size_t     config_key_count(const gw_config *c);
 
 /* Lookups: O(1). key_sha256 is the SHA-256 of the presented key; *view is

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cplink.h"
+#include "json.h"
 #include "log.h"
 #include "pbwire.h"
 #include "secret.h"
@@ -102,11 +103,16 @@ static int price_ok(double v) { return v < 0 || (v >= 0 && v <= PRICE_MAX_PER_MT
 
 static int check_model(const Gw__ModelAlias *m, char *err, size_t errlen)
 {
-    if (!check_str(m->alias, 1, ALIAS_MAX) || !check_str(m->strategy, 0, 64) ||
+    if (!check_str(m->alias, 1, ALIAS_MAX) || !check_str(m->strategy, 0, 64) || !check_str(m->router_json, 0, 8192) ||
         m->n_deployments == 0 || m->n_deployments > DEPLOYMENTS_MAX || m->n_fallbacks > DEPLOYMENTS_MAX) {
         snprintf(err, errlen, "model: bad alias, strategy, deployments or fallbacks");
         return -1;
     }
+    for (size_t i = 0; i < m->n_fallbacks; i++)
+        if (!check_str(m->fallbacks[i], 1, ALIAS_MAX)) {
+            snprintf(err, errlen, "model %s: fallback %zu is not an alias", m->alias, i);
+            return -1;
+        }
     for (size_t i = 0; i < m->n_deployments; i++) {
         const Gw__Deployment *d = m->deployments[i];
         if (!check_str(d->provider, 1, 64) || !check_str(d->model, 0, 256) || !check_str(d->base_url, 0, STRING_MAX) ||
@@ -370,6 +376,64 @@ static char *dup_nonempty(const char *s, int *oom)
 
 static long clamp(int64_t v, long lo, long hi) { return v < lo ? lo : v > hi ? hi : (long)v; }
 
+/* Provider settings beyond the common ones ride in "extra": plain values
+ * (preset, api_version, region) and, for AWS credentials, env:/file:
+ * references resolved here as api_key_ref is (never a secret on the wire). */
+static int deployment_extra(const Gw__Deployment *in, gw_deployment *d, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < in->n_extra; i++) {
+        const char *k = in->extra[i]->key, *v = in->extra[i]->value;
+        char **dst = NULL;
+        int ref = 0;
+        if (!k || !v || !*v) continue;
+        if (!strcmp(k, "preset")) dst = &d->preset;
+        else if (!strcmp(k, "api_version")) dst = &d->api_version;
+        else if (!strcmp(k, "region")) dst = &d->region;
+        else if (!strcmp(k, "aws_access_key_id")) { dst = &d->aws_access_key_id; ref = 1; }
+        else if (!strcmp(k, "aws_secret_access_key")) { dst = &d->aws_secret_access_key; ref = 1; }
+        else if (!strcmp(k, "aws_session_token")) { dst = &d->aws_session_token; ref = 1; }
+        else if (!strcmp(k, "rpm_limit") || !strcmp(k, "tpm_limit")) {
+            /* the usage strategy's caps; the control plane sends numbers as text */
+            char *end;
+            long long x = strtoll(v, &end, 10);
+            if (*end || x < 1 || x > 1000000000000LL) { snprintf(err, errlen, "%s must be a positive integer", k); return -1; }
+            if (k[0] == 'r') d->rpm_limit = x; else d->tpm_limit = x;
+            continue;
+        }
+        if (!dst || *dst) continue;
+        if (ref && strncmp(v, "env:", 4) && strncmp(v, "file:", 5)) {
+            snprintf(err, errlen, "%s must be an env: or file: reference", k);
+            return -1;
+        }
+        if (!(*dst = ref ? secret_resolve(v, err, errlen) : strdup(v))) {
+            if (!ref) snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The alias's router settings: a JSON object of the YAML `router:` fields.
+ * A bad one is logged and the defaults are kept: the alias still serves. */
+static void route_policy_from_json(const char *alias, const char *text, gw_route_policy *p)
+{
+    if (!text[0]) return;
+    json_error jerr;
+    json_limits lim = { .max_depth = 2, .max_bytes = 8192 };
+    json_doc *doc = json_parse(text, strlen(text), &lim, &jerr);
+    const json_value *o = doc ? json_root(doc) : NULL;
+    if (!o || o->type != JSON_OBJECT) { log_warn("model %s: router settings are not a JSON object", alias); goto out; }
+    for (const json_value *v = o->first; v; v = v->next) {
+        char num[40], why[160];
+        const char *val = v->type == JSON_STRING ? v->str : NULL;
+        if (v->type == JSON_NUMBER) { snprintf(num, sizeof num, "%.17g", v->num); val = num; }
+        if (!val || config_route_policy_set(p, v->key, val, why, sizeof why) < 0)
+            log_warn("model %s: router.%.40s ignored: %s", alias, v->key, val ? why : "must be a number or a string");
+    }
+out:
+    json_doc_free(doc);
+}
+
 static int build_deployment(const Gw__Deployment *in, const gw_config *base, const char *alias, gw_deployment *d,
                             char *err, size_t errlen)
 {
@@ -380,6 +444,7 @@ static int build_deployment(const Gw__Deployment *in, const gw_config *base, con
     d->base_url = dup_nonempty(in->base_url, &oom);
     d->weight = (int)clamp(in->weight, 0, 1000000);
     d->latency_ms = clamp(in->latency_ms, 0, 3600000);
+    d->rpm_limit = d->tpm_limit = -1;
     d->timeouts = base->timeouts;
     d->price_override = PRICE_OVERRIDE_NONE;
     if (in->has_price_override) {
@@ -405,6 +470,7 @@ static int build_deployment(const Gw__Deployment *in, const gw_config *base, con
         }
         if (!(d->api_key = secret_resolve(in->api_key_ref, err, errlen))) goto fail;
     }
+    if (deployment_extra(in, d, err, errlen) < 0) goto fail;
     if (config_deployment_prepare(d, err, errlen) < 0) goto fail;
     return 0;
 fail:
@@ -430,6 +496,12 @@ gw_config *cpstate_build_config(const cpstate *s, const gw_config *base, char *e
         m->cache_ttl_s = in->cache_ttl_s > 0 && in->cache_ttl_s <= 30L * 86400 ? (long)in->cache_ttl_s : 0;
         m->cache_shared = in->cache_shared;
         m->deployments = calloc(in->n_deployments, sizeof *m->deployments);
+        config_route_policy_defaults(&m->policy);
+        route_policy_from_json(in->alias, in->router_json, &m->policy);
+        if (in->n_fallbacks && (m->fallbacks = calloc(in->n_fallbacks, sizeof *m->fallbacks)))
+            for (size_t j = 0; j < in->n_fallbacks; j++)
+                if (in->fallbacks[j][0] && !(m->fallbacks[m->nfallbacks++] = strdup(in->fallbacks[j]))) oom = 1;
+        if (in->n_fallbacks && !m->fallbacks) oom = 1;
         if (oom || !m->alias || !m->deployments) { config_model_free(m); goto oom; }
         for (size_t j = 0; j < in->n_deployments; j++) {
             if (build_deployment(in->deployments[j], base, in->alias, &m->deployments[m->ndeployments], why, sizeof why) < 0) {

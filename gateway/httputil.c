@@ -39,6 +39,35 @@ size_t http_send_openai_error(evhtp_request_t *req, int status, const char *type
     return n;
 }
 
+static const char *anthropic_error_type(int status)
+{
+    switch (status) {
+    case 400: return "invalid_request_error";
+    case 401: return "authentication_error";
+    case 403: return "permission_error";
+    case 404: return "not_found_error";
+    case 405: return "invalid_request_error";
+    case 413: return "request_too_large";
+    case 429: return "rate_limit_error";
+    case 529: return "overloaded_error";
+    }
+    return status < 500 ? "invalid_request_error" : "api_error";
+}
+
+size_t http_send_anthropic_error(evhtp_request_t *req, int status, const char *message)
+{
+    buf_t b; buf_init(&b);
+    buf_puts(&b, "{\"type\":\"error\",\"error\":{\"type\":\"");
+    buf_puts(&b, anthropic_error_type(status));
+    buf_puts(&b, "\",\"message\":");
+    buf_json_str(&b, message, strlen(message));
+    buf_puts(&b, "}}");
+    size_t n = b.len;
+    http_send_json(req, status, b.oom ? "{}" : b.data, b.oom ? 2 : b.len);
+    buf_free(&b);
+    return n;
+}
+
 static void discard_input(struct bufferevent *bev, void *arg)
 {
     (void)arg;

@@ -9,6 +9,9 @@ void   http_send_json(evhtp_request_t *req, int status, const char *body, size_t
 /* OpenAI error shape {"error":{"message","type","param","code"}}; returns the body length. */
 size_t http_send_openai_error(evhtp_request_t *req, int status, const char *type, const char *code,
                               const char *param, const char *message);
+/* Anthropic error shape {"type":"error","error":{"type","message"}}, the
+ * type derived from the status; returns the body length. */
+size_t http_send_anthropic_error(evhtp_request_t *req, int status, const char *message);
 /* Before evhtp has a request to reply on (oversized headers or body): take
  * the socket from evhtp, write a complete response with Connection: close,
  * and close once it is flushed. */

@@ -4,6 +4,12 @@
  *   deployment -> render the provider call -> attempt (upstream or local)
  *   -> relay (streamed chunk by chunk, or buffered) -> access log.
  *
+ * Clients speak OpenAI (chat, completions, embeddings) or Anthropic
+ * (/v1/messages). When the provider speaks the same, its call is the client's
+ * body with the model rewritten and its answer is relayed as it comes;
+ * otherwise (r->translate) the body goes through the internal chat form and
+ * the answer or stream through translate.h into the client's dialect.
+ *
  * A request that finishes synchronously (an error, /v1/models) never pauses
  * its connection. One that goes upstream pauses it (so pipelined bytes wait
  * in the socket and the idle timeout does not fire while the provider
@@ -28,6 +34,7 @@
 #include "auth.h"
 #include "buf.h"
 #include "cache.h"
+#include "classify.h"
 #include "config.h"
 #include "httputil.h"
 #include "json.h"
@@ -35,11 +42,14 @@
 #include "metrics.h"
 #include "pricing.h"
 #include "promptlog.h"
+#include "providers/embed.h"
 #include "providers/provider.h"
 #include "ratelimit.h"
 #include "budget.h"
+#include "router.h"
 #include "sse.h"
 #include "trace.h"
+#include "translate.h"
 #include "upstream.h"
 #include "usage.h"
 #include "usagelog.h"
@@ -51,6 +61,8 @@
 #define OUTPUT_HIGH_WATER     (1u << 20)   /* pause the upstream above this much unsent to the client */
 #define OUTPUT_LOW_WATER      (256u << 10)
 #define JSON_MAX_DEPTH        64
+
+struct hedge;
 
 typedef struct gw_req {
     worker_t            *w;
@@ -80,6 +92,11 @@ typedef struct gw_req {
     budget_ticket        budget;       /* whose budgets the cost is charged to */
     int                  budget_on;
     int                  want_usage;   /* stream without include_usage: ask upstream for it anyway */
+    chat_client          client;       /* the dialect the client speaks (errors, answers) */
+    int                  translate;    /* client and provider dialects differ: through the chat form */
+    chat_req             chat;         /* translate: the request in the internal form */
+    xlate_stream         xs;           /* translate + stream: decoder and encoder */
+    int                  xs_on;        /* xs is started (and must be freed) */
     int                  strip_usage;
     int                  up_status;
     int                  status;       /* what the client got */
@@ -104,7 +121,62 @@ typedef struct gw_req {
     int                  log_prompt;   /* sampled for the prompt log (promptlog.h) */
     trace_ctx            tr;           /* spans (trace.h) */
     char                 tp_line[72];  /* "traceparent: ..." for the upstream */
+    /* routing (router.h): one attempt at a time; a failed one before the
+     * client saw a byte moves on to another deployment or fallback alias */
+    const gw_model      *serving;      /* alias being tried: the requested one or a fallback */
+    size_t               dep_index;    /* r->dep == &serving->deployments[dep_index] */
+    uint64_t             tried;        /* deployments of `serving` used (bit per index) */
+    int                  attempts;     /* upstream attempts, every alias */
+    int                  alias_attempts;
+    size_t               next_fallback;
+    int                  ctx_fallback_used;
+    const char          *fallback;     /* alias fallen back to (header, log), or NULL */
+    int                  routed;       /* counted in the router's active requests */
+    int                  in_attempt;   /* started and not yet reported to the router */
+    int                  retry_slot;   /* holds a retry-budget slot */
+    int                  chat_parsed;
+    int64_t              est_tokens;   /* usage strategy: tokens charged at the start */
+    long                 held_ms;      /* every deployment is held by Retry-After this long */
+    struct event        *retry_timer;
+    struct timespec      attempt_t0;
+    double               attempt_ttfb_ms;
+    upstream_result      last_res;
+    char                 last_errmsg[160];
+    char                 last_ctype[128];
+    const char          *err_param;    /* a deployment could not render the call: the 400's */
+    const char          *err_code;     /* param, code and message if none can */
+    char                 err_msg[256];
+    struct hedge        *hedge;        /* a second attempt racing the first (policy.hedge_ms) */
+    struct event        *hedge_timer;
+    const char          *tier;         /* classifier: "cheap" or "flagship" */
+    double               complexity;   /* classifier: the prompt's score */
+    const char          *split;        /* traffic split: the alias this request was sent to */
 } gw_req;
+
+/* What one attempt owns; a hedge swaps its own in and out of gw_req. */
+typedef struct attempt_slot {
+    upstream_req_t      *up;
+    provider_http        http;
+    buf_t                resp;
+    int                  up_status;
+    const gw_deployment *dep;
+    size_t               dep_index;
+    int                  translate;
+    int                  strip_usage;
+    usagestrip           strip;
+    struct timespec      t0;
+    double               ttfb_ms;
+    int                  in_attempt;
+    int                  retry_slot;
+    const char          *error;
+} attempt_slot;
+
+typedef struct hedge {
+    struct gw_req       *r;
+    attempt_slot         s;            /* the racing attempt; once it won, the loser's leftovers */
+    int                  racing;       /* s.up is in flight as the hedge */
+    int                  promoted;     /* the hedge's upstream callbacks serve the request now */
+} hedge_t;
 
 static double ms_since(const struct timespec *t0)
 {
@@ -119,6 +191,7 @@ static const char *route_path(gw_route r)
     case ROUTE_CHAT: return "/v1/chat/completions";
     case ROUTE_COMPLETIONS: return "/v1/completions";
     case ROUTE_EMBEDDINGS: return "/v1/embeddings";
+    case ROUTE_MESSAGES: return "/v1/messages";
     }
     return "";
 }
@@ -173,8 +246,17 @@ static void access_log(gw_req *r)
         put_field_str(b, ",\"upstream_model\":", r->dep->model);
         buf_puts(b, ",\"upstream_status\":");
         buf_put_i64(b, r->up_status);
-        buf_puts(b, r->cache_hit ? ",\"attempts\":0,\"cache_hit\":true" : ",\"attempts\":1");
+        buf_puts(b, ",\"attempts\":");
+        buf_put_i64(b, r->cache_hit ? 0 : r->attempts);
+        if (r->cache_hit) buf_puts(b, ",\"cache_hit\":true");
+        if (r->fallback) put_field_str(b, ",\"fallback\":", r->fallback);
     }
+    if (r->tier) {
+        put_field_str(b, ",\"classifier\":", r->tier);
+        buf_puts(b, ",\"complexity\":");
+        buf_put_fixed3(b, r->complexity);
+    }
+    if (r->split) put_field_str(b, ",\"split\":", r->split);
     buf_puts(b, r->stream ? ",\"stream\":true,\"latency_ms\":" : ",\"stream\":false,\"latency_ms\":");
     buf_put_fixed3(b, ms_since(&r->t0));
     if (r->ttft_ms > 0) { buf_puts(b, ",\"ttft_ms\":"); buf_put_fixed3(b, r->ttft_ms); }
@@ -201,10 +283,19 @@ static void add_gateway_headers(gw_req *r)
     if (r->dep) {
         evhtp_headers_add_header(h, evhtp_header_new("X-Gateway-Provider", r->dep->provider->name, 0, 0));
         evhtp_headers_add_header(h, evhtp_header_new("X-Gateway-Model", r->dep->model, 0, 1));
-        evhtp_headers_add_header(h, evhtp_header_new("X-Gateway-Attempts", r->cache_hit ? "0" : "1", 0, 0));
+        char n[16];
+        snprintf(n, sizeof n, "%d", r->cache_hit ? 0 : r->attempts);
+        evhtp_headers_add_header(h, evhtp_header_new("X-Gateway-Attempts", n, 0, 1));
+        if (r->fallback) evhtp_headers_add_header(h, evhtp_header_new("X-Gateway-Fallback", r->fallback, 0, 1));
     }
     if (r->cache_mode != CACHE_OFF)
         evhtp_headers_add_header(h, evhtp_header_new("X-Gateway-Cache", r->cache_hit ? "HIT" : "MISS", 0, 0));
+    if (r->tier) {
+        char v[48];
+        snprintf(v, sizeof v, "%s; score=%.3f", r->tier, r->complexity);
+        evhtp_headers_add_header(h, evhtp_header_new("X-Gateway-Classifier", v, 0, 1));
+    }
+    if (r->split) evhtp_headers_add_header(h, evhtp_header_new("X-Gateway-Split", r->split, 0, 1));
     if (r->rl.active || r->rl_team.active) {
         static const char *const names[2][2] = {
             { "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests" },
@@ -227,18 +318,31 @@ static void add_gateway_headers(gw_req *r)
 }
 
 /* Frees everything the request owns; the evhtp request is not touched. */
+static void hedge_free(gw_req *r);
+static void hedge_cancel(gw_req *r);
+static void hedge_arm(gw_req *r);
+
 static void req_free(gw_req *r)
 {
     if (r->up) upstream_cancel(r->up);
     cache_cancel(r->cache_wait);
     buf_free(&r->cache_buf);
+    hedge_free(r);
+    if (r->in_attempt) router_attempt_abandon(&r->w->router, r->serving, r->dep_index);
+    if (r->retry_slot) router_retry_done(&r->w->router);
+    if (r->routed) router_end(&r->w->router);
     if (r->timer) event_free(r->timer);
+    if (r->retry_timer) event_free(r->retry_timer);
+    if (r->hedge_timer) event_free(r->hedge_timer);
     if (r->chunk) evbuffer_free(r->chunk);
     if (r->relaying) sse_free(&r->sse);
     if (r->strip_usage) usagestrip_free(&r->strip);
+    if (r->xs_on) xlate_stream_free(&r->xs);
+    chat_req_free(&r->chat);
     json_doc_free(r->doc);
     buf_free(&r->http.url);
     buf_free(&r->http.body);
+    buf_free(&r->http.hdrs);
     buf_free(&r->local);
     buf_free(&r->resp);
     config_unref(r->cfg);
@@ -259,11 +363,12 @@ static void record_usage(gw_req *r)
     usage_event_in e = {
         .request_id = r->id, .ts_ms = r->ts_ms, .key_id = r->key_id, .team_id = r->team_id,
         .model_alias = r->model ? r->model->alias : NULL,
+        .routed_alias = r->serving && r->serving != r->model ? r->serving->alias : NULL,
         .provider = r->dep ? r->dep->provider->name : NULL,
         .upstream_model = r->dep ? r->dep->model : NULL,
         .usage = r->usage, .cost_e10 = r->cost_e10,
         .latency_ms = ms_since(&r->t0), .ttft_ms = r->ttft_ms,
-        .status = r->status, .attempts = r->dep && !r->cache_hit ? 1 : 0, .cache_hit = r->cache_hit,
+        .status = r->status, .attempts = r->cache_hit ? 0 : r->attempts, .cache_hit = r->cache_hit,
     };
     usagelog_add(r->w->usage, &e);
 }
@@ -322,6 +427,16 @@ static void observe(gw_req *r)
     }
 }
 
+/* Tells the router how the current attempt went (once per attempt). */
+static void attempt_report(gw_req *r, attempt_outcome o, long retry_after_ms)
+{
+    if (!r->in_attempt) return;
+    r->in_attempt = 0;
+    double ttfb = r->up_status ? r->attempt_ttfb_ms : -1;
+    router_attempt_done(&r->w->router, r->serving, r->dep_index, o, ttfb, retry_after_ms, loop_now_ms(r->w));
+    if (r->retry_slot) { router_retry_done(&r->w->router); r->retry_slot = 0; }
+}
+
 static void req_finish(gw_req *r)
 {
     account(r);
@@ -340,6 +455,9 @@ static void req_finish(gw_req *r)
         }
     }
     if (r->budget_on) budget_charge(r->w->budget, &r->budget, r->cost_e10, (time_t)(loop_now_ms(r->w) / 1000));
+    if (r->dep && r->usage.present && r->serving && r->serving->strategy_id == STRATEGY_USAGE)   /* the real count replaces the estimate */
+        router_add_tokens(&r->w->router, r->serving, r->dep_index,
+                          (int64_t)r->usage.prompt_tokens + r->usage.completion_tokens - r->est_tokens, loop_now_ms(r->w));
     settle_limits(r);
     access_log(r);
     record_usage(r);
@@ -356,7 +474,8 @@ static void reply_error(gw_req *r, int status, const char *type, const char *cod
     r->status = status;
     if (!r->error) r->error = code ? code : type;
     add_gateway_headers(r);
-    r->bytes_out += http_send_openai_error(r->req, status, type, code, param, message);
+    if (r->client == CLIENT_ANTHROPIC) r->bytes_out += http_send_anthropic_error(r->req, status, message);
+    else r->bytes_out += http_send_openai_error(r->req, status, type, code, param, message);
 }
 
 /* ---- the response cache (cache.h) ---- */
@@ -430,7 +549,9 @@ static void on_stream_event(void *ud, const char *event, const char *data, size_
 {
     gw_req *r = ud;
     (void)event;
-    if (len > 0 && data[0] == '{') usage_from_bytes(data, len, &r->usage);
+    if (len == 0 || data[0] != '{') return;
+    if (r->client == CLIENT_ANTHROPIC) anthropic_usage(data, len, &r->usage);   /* pass-through */
+    else usage_from_bytes(data, len, &r->usage);
 }
 
 static void relay_start(gw_req *r, int status, const char *content_type)
@@ -463,9 +584,16 @@ static void relay_emit(void *ud, const char *p, size_t n)
 static int relay_chunk(gw_req *r, const char *data, size_t len)
 {
     if (!r->chunk && !(r->chunk = evbuffer_new())) return 0;
-    sse_feed(&r->sse, data, len);
-    if (r->strip_usage) usagestrip_feed(&r->strip, data, len, relay_emit, r);
-    else relay_emit(r, data, len);
+    if (r->xs_on) {
+        /* translated: the provider's events become the client's, usage counted by the encoder */
+        xlate_stream_feed(&r->xs, data, len);
+        relay_emit(r, r->xs.out.data, r->xs.out.len);
+        buf_reset(&r->xs.out);
+    } else {
+        sse_feed(&r->sse, data, len);
+        if (r->strip_usage) usagestrip_feed(&r->strip, data, len, relay_emit, r);
+        else relay_emit(r, data, len);
+    }
     if (evbuffer_get_length(r->chunk) == 0) return 0;
     evhtp_send_reply_chunk(r->req, r->chunk);
     http_conn_flush(r->req);
@@ -474,6 +602,18 @@ static int relay_chunk(gw_req *r, const char *data, size_t len)
 
 static void relay_end(gw_req *r, upstream_result res)
 {
+    if (r->xs_on) {
+        xlate_stream_end(&r->xs, res == UPSTREAM_OK, upstream_result_name(res));
+        if (r->xs.enc.usage.present) r->usage = r->xs.enc.usage;
+        if (r->xs.failed || res != UPSTREAM_OK) r->error = res != UPSTREAM_OK ? upstream_result_name(res) : "upstream_stream_malformed";
+        if (r->chunk || (r->chunk = evbuffer_new())) {
+            relay_emit(r, r->xs.out.data, r->xs.out.len);
+            buf_reset(&r->xs.out);
+            if (evbuffer_get_length(r->chunk)) evhtp_send_reply_chunk(r->req, r->chunk);
+        }
+        evhtp_send_reply_chunk_end(r->req);
+        return;
+    }
     if (r->strip_usage && r->chunk) {
         usagestrip_flush(&r->strip, relay_emit, r);
         if (evbuffer_get_length(r->chunk)) evhtp_send_reply_chunk(r->req, r->chunk);
@@ -481,9 +621,13 @@ static void relay_end(gw_req *r, upstream_result res)
     if (res != UPSTREAM_OK) {
         /* the status line is gone: end the stream with an error event the SDKs surface */
         char ev[256];
-        int n = snprintf(ev, sizeof ev,
-            "data: {\"error\":{\"message\":\"upstream stream failed: %s\",\"type\":\"upstream_error\",\"code\":\"%s\",\"param\":null}}\n\n",
-            upstream_result_name(res), upstream_result_name(res));
+        int n = r->client == CLIENT_ANTHROPIC
+            ? snprintf(ev, sizeof ev,
+                "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"upstream stream failed: %s\"}}\n\n",
+                upstream_result_name(res))
+            : snprintf(ev, sizeof ev,
+                "data: {\"error\":{\"message\":\"upstream stream failed: %s\",\"type\":\"upstream_error\",\"code\":\"%s\",\"param\":null}}\n\n",
+                upstream_result_name(res), upstream_result_name(res));
         relay_chunk(r, ev, (size_t)n);
         r->error = upstream_result_name(res);
     }
@@ -498,7 +642,10 @@ static void reply_buffered(gw_req *r, int status, const char *content_type, cons
     add_gateway_headers(r);
     /* the cost header goes out with the reply: usage_from_bytes parses only the usage object */
     if (status < 300 && r->dep) {
-        usage_from_bytes(body, len, &r->usage);
+        if (!r->translate) {   /* a translation brought its usage along already */
+            if (r->client == CLIENT_ANTHROPIC) anthropic_usage(body, len, &r->usage);
+            else usage_from_bytes(body, len, &r->usage);
+        }
         account(r);
         char usd[32];
         pricing_format_usd(r->cost_e10, usd);
@@ -517,18 +664,74 @@ static void reply_buffered(gw_req *r, int status, const char *content_type, cons
 
 static int is_stream_ok(gw_req *r, int status) { return r->stream && status >= 200 && status < 300; }
 
+static void start_translated_stream(gw_req *r)
+{
+    char id[64];
+    xlate_client_id(r->route, r->id, id, sizeof id);
+    /* without a decoder the stream still ends cleanly, with an error event */
+    r->xs_on = 1;
+    if (xlate_stream_start(&r->xs, r->dep->provider, r->route, id, r->dep->model, r->chat.include_usage) < 0) {
+        r->xs.failed = 1;
+        snprintf(r->xs.error, sizeof r->xs.error, "out of memory");
+    }
+}
+
+/* A whole translated answer (or the provider's error in the client's dialect). */
+static void reply_translated(gw_req *r)
+{
+    const provider *p = r->dep->provider;
+    const char *body = r->resp.data ? r->resp.data : "";
+    char msg[300];
+    if (r->up_status >= 300) {
+        char pm[200] = "";
+        if (p->error_message) p->error_message(body, r->resp.len, pm, sizeof pm);
+        if (pm[0]) snprintf(msg, sizeof msg, "%s", pm);
+        else snprintf(msg, sizeof msg, "The upstream provider returned HTTP %d.", r->up_status);
+        r->error = "upstream_status";
+        int st = xlate_error_status(r->up_status);
+        reply_error(r, st, st == 400 ? "invalid_request_error" : st == 429 ? "rate_limit_error" : "upstream_error",
+                    "upstream_status", NULL, msg);
+        return;
+    }
+    char id[64], err[200];
+    buf_t out; buf_init(&out);
+    xlate_client_id(r->route, r->id, id, sizeof id);
+    int rc = r->route == ROUTE_EMBEDDINGS
+        ? p->parse_embed(body, r->resp.len, embed_wants_base64(json_root(r->doc)), r->dep->model, &out, &r->usage, err, sizeof err)
+        : xlate_response(p, r->route, id, r->dep->model, body, r->resp.len, &out, &r->usage, err, sizeof err);
+    if (rc < 0) {
+        snprintf(msg, sizeof msg, "The upstream provider %s sent an answer the gateway could not read: %s", p->name, err);
+        r->error = "upstream_malformed";
+        reply_error(r, 502, "upstream_error", "upstream_malformed", NULL, msg);
+    } else {
+        reply_buffered(r, 200, "application/json", out.data, out.len);
+    }
+    buf_free(&out);
+}
+
 static void up_on_response(void *ud, upstream_req_t *u, int status)
 {
     gw_req *r = ud;
+    (void)u;
     r->up_status = status;
     r->ttft_ms = ms_since(&r->t0);
-    if (is_stream_ok(r, status)) relay_start(r, status, upstream_header(u, "content-type"));
+    r->attempt_ttfb_ms = ms_since(&r->attempt_t0);
+    /* a stream is committed (status line to the client) only with its first
+     * byte: until then a stall or a cut can still fail over */
+}
+
+/* The first byte of a good stream: from here on the client has it. */
+static void stream_commit(gw_req *r, upstream_req_t *u)
+{
+    hedge_cancel(r);   /* the client has this one: a racing attempt is closed at once */
+    if (r->translate) start_translated_stream(r);
+    relay_start(r, r->up_status, r->translate || !u ? "text/event-stream" : upstream_header(u, "content-type"));
 }
 
 static int up_on_data(void *ud, upstream_req_t *u, const char *data, size_t len)
 {
     gw_req *r = ud;
-    (void)u;
+    if (!r->relaying && len > 0 && is_stream_ok(r, r->up_status)) stream_commit(r, u);
     if (r->relaying) {
         if (relay_chunk(r, data, len)) {
             r->up_paused = 1;
@@ -562,29 +765,29 @@ static void on_backpressure_poll(evutil_socket_t fd, short what, void *arg)
 static int client_status_for(int up_status)
 {
     if (up_status == 401 || up_status == 403) return 502;
+    if (up_status >= 500) return 502;   /* the provider failed (no failover left): a gateway error */
     return up_status;
 }
 
-static void up_on_done(void *ud, upstream_req_t *u, upstream_result res, const char *errmsg)
+/* The client's answer from the last attempt, when no other attempt follows. */
+static void reply_attempt(gw_req *r)
 {
-    gw_req *r = ud;
-    (void)u;
-    r->up = NULL;  /* upstream frees it after this returns */
-    r->up_ms = ms_since(&r->t_up);
-    r->up_failed = res != UPSTREAM_OK || r->up_status >= 500;
-    trace_mark(&r->tr, TR_UPSTREAM, 1);
-    if (r->relaying) {
-        relay_end(r, res);
+    upstream_result res = r->last_res;
+    if (res == UPSTREAM_OK && is_stream_ok(r, r->up_status)) {   /* a good stream without a byte */
+        stream_commit(r, NULL);
+        relay_end(r, UPSTREAM_OK);
     } else if (res != UPSTREAM_OK) {
         int timeout = res == UPSTREAM_ERR_TIMEOUT_CONNECT || res == UPSTREAM_ERR_TIMEOUT_FIRST_BYTE ||
                       res == UPSTREAM_ERR_TIMEOUT_IDLE || res == UPSTREAM_ERR_TIMEOUT_TOTAL;
         char msg[300];
         snprintf(msg, sizeof msg, "The upstream provider %s %s: %s", r->dep->provider->name,
-                 timeout ? "timed out" : "failed", errmsg && *errmsg ? errmsg : upstream_result_name(res));
+                 timeout ? "timed out" : "failed", r->last_errmsg[0] ? r->last_errmsg : upstream_result_name(res));
         r->error = upstream_result_name(res);
         reply_error(r, timeout ? 504 : 502, "upstream_error", upstream_result_name(res), NULL, msg);
     } else if (r->error && !strcmp(r->error, "upstream response too large")) {
         reply_error(r, 502, "upstream_error", "upstream_too_large", NULL, "The upstream response was too large.");
+    } else if (r->translate) {
+        reply_translated(r);
     } else if (r->up_status >= 400 && (r->resp.len == 0 || r->resp.data[0] != '{')) {
         char msg[128];
         snprintf(msg, sizeof msg, "The upstream provider returned HTTP %d.", r->up_status);
@@ -593,9 +796,38 @@ static void up_on_done(void *ud, upstream_req_t *u, upstream_result res, const c
                     "upstream_error", "upstream_status", NULL, msg);
     } else {
         if (r->up_status >= 400) r->error = "upstream_status";
-        reply_buffered(r, client_status_for(r->up_status), upstream_header(u, "content-type"),
+        reply_buffered(r, client_status_for(r->up_status), r->last_ctype[0] ? r->last_ctype : NULL,
                        r->resp.data ? r->resp.data : "", r->resp.len);
     }
+}
+
+static int plan_retry(gw_req *r, attempt_outcome o);
+static int hedge_take_over(gw_req *r);
+
+static void up_on_done(void *ud, upstream_req_t *u, upstream_result res, const char *errmsg)
+{
+    gw_req *r = ud;
+    r->up = NULL;  /* upstream frees it after this returns */
+    r->up_ms = ms_since(&r->t_up);
+    r->up_failed = res != UPSTREAM_OK || r->up_status >= 500;
+    trace_mark(&r->tr, TR_UPSTREAM, 1);
+    if (r->relaying) {   /* the client has bytes: no failover, the stream ends (with an error event if it broke) */
+        attempt_report(r, res == UPSTREAM_OK ? OUTCOME_OK : OUTCOME_RETRY, 0);
+        relay_end(r, res);
+        req_finish(r);
+        return;
+    }
+    r->last_res = res;
+    snprintf(r->last_errmsg, sizeof r->last_errmsg, "%s", errmsg ? errmsg : "");
+    const char *ct = r->up_status ? upstream_header(u, "content-type") : NULL;
+    snprintf(r->last_ctype, sizeof r->last_ctype, "%s", ct ? ct : "");
+    attempt_outcome o = router_classify(res, r->up_status, r->resp.data, r->resp.len);
+    long ra = r->up_status == 429 || r->up_status == 503 ? router_retry_after_ms(upstream_header(u, "retry-after")) : 0;
+    attempt_report(r, o, ra);
+    if (o != OUTCOME_OK && o != OUTCOME_CLIENT && hedge_take_over(r)) return;   /* the racing attempt carries on */
+    hedge_cancel(r);
+    if ((o == OUTCOME_RETRY || o == OUTCOME_CONTEXT) && plan_retry(r, o)) return;   /* another attempt follows */
+    reply_attempt(r);
     req_finish(r);
 }
 
@@ -615,7 +847,13 @@ static void local_deliver(evutil_socket_t fd, short what, void *arg)
     r->ttft_ms = ms_since(&r->t0);
     r->up_ms = ms_since(&r->t_up);
     trace_mark(&r->tr, TR_UPSTREAM, 1);
-    if (r->stream) {
+    r->attempt_ttfb_ms = ms_since(&r->attempt_t0);
+    attempt_report(r, OUTCOME_OK, 0);
+    if (r->translate && !r->stream) {
+        buf_t t = r->resp; r->resp = r->local; r->local = t;   /* the answer, as if from upstream */
+        reply_translated(r);
+    } else if (r->stream) {
+        if (r->translate) start_translated_stream(r);
         relay_start(r, 200, "text/event-stream");
         relay_chunk(r, r->local.data, r->local.len);
         relay_end(r, UPSTREAM_OK);
@@ -659,19 +897,6 @@ static evhtp_res on_client_fini(evhtp_request_t *req, void *arg)
 
 /* ---- the pipeline ---- */
 
-/* Smooth enough for one deployment per alias today; the router issue brings
- * the strategies. Picks by weight with a per-worker counter. */
-static const gw_deployment *pick_deployment(worker_t *w, const gw_model *m)
-{
-    if (m->ndeployments == 1) return &m->deployments[0];
-    uint64_t n = w->req_seq % (uint64_t)m->total_weight;
-    for (size_t i = 0; i < m->ndeployments; i++) {
-        if (n < (uint64_t)m->deployments[i].weight) return &m->deployments[i];
-        n -= (uint64_t)m->deployments[i].weight;
-    }
-    return &m->deployments[0];
-}
-
 /* "req_" + 16 hex digits of a per-worker random prefix + 8 of a counter */
 static void new_request_id(worker_t *w, char *out, size_t len)
 {
@@ -684,7 +909,8 @@ static void new_request_id(worker_t *w, char *out, size_t len)
     out[28] = '\0';
 }
 
-static int start_attempt(gw_req *r)
+/* 0 started; 1 the provider refused to render the call (msg: a 400); -1 failed to start. */
+static int start_attempt(gw_req *r, char *msg, size_t msglen, const upstream_callbacks *cb, void *ud)
 {
     provider_call call = {
         .route = r->route, .dep = r->dep,
@@ -696,20 +922,33 @@ static int start_attempt(gw_req *r)
     call.body = (const char *)evbuffer_pullup(in, -1);
     call.model = json_get(call.root, "model");
     const provider *p = r->dep->provider;
-    char err[200];
     clock_gettime(CLOCK_MONOTONIC, &r->t_up);
     trace_mark(&r->tr, TR_UPSTREAM, 0);
+    if (r->route == ROUTE_MESSAGES) call.anthropic_beta = evhtp_header_find(r->req->headers_in, "anthropic-beta");
+    if (r->translate) {
+        call.chat = &r->chat;
+        call.want_usage = p->local_reply != NULL;   /* the mock's answer is translated: it must carry usage */
+        if (call.route == ROUTE_MESSAGES) call.route = ROUTE_CHAT;   /* the mock answers it as a chat */
+    }
 
     if (p->local_reply) {
         int status;
         if (p->local_reply(&call, &status, &r->local) < 0) return -1;
-        if ((r->strip_usage = r->want_usage)) usagestrip_init(&r->strip);   /* mock honours want_usage */
+        if (!r->translate && (r->strip_usage = r->want_usage)) usagestrip_init(&r->strip);   /* mock honours want_usage */
         long delay = r->dep->latency_ms;
         struct timeval tv = { delay / 1000, (delay % 1000) * 1000 };
         r->timer = event_new(r->w->base, -1, 0, local_deliver, r);
         return r->timer && event_add(r->timer, &tv) == 0 ? 0 : -1;
     }
-    if (p->build(&call, &r->http, err, sizeof err) < 0) return -1;
+    if (r->translate && r->route == ROUTE_EMBEDDINGS) {
+        if (p->build_embed(&call, &r->http, msg, msglen) < 0) return 1;
+    } else if (r->translate) {
+        if (!p->build_chat) { snprintf(msg, msglen, "Provider %s cannot serve %s.", p->name, route_path(r->route)); return 1; }
+        if (p->build_chat(&call, &r->http, msg, msglen) < 0) return 1;
+    } else {
+        if (!p->build || p->build(&call, &r->http, msg, msglen) < 0) return -1;   /* out of memory: nothing the client did */
+        if ((r->strip_usage = r->http.usage_injected)) usagestrip_init(&r->strip);
+    }
     if (r->tr.propagate) {   /* W3C trace context: the upstream call is a child of ours */
         size_t nh = 0;
         while (nh < PROVIDER_MAX_HEADERS && r->http.headers[nh]) nh++;
@@ -721,7 +960,6 @@ static int start_attempt(gw_req *r)
             r->http.headers[nh + 1] = NULL;
         }
     }
-    if ((r->strip_usage = r->http.usage_injected)) usagestrip_init(&r->strip);
     upstream_request ureq = {
         .method = "POST",
         .url = r->http.url.data,
@@ -731,7 +969,7 @@ static int start_attempt(gw_req *r)
         .max_response_bytes = r->stream ? 0 : MAX_BUFFERED_RESPONSE,
         .timeouts = r->dep->timeouts,
     };
-    r->up = upstream_start(r->w->up, &ureq, &up_callbacks, r);
+    r->up = upstream_start(r->w->up, &ureq, cb, ud);
     return r->up ? 0 : -1;
 }
 
@@ -749,6 +987,397 @@ static int64_t estimate_tokens(const gw_req *r, size_t body_len)
     if (!(out >= 0)) out = 0;
     if (out > 1e9) out = 1e9;
     return est + (int64_t)out;
+}
+
+/* ---- hedging: after policy.hedge_ms (or the deployment's p95) a second
+ * attempt on another deployment races the first; the first good answer
+ * (first byte, for streams) wins and the other is cancelled at once ---- */
+
+static void swap_mem(void *a, void *b, size_t n)
+{
+    unsigned char *x = a, *y = b;
+    for (size_t i = 0; i < n; i++) { unsigned char t = x[i]; x[i] = y[i]; y[i] = t; }
+}
+#define SWAP_FIELD(a, b) swap_mem(&(a), &(b), sizeof(a))
+
+/* Exchanges the request's current attempt with s. */
+static void slot_swap(gw_req *r, attempt_slot *s)
+{
+    SWAP_FIELD(r->up, s->up);
+    SWAP_FIELD(r->http, s->http);
+    SWAP_FIELD(r->resp, s->resp);
+    SWAP_FIELD(r->up_status, s->up_status);
+    SWAP_FIELD(r->dep, s->dep);
+    SWAP_FIELD(r->dep_index, s->dep_index);
+    SWAP_FIELD(r->translate, s->translate);
+    SWAP_FIELD(r->strip_usage, s->strip_usage);
+    SWAP_FIELD(r->strip, s->strip);
+    SWAP_FIELD(r->attempt_t0, s->t0);
+    SWAP_FIELD(r->attempt_ttfb_ms, s->ttfb_ms);
+    SWAP_FIELD(r->in_attempt, s->in_attempt);
+    SWAP_FIELD(r->retry_slot, s->retry_slot);
+    SWAP_FIELD(r->error, s->error);
+}
+
+static void hedge_free(gw_req *r)
+{
+    hedge_t *h = r->hedge;
+    if (!h) return;
+    if (h->s.up) upstream_cancel(h->s.up);
+    if (h->s.in_attempt) router_attempt_abandon(&r->w->router, r->serving, h->s.dep_index);
+    if (h->s.retry_slot) router_retry_done(&r->w->router);
+    buf_free(&h->s.http.url);
+    buf_free(&h->s.http.body);
+    buf_free(&h->s.http.hdrs);
+    buf_free(&h->s.resp);
+    if (h->s.strip_usage) usagestrip_free(&h->s.strip);
+    free(h);
+    r->hedge = NULL;
+}
+
+/* The racing attempt loses: closed now, its deployment neither blamed nor credited. */
+static void hedge_cancel(gw_req *r)
+{
+    hedge_t *h = r->hedge;
+    if (!h || !h->racing) return;
+    h->racing = 0;
+    if (h->s.up) { upstream_cancel(h->s.up); h->s.up = NULL; }
+    if (h->s.in_attempt) { router_attempt_abandon(&r->w->router, r->serving, h->s.dep_index); h->s.in_attempt = 0; }
+    if (h->s.retry_slot) { router_retry_done(&r->w->router); h->s.retry_slot = 0; }
+}
+
+/* The hedge becomes the request's attempt; from now on its callbacks serve r. */
+static void hedge_promote(gw_req *r)
+{
+    hedge_t *h = r->hedge;
+    slot_swap(r, &h->s);
+    h->racing = 0;
+    h->promoted = 1;
+}
+
+/* The hedge answered first: the first attempt is cancelled at once. */
+static void hedge_win(gw_req *r)
+{
+    if (r->up) { upstream_cancel(r->up); r->up = NULL; }
+    if (r->in_attempt) { router_attempt_abandon(&r->w->router, r->serving, r->dep_index); r->in_attempt = 0; }
+    if (r->retry_slot) { router_retry_done(&r->w->router); r->retry_slot = 0; }
+    hedge_promote(r);
+    if (r->up_status) r->ttft_ms = ms_since(&r->t0);   /* the client's first byte comes from the hedge */
+    r->w->router.hedge_wins++;
+}
+
+/* The first attempt failed while a hedge races: the hedge carries on alone. */
+static int hedge_take_over(gw_req *r)
+{
+    if (!r->hedge || !r->hedge->racing) return 0;
+    hedge_promote(r);
+    return 1;
+}
+
+static void hedge_on_response(void *ud, upstream_req_t *u, int status)
+{
+    hedge_t *h = ud;
+    if (h->promoted) { up_on_response(h->r, u, status); return; }
+    h->s.up_status = status;
+    h->s.ttfb_ms = ms_since(&h->s.t0);
+}
+
+static int hedge_on_data(void *ud, upstream_req_t *u, const char *data, size_t len)
+{
+    hedge_t *h = ud;
+    gw_req *r = h->r;
+    if (!h->promoted && len > 0 && is_stream_ok(r, h->s.up_status)) hedge_win(r);   /* first byte wins */
+    if (h->promoted) return up_on_data(r, u, data, len);
+    if (h->s.resp.len + len > MAX_BUFFERED_RESPONSE) h->s.error = "upstream response too large";
+    else buf_append(&h->s.resp, data, len);
+    return 0;
+}
+
+static void hedge_on_done(void *ud, upstream_req_t *u, upstream_result res, const char *errmsg)
+{
+    hedge_t *h = ud;
+    gw_req *r = h->r;
+    if (!h->promoted) {
+        h->s.up = NULL;
+        h->racing = 0;
+        attempt_outcome o = router_classify(res, h->s.up_status, h->s.resp.data, h->s.resp.len);
+        if (o == OUTCOME_OK) {
+            hedge_win(r);
+        } else {   /* the hedge failed: the first attempt goes on alone */
+            router_attempt_done(&r->w->router, r->serving, h->s.dep_index, o, -1, 0, loop_now_ms(r->w));
+            h->s.in_attempt = 0;
+            if (h->s.retry_slot) { router_retry_done(&r->w->router); h->s.retry_slot = 0; }
+            return;
+        }
+    }
+    up_on_done(r, u, res, errmsg);
+}
+
+static const upstream_callbacks hedge_callbacks = {
+    .on_response = hedge_on_response,
+    .on_data = hedge_on_data,
+    .on_done = hedge_on_done,
+};
+
+static void on_hedge_timer(evutil_socket_t fd, short what, void *arg)
+{
+    gw_req *r = arg;
+    (void)fd; (void)what;
+    if (!r->up || r->relaying || r->hedge || !r->req) return;   /* answered, committed, or hedged already */
+    long wait;
+    int i = router_pick(&r->w->router, r->serving, r->tried, loop_now_ms(r->w), &wait);
+    if (i < 0 || (i < 64 && (r->tried >> i & 1))) return;        /* no other deployment to race */
+    const gw_deployment *d = &r->serving->deployments[i];
+    if (d->provider->local_reply) return;
+    if (xlate_needed(d->provider, r->route) && (r->route == ROUTE_EMBEDDINGS || !r->chat_parsed)) return;
+    if (!router_may_retry(&r->w->router)) return;                /* hedges spend the retry budget too */
+    hedge_t *h = calloc(1, sizeof *h);
+    if (!h) { router_retry_done(&r->w->router); return; }
+    h->r = r;
+    buf_init(&h->s.http.url); buf_init(&h->s.http.body); buf_init(&h->s.http.hdrs); buf_init(&h->s.resp);
+    r->hedge = h;
+    slot_swap(r, &h->s);   /* r holds a fresh attempt while the hedge is set up */
+    r->dep = d;
+    r->dep_index = (size_t)i;
+    r->translate = xlate_needed(d->provider, r->route);
+    clock_gettime(CLOCK_MONOTONIC, &r->attempt_t0);
+    char msg[256];
+    int rc = start_attempt(r, msg, sizeof msg, &hedge_callbacks, h);
+    if (rc == 0) {
+        if (i < 64) r->tried |= 1ull << i;
+        r->attempts++;
+        r->in_attempt = 1;
+        r->retry_slot = 1;
+        router_attempt_start(&r->w->router, r->serving, (size_t)i, r->est_tokens, loop_now_ms(r->w));
+        r->w->router.hedges++;
+    }
+    slot_swap(r, &h->s);
+    h->racing = rc == 0;
+    if (rc != 0) { router_retry_done(&r->w->router); hedge_free(r); }
+}
+
+static void hedge_arm(gw_req *r)
+{
+    long ms = r->serving->policy.hedge_ms;
+    if (!ms || r->serving->ndeployments < 2 || !r->up) return;
+    if (ms < 0) {   /* the deployment's recent p95: hedge only the slow tail */
+        double p95 = router_p95_ms(&r->w->router, r->dep);
+        if (p95 <= 0) return;
+        ms = (long)p95 + 1;
+    }
+    if (!r->hedge_timer && !(r->hedge_timer = evtimer_new(r->w->base, on_hedge_timer, r))) return;
+    struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+    evtimer_add(r->hedge_timer, &tv);
+}
+
+/* ---- the attempt loop: pick (router.h), start, and on a failure before the
+ * client saw a byte, retry elsewhere or fall back ---- */
+
+#define MAX_ATTEMPTS_TOTAL 10   /* over every alias of a fallback chain */
+
+/* What rendering a call writes: cleared before each attempt renders. */
+static void render_reset(gw_req *r)
+{
+    buf_reset(&r->http.url);
+    buf_reset(&r->http.body);
+    buf_reset(&r->http.hdrs);
+    r->http.headers[0] = NULL;
+    r->http.same_dialect = r->http.usage_injected = 0;
+    buf_reset(&r->local);
+    if (r->strip_usage) usagestrip_free(&r->strip);
+    r->strip_usage = 0;
+}
+
+/* What an answer leaves: cleared once the next attempt has started (the
+ * last failure is the reply when none does). */
+static void answer_reset(gw_req *r)
+{
+    buf_reset(&r->resp);
+    r->up_status = 0;
+    r->error = NULL;
+    r->attempt_ttfb_ms = 0;
+    memset(&r->usage, 0, sizeof r->usage);
+}
+
+static void switch_alias(gw_req *r, const gw_model *m)
+{
+    r->serving = m;
+    r->tried = 0;
+    r->alias_attempts = 0;
+    r->fallback = m->alias;
+    r->w->router.fallbacks++;
+}
+
+/* The requested alias's next fallback that exists in this config. */
+static const gw_model *next_fallback(gw_req *r)
+{
+    while (r->next_fallback < r->model->nfallbacks) {
+        const char *a = r->model->fallbacks[r->next_fallback++];
+        const gw_model *m = config_find_model(r->cfg, a, strlen(a));
+        if (m && m != r->serving && m != r->model) return m;
+    }
+    return NULL;
+}
+
+/* 0 started; 1 this deployment cannot serve the request (r->err_msg says
+ * why: a 400 if nothing else can); -1 failed to start. */
+static int attempt_on(gw_req *r, size_t i)
+{
+    const gw_deployment *prev_dep = r->dep;
+    size_t prev_index = r->dep_index;
+    int prev_translate = r->translate;
+    r->dep = &r->serving->deployments[i];
+    r->dep_index = i;
+    if (i < 64) r->tried |= 1ull << i;
+    render_reset(r);
+    r->translate = xlate_needed(r->dep->provider, r->route);
+    int rc = 1;
+    if (r->translate && r->route == ROUTE_EMBEDDINGS && !r->dep->provider->build_embed) {
+        snprintf(r->err_msg, sizeof r->err_msg, "Embeddings are not available from provider %s.", r->dep->provider->name);
+        r->err_code = "unsupported_route";
+        goto refused;
+    }
+    if (r->translate && r->route != ROUTE_EMBEDDINGS && !r->chat_parsed) {
+        const char *body = (const char *)evbuffer_pullup(r->req->buffer_in, -1);
+        r->err_code = "invalid_request";
+        if (xlate_parse_request(r->route, json_root(r->doc), body, &r->chat, r->err_msg, sizeof r->err_msg, &r->err_param) < 0)
+            goto refused;
+        r->chat_parsed = 1;
+    }
+    int64_t now = loop_now_ms(r->w);
+    r->est_tokens = r->serving->strategy_id == STRATEGY_USAGE
+        ? estimate_tokens(r, evbuffer_get_length(r->req->buffer_in)) : 0;
+    clock_gettime(CLOCK_MONOTONIC, &r->attempt_t0);
+    r->err_code = "invalid_request";
+    r->err_param = NULL;
+    if ((rc = start_attempt(r, r->err_msg, sizeof r->err_msg, &up_callbacks, r)) != 0) goto refused;
+    answer_reset(r);
+    r->attempts++;
+    r->alias_attempts++;
+    r->in_attempt = 1;
+    router_attempt_start(&r->w->router, r->serving, i, r->est_tokens, now);
+    if (r->attempts == 1) hedge_arm(r);
+    return 0;
+refused:
+    if (r->attempts > 0) {   /* the last failure stays the answer if nothing else starts */
+        r->dep = prev_dep;
+        r->dep_index = prev_index;
+        r->translate = prev_translate;
+    }
+    return rc;
+}
+
+enum { NEXT_STARTED, NEXT_WAITING, NEXT_NONE, NEXT_FAILED };
+
+static void on_retry_timer(evutil_socket_t fd, short what, void *arg);
+
+static int schedule_attempt(gw_req *r, long delay_ms)
+{
+    if (!r->retry_timer && !(r->retry_timer = evtimer_new(r->w->base, on_retry_timer, r))) return 0;
+    struct timeval tv = { delay_ms / 1000, (delay_ms % 1000) * 1000 };
+    return evtimer_add(r->retry_timer, &tv) == 0;
+}
+
+/* Picks and starts the next attempt: this alias's deployments (as the
+ * strategy and the breakers allow), then the fallbacks in order. */
+static int attempt_next(gw_req *r)
+{
+    for (int guard = 0; guard < 4 * MAX_ATTEMPTS_TOTAL; guard++) {
+        const gw_route_policy *p = &r->serving->policy;
+        if (r->attempts >= MAX_ATTEMPTS_TOTAL) return NEXT_NONE;
+        long wait = 0;
+        int i = r->alias_attempts < p->max_attempts
+            ? router_pick(&r->w->router, r->serving, r->tried, loop_now_ms(r->w), &wait) : -1;
+        if (i >= 0) {
+            int rc = attempt_on(r, (size_t)i);
+            if (rc == 0) return NEXT_STARTED;
+            if (rc < 0) return NEXT_FAILED;
+            r->alias_attempts++;   /* this deployment cannot render it: count it so the loop ends */
+            continue;
+        }
+        /* held by a 429's Retry-After: a retry may wait that long */
+        if (wait > 0 && r->attempts > 0 && wait <= p->max_retry_after_ms && r->alias_attempts < p->max_attempts)
+            return schedule_attempt(r, wait) ? NEXT_WAITING : NEXT_FAILED;
+        if (wait > 0 && (!r->held_ms || wait < r->held_ms)) r->held_ms = wait;
+        const gw_model *m = next_fallback(r);
+        if (!m) return NEXT_NONE;
+        switch_alias(r, m);
+    }
+    return NEXT_NONE;
+}
+
+/* Nothing started and nothing to relay: why, in the client's dialect. */
+static void reply_no_attempt(gw_req *r, int rc)
+{
+    char msg[300];
+    if (rc == NEXT_FAILED) {
+        reply_error(r, 500, "server_error", "internal_error", NULL, "The gateway could not start the upstream call.");
+    } else if (r->err_msg[0]) {
+        reply_error(r, 400, "invalid_request_error", r->err_code ? r->err_code : "invalid_request", r->err_param, r->err_msg);
+    } else if (r->held_ms > 0) {
+        char ra[16];
+        snprintf(ra, sizeof ra, "%ld", (r->held_ms + 999) / 1000);
+        evhtp_headers_add_header(r->req->headers_out, evhtp_header_new("Retry-After", ra, 0, 1));
+        snprintf(msg, sizeof msg, "Every deployment of '%s' is rate limited by its provider. Please try again in %ss.",
+                 r->model->alias, ra);
+        reply_error(r, 429, "rate_limit_error", "upstream_rate_limited", NULL, msg);
+    } else {
+        snprintf(msg, sizeof msg, "No deployment of '%s' is available: every one is failing (circuit open).", r->model->alias);
+        reply_error(r, 503, "upstream_error", "no_healthy_deployment", NULL, msg);
+    }
+}
+
+/* After a failed attempt: 1 if another one is on its way. */
+static int plan_retry(gw_req *r, attempt_outcome o)
+{
+    if (!r->req || r->attempts >= MAX_ATTEMPTS_TOTAL) return 0;
+    if (o == OUTCOME_CONTEXT) {   /* only a larger context helps, and it is no retry storm */
+        const char *a = r->serving->policy.context_fallback;
+        const gw_model *m = a && !r->ctx_fallback_used ? config_find_model(r->cfg, a, strlen(a)) : NULL;
+        if (!m) return 0;
+        r->ctx_fallback_used = 1;
+        switch_alias(r, m);
+        return schedule_attempt(r, 0);
+    }
+    if (!router_may_retry(&r->w->router)) return 0;
+    r->retry_slot = 1;
+    long d = router_backoff_ms(&r->w->router, &r->serving->policy, r->attempts, 0);
+    if (schedule_attempt(r, d)) return 1;
+    router_retry_done(&r->w->router);
+    r->retry_slot = 0;
+    return 0;
+}
+
+static void on_retry_timer(evutil_socket_t fd, short what, void *arg)
+{
+    gw_req *r = arg;
+    (void)fd; (void)what;
+    /* keep the failed attempt's answer until another one starts: it is the reply if none does */
+    int rc = attempt_next(r);
+    if (rc == NEXT_STARTED || rc == NEXT_WAITING) return;
+    if (r->retry_slot) { router_retry_done(&r->w->router); r->retry_slot = 0; }
+    if (r->attempts > 0) reply_attempt(r);
+    else reply_no_attempt(r, rc);
+    req_finish(r);
+}
+
+/* A classifier alias sends the request to its cheap or flagship tier; a
+ * traffic split sends split_percent of an alias's requests to another. */
+static void route_alias(gw_req *r)
+{
+    const gw_route_policy *p = &r->model->policy;
+    const char *to = NULL;
+    if (r->model->strategy_id == STRATEGY_CLASSIFIER && p->cheap_alias && p->flagship_alias) {
+        r->complexity = classify_request(json_root(r->doc), NULL);
+        r->tier = r->complexity >= p->classifier_threshold ? "flagship" : "cheap";
+        to = r->tier[0] == 'f' ? p->flagship_alias : p->cheap_alias;
+    } else if (p->split_alias && p->split_percent > 0 && router_random(&r->w->router) * 100.0 < p->split_percent) {
+        to = p->split_alias;
+    }
+    const gw_model *m = to ? config_find_model(r->cfg, to, strlen(to)) : NULL;
+    if (!m) return;
+    r->serving = m;
+    if (!r->tier) r->split = m->alias;
 }
 
 /* "k:" + the control plane's key id; YAML keys have none, so a hash of the name. */
@@ -872,6 +1501,20 @@ static void go_async(gw_req *r)
     r->w->active++;
 }
 
+/* Hands the request to the router: 1 an attempt started; 0 none could
+ * (the client has its answer already). */
+static int route_start(gw_req *r)
+{
+    r->serving = r->model;
+    route_alias(r);
+    router_begin(&r->w->router);
+    r->routed = 1;
+    int next = attempt_next(r);
+    if (next == NEXT_STARTED) return 1;
+    reply_no_attempt(r, next);
+    return 0;
+}
+
 static void on_cache_answer(void *ud, const cache_entry *e)
 {
     gw_req *r = ud;
@@ -879,8 +1522,7 @@ static void on_cache_answer(void *ud, const cache_entry *e)
     if (e) reply_cached(r, e);
     else {
         metrics_cache(MX_CACHE_MISS);
-        if (start_attempt(r) == 0) return;
-        reply_error(r, 500, "server_error", "internal_error", NULL, "The gateway could not start the upstream call.");
+        if (route_start(r)) return;
     }
     req_finish(r);
 }
@@ -927,10 +1569,12 @@ static void handle_api(evhtp_request_t *req, gw_route route, worker_t *w)
     r->w = w;
     r->req = req;
     r->route = route;
+    r->client = xlate_client(route);
+    chat_req_init(&r->chat);
     r->cfg = config_ref(w->cfg);
     new_request_id(w, r->id, sizeof r->id);
     trace_begin(w->tracer, &r->tr, &r->t0, evhtp_header_find(req->headers_in, "traceparent"));
-    buf_init(&r->http.url); buf_init(&r->http.body); buf_init(&r->local); buf_init(&r->resp);
+    buf_init(&r->http.url); buf_init(&r->http.body); buf_init(&r->http.hdrs); buf_init(&r->local); buf_init(&r->resp);
 
     char msg[256];
     const char *param = NULL;
@@ -961,7 +1605,7 @@ static void handle_api(evhtp_request_t *req, gw_route route, worker_t *w)
     }
     const json_value *model = v.model;
     r->stream = v.stream;
-    if (r->stream && route != ROUTE_EMBEDDINGS) {
+    if (r->stream && route != ROUTE_EMBEDDINGS && route != ROUTE_MESSAGES) {
         const json_value *so = json_get(json_root(r->doc), "stream_options");
         const json_value *iu = so ? json_get(so, "include_usage") : NULL;
         r->want_usage = !(iu && iu->type == JSON_TRUE);
@@ -982,18 +1626,15 @@ static void handle_api(evhtp_request_t *req, gw_route route, worker_t *w)
     int admitted = check_limits(r, len);
     trace_mark(&r->tr, TR_LIMITS, 1);
     if (!admitted) goto done;
-    r->dep = pick_deployment(w, r->model);
-    trace_mark(&r->tr, TR_ROUTE, 1);
     if (r->cfg->log_prompts_ratio > 0 && (r->log_prompt = promptlog_sampled(r->cfg->log_prompts_ratio, w->req_seq)))
         r->cache_rec = r->stream;   /* the stream's text is kept for the log line */
     switch (cache_begin(r)) {
-    case 1: goto done;                   /* answered from memory */
-    case 2: go_async(r); return;         /* Redis answers later: on_cache_answer */
+    case 1: trace_mark(&r->tr, TR_ROUTE, 1); goto done;   /* answered from memory */
+    case 2: go_async(r); return;                          /* Redis answers later: on_cache_answer */
     }
-    if (start_attempt(r) < 0) {
-        reply_error(r, 500, "server_error", "internal_error", NULL, "The gateway could not start the upstream call.");
-        goto done;
-    }
+    int started = route_start(r);
+    trace_mark(&r->tr, TR_ROUTE, 1);
+    if (!started) goto done;
     go_async(r);
     return;
 done:
@@ -1003,6 +1644,7 @@ done:
 static void on_chat(evhtp_request_t *req, void *arg) { handle_api(req, ROUTE_CHAT, arg); }
 static void on_completions(evhtp_request_t *req, void *arg) { handle_api(req, ROUTE_COMPLETIONS, arg); }
 static void on_embeddings(evhtp_request_t *req, void *arg) { handle_api(req, ROUTE_EMBEDDINGS, arg); }
+static void on_messages(evhtp_request_t *req, void *arg) { handle_api(req, ROUTE_MESSAGES, arg); }
 
 static void on_models(evhtp_request_t *req, void *arg)
 {
@@ -1070,6 +1712,7 @@ int request_register_routes(worker_t *w)
         { "/v1/chat/completions", on_chat },
         { "/v1/completions", on_completions },
         { "/v1/embeddings", on_embeddings },
+        { "/v1/messages", on_messages },
         { "/v1/models", on_models },
         { "/healthz", on_healthz },
         { "/readyz", on_readyz },

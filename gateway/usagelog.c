@@ -20,7 +20,7 @@
 typedef struct rec {
     char    request_id[ID_MAX];
     char    key_id[37], team_id[37];
-    char    alias[NAME_MAX_], provider[64], upstream_model[NAME_MAX_];
+    char    alias[NAME_MAX_], provider[64], upstream_model[NAME_MAX_], routed_alias[NAME_MAX_];
     int64_t ts_ms, prompt, completion, cached, cost_e10;
     int32_t latency_ms, ttft_ms, status, attempts;
     int     cache_hit;
@@ -69,6 +69,7 @@ void usagelog_add(usagelog *l, const usage_event_in *e)
     copy(r->key_id, sizeof r->key_id, e->key_id);
     copy(r->team_id, sizeof r->team_id, e->team_id);
     copy(r->alias, sizeof r->alias, e->model_alias);
+    copy(r->routed_alias, sizeof r->routed_alias, e->routed_alias);
     copy(r->provider, sizeof r->provider, e->provider);
     copy(r->upstream_model, sizeof r->upstream_model, e->upstream_model);
     r->ts_ms = e->ts_ms;
@@ -134,6 +135,7 @@ void usagelog_flush(usagelog *l)
         e->key_id = r->key_id;
         e->team_id = r->team_id;
         e->model_alias = r->alias;
+        e->routed_alias = r->routed_alias;
         e->provider = r->provider;
         e->upstream_model = r->upstream_model;
         e->prompt_tokens = r->prompt;

@@ -34,6 +34,7 @@ typedef struct usage_event_in {
     int64_t     ts_ms;
     const char *key_id, *team_id;      /* "" when none */
     const char *model_alias, *provider, *upstream_model;   /* NULL when none */
+    const char *routed_alias;          /* the alias that served it when not model_alias (fallback, split, tier) */
     usage_t     usage;
     int64_t     cost_e10;
     double      latency_ms, ttft_ms;

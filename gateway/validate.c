@@ -68,6 +68,12 @@ int validate_request(gw_route route, const json_value *root, validated *out,
     switch (route) {
     case ROUTE_CHAT:
         return validate_messages(json_get(root, "messages"), msg, msglen, param);
+    case ROUTE_MESSAGES: {
+        const json_value *mt = json_get(root, "max_tokens");
+        if (!mt || mt->type != JSON_NUMBER || !mt->is_int || mt->i64 < 1)
+            return bad(msg, msglen, param, "max_tokens", "max_tokens: Field required (a positive integer).");
+        return validate_messages(json_get(root, "messages"), msg, msglen, param);
+    }
     case ROUTE_COMPLETIONS: {
         const json_value *p = json_get(root, "prompt");
         if (!p) return bad(msg, msglen, param, "prompt", "Missing required parameter: 'prompt'.");

@@ -343,6 +343,7 @@ int worker_run(int listen_fd, gw_config *cfg, const char *config_path, int index
         log_error("cannot set up the response cache");
         goto out;
     }
+    if (router_init(&w.router, w.id_prefix ^ (uint64_t)getpid()) < 0) { log_error("cannot set up the router"); goto out; }
     if (setup_server(&w, listen_fd) < 0) { log_error("cannot start the HTTP server"); goto out; }
     if (metrics_worker_start(&w) < 0) { log_error("cannot start metrics"); goto out; }
     w.ev_term = evsignal_new(w.base, SIGTERM, on_stop_signal, &w);
@@ -367,6 +368,7 @@ out:
     cache_free(w.cache);
     ratelimit_free(w.rl);
     budget_local_free(w.budget);
+    router_free(&w.router);
     if (w.alog) accesslog_close(w.alog);
     if (w.ev_term) event_free(w.ev_term);
     if (w.ev_int) event_free(w.ev_int);

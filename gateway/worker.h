@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "router.h"
 
 struct event_base;
 struct event;
@@ -38,6 +39,7 @@ typedef struct worker {
     struct budget_local *budget;    /* this worker's own spend per budgeted key (budget.h) */
     struct cache       *cache;      /* response cache: LRU + Redis (cache.h) */
     struct tracer      *tracer;     /* OTLP span export, when tracing is configured (trace.h) */
+    router_t            router;     /* deployment health, latency and usage; retry budget (router.h) */
     uint64_t            id_prefix;  /* random per worker: request ids are unique across workers */
     uint64_t            req_seq;
     size_t              active;     /* requests in flight (async) */

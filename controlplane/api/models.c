@@ -15,7 +15,8 @@
 
 #define MODEL_JSON \
     "json_build_object('alias', m.alias, 'strategy', m.strategy, 'deployments', m.deployments, " \
-    "'fallbacks', m.fallbacks, 'cache', m.cache, 'created_at', m.created_at, 'updated_at', m.updated_at)"
+    "'fallbacks', m.fallbacks, 'cache', m.cache, 'router', m.router, 'created_at', m.created_at, " \
+    "'updated_at', m.updated_at)"
 
 #define MAX_DEPLOYMENTS 64
 #define MAX_CRED_REFS   64
@@ -163,7 +164,8 @@ typedef struct model_in {
     char       *deployments;  /* JSON text */
     char       *fallbacks;    /* text[] literal */
     char       *cache;        /* JSON text, or NULL */
-    int         has_deployments, has_fallbacks, has_cache;
+    char       *router;       /* JSON text, or NULL */
+    int         has_deployments, has_fallbacks, has_cache, has_router;
     cred_refs   refs;
 } model_in;
 
@@ -172,11 +174,49 @@ static void model_in_free(model_in *m)
     free(m->deployments);
     free(m->fallbacks);
     free(m->cache);
+    free(m->router);
+}
+
+/* The alias's router settings (the data plane's README "Router"): known
+ * names, numbers in range, aliases where an alias goes. The data plane
+ * checks again and ignores what it cannot use. */
+static int check_router(api_req *r, const json_value *v)
+{
+    static const struct { const char *name; double min, max; int alias; } known[] = {
+        { "max_attempts", 1, 10, 0 }, { "backoff_ms", 0, 60000, 0 }, { "backoff_max_ms", 0, 600000, 0 },
+        { "max_retry_after_ms", 0, 600000, 0 }, { "breaker_failures", 1, 1000000, 0 },
+        { "breaker_ratio", 0.01, 1, 0 }, { "breaker_min_requests", 1, 1000000, 0 },
+        { "breaker_cooldown_ms", 1, 3600000, 0 }, { "hedge_ms", 1, 600000, 0 }, { "split_percent", 0, 100, 0 },
+        { "threshold", 0, 1, 0 }, { "context_fallback", 0, 0, 1 }, { "split_alias", 0, 0, 1 },
+        { "cheap", 0, 0, 1 }, { "flagship", 0, 0, 1 },
+    };
+    if (v->type != JSON_OBJECT) {
+        api_error(r, 400, "invalid_request_error", "router must be an object such as {\"max_attempts\": 3}");
+        return -1;
+    }
+    for (const json_value *f = v->first; f; f = f->next) {
+        size_t i = 0, n = sizeof known / sizeof known[0];
+        while (i < n && strcmp(known[i].name, f->key)) i++;
+        if (i == n) {
+            api_error(r, 400, "invalid_request_error", "router.%.40s is not a router setting", f->key);
+            return -1;
+        }
+        int ok = known[i].alias ? f->type == JSON_STRING && valid_alias(f->str, f->str_len)
+               : (f->type == JSON_NUMBER && isfinite(f->num) && f->num >= known[i].min && f->num <= known[i].max) ||
+                 (!strcmp(f->key, "hedge_ms") && f->type == JSON_STRING && !strcmp(f->str, "p95"));
+        if (!ok) {
+            if (known[i].alias) api_error(r, 400, "invalid_request_error", "router.%s must be a model alias", f->key);
+            else api_error(r, 400, "invalid_request_error", "router.%s must be a number from %g to %g", f->key,
+                           known[i].min, known[i].max);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 static int parse_model(api_req *r, const json_value *body, int creating, const char *path_alias, model_in *m)
 {
-    static const char *const allowed[] = { "alias", "strategy", "deployments", "fallbacks", "cache", NULL };
+    static const char *const allowed[] = { "alias", "strategy", "deployments", "fallbacks", "cache", "router", NULL };
     memset(m, 0, sizeof *m);
     if (api_only_fields(r, body, allowed) < 0) return -1;
 
@@ -241,6 +281,14 @@ static int parse_model(api_req *r, const json_value *body, int creating, const c
         m->has_fallbacks = 1;
         if (!(m->fallbacks = strdup("{}"))) goto oom;
     }
+    v = json_get(body, "router");
+    if (v) {
+        m->has_router = 1;
+        if (v->type != JSON_NULL) {
+            if (check_router(r, v) < 0) return -1;
+            if (!(m->router = api_source(r, v))) goto oom;
+        }
+    }
     v = json_get(body, "cache");
     if (v) {
         m->has_cache = 1;
@@ -296,12 +344,12 @@ void api_models_create(api_req *r)
     model_in m;
     PGresult *res = NULL;
     if (parse_model(r, body, 1, NULL, &m) < 0) goto out;
-    const char *params[] = { m.alias, m.strategy, m.deployments, m.fallbacks, m.cache };
+    const char *params[] = { m.alias, m.strategy, m.deployments, m.fallbacks, m.cache, m.router };
     if (cp_db_begin(r->db) < 0) { api_db_error(r, NULL); goto out; }
     if (check_credentials(r, &m.refs) < 0) goto out;
     if (!(res = cp_db_exec(r->db,
-            "INSERT INTO models AS m (alias, strategy, deployments, fallbacks, cache) "
-            "VALUES ($1, $2, $3::jsonb, $4::text[], $5::jsonb) RETURNING " MODEL_JSON, 5, params)) ||
+            "INSERT INTO models AS m (alias, strategy, deployments, fallbacks, cache, router) "
+            "VALUES ($1, $2, $3::jsonb, $4::text[], $5::jsonb, $6::jsonb) RETURNING " MODEL_JSON, 6, params)) ||
         cp_audit_record(r->db, r->actor, "create", "models", m.alias, NULL, PQgetvalue(res, 0, 0), 1) < 0 ||
         cp_db_commit(r->db) < 0) {
         api_db_error(r, "a model with this alias already exists");
@@ -354,21 +402,23 @@ void api_models_update(api_req *r)
     model_in m;
     PGresult *before = NULL, *after = NULL;
     if (parse_model(r, body, 0, r->param, &m) < 0) goto out;
-    if (!m.strategy && !m.has_deployments && !m.has_fallbacks && !m.has_cache) {
-        api_error(r, 400, "invalid_request_error", "nothing to update: send strategy, deployments, fallbacks or cache");
+    if (!m.strategy && !m.has_deployments && !m.has_fallbacks && !m.has_cache && !m.has_router) {
+        api_error(r, 400, "invalid_request_error", "nothing to update: send strategy, deployments, fallbacks, cache or router");
         goto out;
     }
     /* Absent members keep their value: CASE on a "present" flag per column. */
     const char *params[] = { r->param, m.strategy, m.has_deployments ? "1" : NULL, m.deployments,
-                             m.has_fallbacks ? "1" : NULL, m.fallbacks, m.has_cache ? "1" : NULL, m.cache };
+                             m.has_fallbacks ? "1" : NULL, m.fallbacks, m.has_cache ? "1" : NULL, m.cache,
+                             m.has_router ? "1" : NULL, m.router };
     if (cp_db_begin(r->db) < 0) { api_db_error(r, NULL); goto out; }
     if (!(before = lock_model(r)) || check_credentials(r, &m.refs) < 0) goto out;
     if (!(after = cp_db_exec(r->db,
             "UPDATE models AS m SET updated_at = now(), strategy = coalesce($2, m.strategy), "
             "  deployments = CASE WHEN $3::text IS NULL THEN m.deployments ELSE $4::jsonb END, "
             "  fallbacks = CASE WHEN $5::text IS NULL THEN m.fallbacks ELSE $6::text[] END, "
-            "  cache = CASE WHEN $7::text IS NULL THEN m.cache ELSE $8::jsonb END "
-            "WHERE m.alias = $1 RETURNING " MODEL_JSON, 8, params)) ||
+            "  cache = CASE WHEN $7::text IS NULL THEN m.cache ELSE $8::jsonb END, "
+            "  router = CASE WHEN $9::text IS NULL THEN m.router ELSE $10::jsonb END "
+            "WHERE m.alias = $1 RETURNING " MODEL_JSON, 10, params)) ||
         cp_audit_record(r->db, r->actor, "update", "models", r->param, PQgetvalue(before, 0, 0),
                         PQgetvalue(after, 0, 0), 1) < 0 ||
         cp_db_commit(r->db) < 0) {

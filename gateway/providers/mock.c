@@ -174,4 +174,9 @@ static int local_reply(const provider_call *call, int *status, buf_t *out)
     return out->oom ? -1 : 0;
 }
 
-const provider provider_mock = { .name = "mock", .prepare = prepare, .local_reply = local_reply };
+const provider provider_mock = {
+    .name = "mock", .dialect = DIALECT_OPENAI, .prepare = prepare, .local_reply = local_reply,
+    /* its answers are OpenAI-shaped: other clients get them translated */
+    .parse_response = openai_parse_response, .stream_new = openai_stream_new, .stream_feed = openai_stream_feed,
+    .stream_end = openai_stream_end, .stream_free = openai_stream_free, .error_message = openai_error_message,
+};

@@ -1,12 +1,21 @@
 /* The table of known providers; a new provider adds one line here. */
 #include "provider.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "config.h"
 
 static const provider *const all[] = {
     &provider_openai,
     &provider_openai_compatible,
     &provider_mock,
+    &provider_anthropic,
+    &provider_gemini,
+    &provider_ollama,
+    &provider_azure,
+    &provider_bedrock,
 };
 
 const provider *provider_find(const char *name)
@@ -17,7 +26,7 @@ const provider *provider_find(const char *name)
     return NULL;
 }
 
-const char *provider_names(void) { return "openai, openai_compatible, mock"; }
+const char *provider_names(void) { return "openai, openai_compatible, mock, anthropic, gemini, ollama, azure, bedrock"; }
 
 typedef struct edit { size_t start, end; const char *text; size_t len; const char *text2; } edit;
 
@@ -73,4 +82,56 @@ int provider_rewrite_model(const provider_call *call, const char *model, buf_t *
     buf_append(out, call->body, m->start);
     buf_json_str(out, model, strlen(model));
     return buf_append(out, call->body + m->end, call->body_len - m->end);
+}
+
+int provider_base_url(gw_deployment *d, const char *default_base, char *err, size_t errlen)
+{
+    if (!d->base_url) {
+        if (!default_base) { snprintf(err, errlen, "base_url is required for provider %s", d->provider_name); return -1; }
+        if (!(d->base_url = strdup(default_base))) { snprintf(err, errlen, "out of memory"); return -1; }
+    }
+    if (strncmp(d->base_url, "http://", 7) && strncmp(d->base_url, "https://", 8)) {
+        snprintf(err, errlen, "base_url must start with http:// or https://");
+        return -1;
+    }
+    size_t n = strlen(d->base_url);
+    while (n > 0 && d->base_url[n - 1] == '/') d->base_url[--n] = '\0';
+    return 0;
+}
+
+void provider_put_args_object(buf_t *out, gw_str args)
+{
+    json_limits lim = { .max_depth = 64, .max_bytes = 0 };
+    json_doc *d = args.n ? json_parse(args.p, args.n, &lim, NULL) : NULL;
+    if (d && json_root(d)->type == JSON_OBJECT) buf_append(out, args.p, args.n);
+    else buf_puts(out, "{}");
+    json_doc_free(d);
+}
+
+void provider_put_json_without(buf_t *out, const char *src, const json_value *v, const char *const *drop)
+{
+    if (v->type == JSON_OBJECT) {
+        int first = 1;
+        buf_putc(out, '{');
+        for (const json_value *m = v->first; m; m = m->next) {
+            int skip = 0;
+            for (const char *const *k = drop; *k && !skip; k++) skip = !strcmp(m->key, *k);
+            if (skip) continue;
+            if (!first) buf_putc(out, ',');
+            first = 0;
+            buf_json_str(out, m->key, m->key_len);
+            buf_putc(out, ':');
+            provider_put_json_without(out, src, m, drop);
+        }
+        buf_putc(out, '}');
+    } else if (v->type == JSON_ARRAY) {
+        buf_putc(out, '[');
+        for (const json_value *e = v->first; e; e = e->next) {
+            if (e != v->first) buf_putc(out, ',');
+            provider_put_json_without(out, src, e, drop);
+        }
+        buf_putc(out, ']');
+    } else {
+        buf_append(out, src + v->start, v->end - v->start);
+    }
 }

@@ -233,4 +233,38 @@ for h, param, q, body in admin:
     if body is not None:
         data += json.dumps(body).encode()
     write("admin_api", data)
+# ---- provider outputs (provider_fuzz.h): byte 0 = client | stream << 2, no cuts ----
+def provider_seeds(target, unit_test):
+    for lit in c_literals(unit_test):
+        t = lit.lstrip()
+        if not t or len(t) < 8:
+            continue
+        stream = t.startswith(b"event:") or t.startswith(b"data:") or (t.startswith(b"{") and b"}\n{" in t)
+        if t.startswith(b"{") or stream:
+            for cl in range(3):
+                write(target, bytes([cl | (4 if stream else 0)]) + lit)
+                if t.startswith(b"{") and not stream:   # an NDJSON line is a stream too
+                    write(target, bytes([cl | 4]) + lit + b"\n")
+
+
+provider_seeds("anthropic_output", "tests/unit/anthropic_test.c")
+provider_seeds("gemini_output", "tests/unit/gemini_test.c")
+provider_seeds("ollama_output", "tests/unit/ollama_test.c")
+provider_seeds("bedrock_output", "tests/unit/bedrock_test.c")
+sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+import mock_dialects as md  # noqa: E402
+frames = (md.es_event("messageStart", {"role": "assistant"}) +
+          md.es_event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "Hi"}}) +
+          md.es_event("contentBlockStart", {"contentBlockIndex": 1, "start": {"toolUse": {"toolUseId": "t1", "name": "f"}}}) +
+          md.es_event("contentBlockDelta", {"contentBlockIndex": 1, "delta": {"toolUse": {"input": "{\"a\":1}"}}}) +
+          md.es_event("messageStop", {"stopReason": "tool_use"}) +
+          md.es_event("metadata", {"usage": {"inputTokens": 3, "outputTokens": 2, "cacheReadInputTokens": 1}}))
+for cl in range(3):
+    write("bedrock_output", bytes([cl | 4]) + frames)
+write("bedrock_output", bytes([4]) + md.es_exception("throttlingException", "slow down"))
+write("bedrock_output", b"\xee" + frames)
+for lit in c_literals("tests/unit/chat_test.c") + c_literals("tests/unit/provider_fixture.h"):
+    if lit.lstrip().startswith(b"{"):
+        for kind in (0, 1, 2, 0x80, 0x82):
+            write("chat_inbound", bytes([kind]) + lit)
 print("seeds written under", os.path.join(HERE, "corpus"))

@@ -220,6 +220,30 @@ def test_model_added_is_routable():
 
 
 @h.test
+def test_router_settings_and_fallbacks_reach_the_gateways():
+    k = new_key("router-user")
+    dead = {"provider": "openai_compatible", "model": "gone", "base_url": "http://127.0.0.1:%d/v1" % h.free_port(),
+            "rpm_limit": 100}
+    m = api("POST", "/api/models", {"alias": "push-routed", "deployments": [dead], "fallbacks": ["push-a"],
+                                    "router": {"max_attempts": 1, "breaker_failures": 2, "hedge_ms": "p95"}})
+    h.check(m["router"] == {"max_attempts": 1, "breaker_failures": 2, "hedge_ms": "p95"}, "router: %r" % m)
+    api("POST", "/api/models", dict(mock_model("push-split"), router={"split_alias": "push-a", "split_percent": 100}))
+    wait_status(k["key"], 200, model="push-routed")
+    r = chat("gw-a", k["key"], "push-routed")
+    # attempts: 2 (dead one, then push-a), or 1 once the dead one's breaker is open
+    h.check(r.header("x-gateway-fallback") == "push-a" and r.header("x-gateway-attempts") in ("1", "2"),
+            "fallback over the control plane: %r" % r)
+    wait_status(k["key"], 200, model="push-split")
+    r = chat("gw-b", k["key"], "push-split")
+    h.check(r.header("x-gateway-split") == "push-a" and r.header("x-gateway-model") == "mock-push-a",
+            "split over the control plane: %r" % r)
+    code, body = call("POST", "/api/models", {"alias": "push-bad", "deployments": [dead], "router": {"retries": 3}})
+    h.check(code == 400 and "router.retries" in json.dumps(body), "unknown router setting accepted: %r" % (body,))
+    code, body = call("PATCH", "/api/models/push-split", {"router": {"split_percent": 101}})
+    h.check(code == 400, "split_percent 101 accepted: %r" % (body,))
+
+
+@h.test
 def test_dataplanes_listed():
     def listed():
         doc = api("GET", "/api/dataplanes")

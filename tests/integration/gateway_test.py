@@ -38,7 +38,7 @@ def make_config(port, mock, dead_port, workers=2, reload_base_url=None):
     def oc(model, base_url):
         return {"provider": "openai_compatible", "model": model, "base_url": base_url,
                 "api_key": UPSTREAM_KEY}
-    return {
+    cfg = {
         "listen": "127.0.0.1:%d" % port,
         "workers": workers,
         "max_body_bytes": 65536,
@@ -67,6 +67,11 @@ def make_config(port, mock, dead_port, workers=2, reload_base_url=None):
             {"name": "team-b", "key": KEY_B, "models": ["gpt-4o-mini"]},
         ],
     }
+    # these tests look at one attempt's error mapping: no retries, no breaker
+    # (router_test.py covers those)
+    for m in cfg["models"]:
+        m["router"] = {"max_attempts": 1, "breaker_failures": 1000000, "breaker_min_requests": 1000000}
+    return cfg
 
 
 def chat(model, text, stream=False, **extra):

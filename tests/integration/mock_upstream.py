@@ -14,7 +14,11 @@ prints "PORT <n>" as its first stdout line, then serves:
     GET  /v1/models
     GET  /_mock/requests        last 100 requests: method, path, headers, body,
                                 status, completed, client_gone
-    POST /_mock/reset           clears that list
+    POST /_mock/reset           clears that list, the counter and forced directives
+    GET  /_mock/count           {"total": API requests received since the last reset}
+    POST /_mock/force           {"STATUS": "503", ...}: directives applied to every
+                                request from now on (the router's failure modes);
+                                {} clears them
 
 Behaviour is driven by directives (space-separated tokens) in the LAST user
 message text (chat), the prompt (completions) or the input (embeddings):
@@ -25,6 +29,10 @@ message text (chat), the prompt (completions) or the input (embeddings):
     MOCK_GAP_MS=50       sleep between chunks
     MOCK_HANG            never answer; hold the socket until the client closes
     MOCK_RESET_AFTER=3   send 3 chunks, then reset the connection (RST)
+    MOCK_RETRY_AFTER=2   with MOCK_STATUS: add "Retry-After: 2"
+    MOCK_STALL           send the status line and headers, then nothing
+    MOCK_SLOW_PCT=5      apply MOCK_DELAY_MS to only this percent of requests
+    MOCK_CONTEXT         answer 400 context_length_exceeded
 
 Every response carries "x-mock-name: <--name>". A request record gets
 "client_gone": true when the mock notices that the client closed the
@@ -35,6 +43,7 @@ import base64
 import collections
 import hashlib
 import json
+import random
 import select
 import socket
 import struct
@@ -43,6 +52,8 @@ import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import mock_dialects
 
 MAX_RECORDS = 100
 HANG_MAX_S = 600  # a hung request gives up after this long even if nobody closes
@@ -130,9 +141,12 @@ def int_directive(d, name, default=None):
         return default
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(BaseHTTPRequestHandler, mock_dialects.Dialects):
     protocol_version = "HTTP/1.1"
     server_version = "mock-upstream/1.0"
+    # headers and body go out in separate writes: without this, Nagle waits for
+    # the client's delayed ACK (40 ms) and latency numbers measure the mock
+    disable_nagle_algorithm = True
 
     def log_message(self, fmt, *args):
         if self.server.verbose:
@@ -247,8 +261,9 @@ class Handler(BaseHTTPRequestHandler):
 
     # ---- request handling ------------------------------------------------
     def dispatch(self, method):
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
         raw = self.read_body()
+        self.raw_body = raw
         body = None
         body_error = None
         if raw:
@@ -270,9 +285,11 @@ class Handler(BaseHTTPRequestHandler):
             }
             with self.server.lock:
                 self.server.records.append(rec)
+                self.server.count += 1
         try:
-            self.route(method, path, body, body_error, rec)
-        except ClientGone:
+            if not self.dialect_route(method, path, query, body, body_error, rec):
+                self.route(method, path, body, body_error, rec)
+        except (ClientGone, mock_dialects.ClientGoneError):
             self.close_connection = True
             if rec is not None:
                 with self.server.lock:
@@ -301,6 +318,17 @@ class Handler(BaseHTTPRequestHandler):
                 return self.error(405, "use POST")
             with self.server.lock:
                 self.server.records.clear()
+                self.server.count = 0
+                self.server.force = {}
+            return self.send_json(200, {"ok": True})
+        if path == "/_mock/count":
+            with self.server.lock:
+                return self.send_json(200, {"total": self.server.count})
+        if path == "/_mock/force":
+            if method != "POST" or not isinstance(body, dict):
+                return self.error(400, "POST a JSON object of directives")
+            with self.server.lock:
+                self.server.force = {str(k).upper(): str(v) for k, v in body.items()}
             return self.send_json(200, {"ok": True})
         if path == "/_mock/health":
             return self.send_json(200, {"ok": True, "name": self.server.mock_name})
@@ -326,6 +354,8 @@ class Handler(BaseHTTPRequestHandler):
                 self.error(400, "mock: body must be a JSON object")
                 return self.finish_rec(rec, 400)
         d = parse_directives(last_user_text(body)) if isinstance(body, dict) else {}
+        with self.server.lock:
+            d.update(self.server.force)
 
         if "HANG" in d:
             gone = self.sleep_watching(HANG_MAX_S)
@@ -334,16 +364,38 @@ class Handler(BaseHTTPRequestHandler):
                 rec["client_gone"] = gone
             return
         delay = int_directive(d, "DELAY_MS", 0)
+        slow_pct = int_directive(d, "SLOW_PCT")
+        if slow_pct is not None and random.random() * 100 >= slow_pct:
+            delay = 0
         if delay > 0:
             if self.sleep_watching(delay / 1000.0):
                 raise ClientGone()
+        if "CONTEXT" in d:
+            self.error(400, "This model's maximum context length is 8192 tokens. However, your messages "
+                       "resulted in 9000 tokens.", code="context_length_exceeded")
+            return self.finish_rec(rec, 400)
         status = int_directive(d, "STATUS", 200)
         if status != 200:
             code = {400: "invalid_request", 401: "invalid_api_key", 404: "model_not_found",
                     429: "rate_limit_exceeded"}.get(status, "mock_status_%d" % status)
             etype = {401: "authentication_error", 429: "rate_limit_error"}.get(status)
-            self.error(status, "mock upstream answered %d as asked" % status, etype, code)
+            ra = d.get("RETRY_AFTER")
+            self.send_json(status, {"error": {"message": "mock upstream answered %d as asked" % status,
+                                              "type": etype or ("invalid_request_error" if status < 500 else "server_error"),
+                                              "param": None, "code": code}},
+                           {"Retry-After": ra} if ra else None)
             return self.finish_rec(rec, status)
+        if "STALL" in d:
+            stream = body.get("stream") is True
+            self.start(200, "text/event-stream" if stream else "application/json", None if stream else 100,
+                       {"Transfer-Encoding": "chunked"} if stream else None)
+            with self.server.lock:
+                rec["status"] = 200
+            gone = self.sleep_watching(HANG_MAX_S)
+            self.close_connection = True
+            with self.server.lock:
+                rec["client_gone"] = gone
+            return
         fn(body or {}, d, rec)
 
     # ---- OpenAI routes ---------------------------------------------------
@@ -359,6 +411,14 @@ class Handler(BaseHTTPRequestHandler):
         return ("mock[%s] reply to: %s" % (self.server.mock_name, text))[:600]
 
     def chat(self, body, d, rec):
+        msgs = body.get("messages") if isinstance(body.get("messages"), list) else []
+        # upstream models named "*-dialect" get the full planner (tools, cached tokens, truncation)
+        if body.get("tools") or any(isinstance(m, dict) and m.get("role") == "tool" for m in msgs) \
+                or str(body.get("model", "")).endswith("-dialect"):
+            try:
+                return self.d_openai_tools(body, rec)
+            except mock_dialects.Bad as e:
+                return self.d_error("openai", e.status, e.message, rec)
         self.generate(body, d, rec, kind="chat")
 
     def completions(self, body, d, rec):
@@ -516,6 +576,8 @@ def main():
     srv.verbose = a.verbose
     srv.lock = threading.Lock()
     srv.records = collections.deque(maxlen=MAX_RECORDS)
+    srv.count = 0
+    srv.force = {}
     print("PORT %d" % srv.server_address[1], flush=True)
     try:
         srv.serve_forever(poll_interval=0.2)

@@ -176,7 +176,13 @@ def metrics_exact_counts_across_two_workers():
         note("dead", "openai_compatible", r)
         total = sum(seen.values())
 
-        # any worker may answer a scrape: every answer must hold the same sums
+        # a worker counts a request just after its last byte is written (off
+        # the client's critical path): let the last one land, then every
+        # worker that answers a scrape must hold the same sums
+        def counted():
+            prom = parse_prom(scrape(mport))
+            return sum(v for k, v in prom.items() if k[0] == "gatewayllm_requests_total") == total
+        h.wait_for(counted, 5, what="the last request counted")
         first = None
         for _ in range(6):
             text = scrape(mport)
@@ -255,7 +261,10 @@ def cache_config(port, mport, mock):
         return d
     c = base_config(port, mport, redis_url="redis://127.0.0.1:%d/0" % REDIS_PORT)
     c["models"] = [
-        {"alias": "c", "deployments": [up("cached-up")], "cache": {"ttl_s": 600}},
+        # one attempt and no breaker: these tests count upstream calls and
+        # send errors on purpose (the router's retries are tested in suite_router)
+        {"alias": "c", "deployments": [up("cached-up")], "cache": {"ttl_s": 600},
+         "router": {"max_attempts": 1, "breaker_failures": 1000000, "breaker_min_requests": 1000000}},
         {"alias": "short", "deployments": [up("short-up")], "cache": {"ttl_s": 1}},
         {"alias": "shared", "deployments": [up("shared-up")], "cache": {"ttl_s": 600, "shared": True}},
         {"alias": "plain", "deployments": [up("plain-up")]},

@@ -135,6 +135,8 @@ def gw_chat(key, model="sec-mock", headers=None, extra=None, path="/v1/chat/comp
         body = {"model": model, "prompt": "hi"}
     elif path == "/v1/embeddings":
         body = {"model": model, "input": "hi"}
+    elif path == "/v1/messages":
+        body["max_tokens"] = 16
     if extra:
         body.update(extra)
     hl = dict(headers or {})
@@ -814,7 +816,12 @@ def refused_everywhere(key):
         for path, r in every_route(key, header).items():
             if r.status != 401:
                 return False
-            h.expect_openai_error(r)
+            if path == "/v1/messages":   # Anthropic's error shape on Anthropic's route
+                j = r.json()
+                h.check(j.get("type") == "error" and j["error"]["type"] == "authentication_error" and j["error"]["message"],
+                        "not an Anthropic error: %r" % r)
+            else:
+                h.expect_openai_error(r)
     return True
 
 

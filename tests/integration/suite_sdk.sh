@@ -7,7 +7,7 @@ cd "$root" || exit 1
 fail() { echo "sdk suite: $*" >&2; echo "0 passed, 1 failed"; exit 1; }
 
 command -v node >/dev/null 2>&1 || fail "node is not installed"
-if [ ! -d tests/sdk/node_modules/openai ]; then
+if [ ! -d tests/sdk/node_modules/openai ] || [ ! -d tests/sdk/node_modules/@anthropic-ai/sdk ]; then
   (cd tests/sdk && npm install --no-audit --no-fund >&2) || fail "npm install failed"
 fi
 
@@ -36,11 +36,23 @@ if [ -z "$ready" ]; then
 fi
 url=$(echo "$ready" | cut -d' ' -f2)
 key=$(echo "$ready" | cut -d' ' -f3)
+aliases=$(echo "$ready" | cut -d' ' -f4 | tr ',' ' ')
 
-timeout 120 node tests/sdk/openai_sdk_test.mjs "$url" "$key" >"$tmp/node.out"
-rc=$?
-grep -vE '^[0-9]+ passed, [0-9]+ failed' "$tmp/node.out" >&2
-line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$tmp/node.out" | tail -1)
-[ -n "$line" ] || fail "node exited with code $rc and printed no result"
-echo "$line"
+# both scripts' counts are summed into one result line
+passed=0; failed=0; rc=0
+for script in openai_sdk_test.mjs providers_sdk_test.mjs; do
+  # shellcheck disable=SC2086 # one argument per alias
+  timeout 180 node "tests/sdk/$script" "$url" "$key" $aliases >"$tmp/node.out"
+  src=$?
+  grep -vE '^[0-9]+ passed, [0-9]+ failed' "$tmp/node.out" >&2
+  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$tmp/node.out" | tail -1)
+  if [ -z "$line" ]; then
+    echo "sdk suite: $script exited with code $src and printed no result" >&2
+    failed=$((failed + 1)); rc=1; continue
+  fi
+  passed=$((passed + $(echo "$line" | cut -d' ' -f1)))
+  failed=$((failed + $(echo "$line" | cut -d' ' -f3)))
+  [ "$src" -eq 0 ] || rc=1
+done
+echo "$passed passed, $failed failed"
 exit $rc

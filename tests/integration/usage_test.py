@@ -195,6 +195,24 @@ def test_events_reach_spend_log_with_cost():
 
 
 @h.test
+def test_routed_alias_and_attempts_in_spend_log():
+    api("POST", "/api/models", {"alias": "split-src", "deployments": [{"provider": "mock", "model": "mock-src"}],
+                                "router": {"split_alias": "priced-mock", "split_percent": 100}})
+    key = api("POST", "/api/keys", {"name": "split-key"})["key"]   # its own key: the spend checks below count ENV.key's
+    body = {"model": "split-src", "messages": [{"role": "user", "content": "which arm am I in"}]}
+    r = h.wait_for(lambda: [x for x in [h.http_request(ENV.gw_port, "POST", "/v1/chat/completions", body=body,
+                                                     key=key, timeout=10)] if x.status == 200], 15,
+                   what="the gateway to serve split-src")[0]
+    h.check(r.header("x-gateway-split") == "priced-mock", "not split: %r" % r)
+    rid = r.header("x-gateway-request-id")
+    h.wait_for(lambda: sql("SELECT count(*) FROM spend_log WHERE request_id = '%s'" % rid) == "1", 10,
+               what="the split request in spend_log")
+    row = sql("SELECT model_alias, routed_alias, upstream_model, attempts FROM spend_log WHERE request_id = '%s'"
+              % rid).split("|")
+    h.check(row == ["split-src", "priced-mock", "mock-x", "1"], "spend_log row: %r" % row)
+
+
+@h.test
 def test_outage_with_gateway_restart_loses_and_duplicates_nothing():
     cp_kill()
     first = fire(OUTAGE_REQUESTS // 2)

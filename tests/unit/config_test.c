@@ -125,6 +125,59 @@ static void test_errors_name_the_field(void)
     expect_error("- just\n- a list\n", "top level must be a mapping");
 }
 
+static void test_router_settings(void)
+{
+    char err[256];
+    const char *y =
+        "models:\n"
+        "  - alias: main\n"
+        "    strategy: least_latency\n"
+        "    deployments: [ {provider: mock, model: a, rpm_limit: 60, tpm_limit: 100000}, {provider: mock, model: b} ]\n"
+        "    fallbacks: [backup]\n"
+        "    router: { max_attempts: 4, backoff_ms: 10, breaker_failures: 3, breaker_ratio: 0.25,\n"
+        "              breaker_cooldown_ms: 2000, hedge_ms: p95, context_fallback: big,\n"
+        "              split_alias: backup, split_percent: 12.5 }\n"
+        "  - alias: backup\n"
+        "    deployments: [ {provider: mock, model: c} ]\n"
+        "  - alias: big\n"
+        "    deployments: [ {provider: mock, model: d} ]\n"
+        "  - alias: auto\n"
+        "    strategy: classifier\n"
+        "    router: { cheap: backup, flagship: big, threshold: 0.4 }\n";
+    gw_config *c = parse(y, err, sizeof err);
+    CHECK(c != NULL);
+    if (!c) { fprintf(stderr, "  %s\n", err); return; }
+    const gw_model *m = config_find_model(c, "main", 4);
+    CHECK(m && m->strategy_id == STRATEGY_LEAST_LATENCY && m->nfallbacks == 1 && !strcmp(m->fallbacks[0], "backup"));
+    CHECK(m && m->policy.max_attempts == 4 && m->policy.backoff_base_ms == 10 && m->policy.breaker_failures == 3);
+    CHECK(m && m->policy.breaker_ratio == 0.25 && m->policy.breaker_cooldown_ms == 2000 && m->policy.hedge_ms == -1);
+    CHECK(m && !strcmp(m->policy.context_fallback, "big") && m->policy.split_percent == 12.5);
+    CHECK(m && m->policy.breaker_min_requests == 20 && m->policy.backoff_max_ms == 1000);   /* defaults kept */
+    CHECK(m && m->deployments[0].rpm_limit == 60 && m->deployments[0].tpm_limit == 100000 && m->deployments[1].rpm_limit == -1);
+    CHECK(m && m->deployments[0].route_id != m->deployments[1].route_id && m->deployments[0].route_id != 0);
+    const gw_model *a = config_find_model(c, "auto", 4);
+    CHECK(a && a->ndeployments == 0 && a->strategy_id == STRATEGY_CLASSIFIER && a->policy.classifier_threshold == 0.4);
+    config_unref(c);
+
+    const char *dep = "    deployments: [ {provider: mock, model: m} ]\n";
+    char buf[512];
+    snprintf(buf, sizeof buf, "models:\n  - alias: a\n%s    fallbacks: [nowhere]\n", dep);
+    expect_error(buf, "models[0].fallbacks[0]: unknown alias or the alias itself");
+    snprintf(buf, sizeof buf, "models:\n  - alias: a\n%s    router: { retries: 3 }\n", dep);
+    expect_error(buf, "models[0].router.retries: unknown field");
+    snprintf(buf, sizeof buf, "models:\n  - alias: a\n%s    router: { max_attempts: 0 }\n", dep);
+    expect_error(buf, "models[0].router.max_attempts: must be an integer from 1 to 10");
+    snprintf(buf, sizeof buf, "models:\n  - alias: a\n%s    router: { hedge_ms: soon }\n", dep);
+    expect_error(buf, "or \"p95\"");
+    snprintf(buf, sizeof buf, "models:\n  - alias: a\n%s    router: { breaker_ratio: 1.5 }\n", dep);
+    expect_error(buf, "models[0].router.breaker_ratio: must be a number from 0.01 to 1");
+    snprintf(buf, sizeof buf, "models:\n  - alias: a\n%s    router: { split_alias: a, split_percent: 5 }\n", dep);
+    expect_error(buf, "models[0].router.split_alias: unknown alias or the alias itself");
+    expect_error("models:\n  - alias: auto\n    strategy: classifier\n", "strategy classifier needs cheap and flagship");
+    expect_error("models:\n  - alias: a\n    deployments: [ {provider: mock, model: m, rpm_limit: 0} ]\n",
+                 "models[0].deployments[0].rpm_limit: must be between 1");
+}
+
 static void test_price_overrides(void)
 {
     char err[512];
@@ -219,6 +272,7 @@ int main(void)
     RUN(test_errors_name_the_field);
     RUN(test_file_secret_and_defaults);
     RUN(test_price_overrides);
+    RUN(test_router_settings);
     RUN(test_refcount);
     TEST_MAIN_END();
 }
