@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "config.h"
+#include "embed.h"
 #include "eventstream.h"
 #include "sigv4.h"
 
@@ -197,6 +198,8 @@ static void put_path_segment(buf_t *b, const char *s)
     }
 }
 
+static int sign(const gw_deployment *d, provider_http *out, char *err, size_t errlen);
+
 static int build_chat(const provider_call *call, provider_http *out, char *err, size_t errlen)
 {
     const gw_deployment *d = call->dep;
@@ -207,6 +210,12 @@ static int build_chat(const provider_call *call, provider_http *out, char *err, 
     buf_puts(&out->url, call->chat->stream ? "/converse-stream" : "/converse");
     if (out->url.oom) { snprintf(err, errlen, "out of memory"); return -1; }
     if (bedrock_build_body(call->chat, &out->body, err, errlen) < 0) return -1;
+    return sign(d, out, err, errlen);
+}
+
+/* Signs out's url and body with the deployment's credentials and sets the headers. */
+static int sign(const gw_deployment *d, provider_http *out, char *err, size_t errlen)
+{
     sigv4_request sq = {
         .method = "POST", .url = out->url.data, .content_type = "application/json",
         .body = out->body.data, .body_len = out->body.len, .region = d->region, .service = "bedrock",
@@ -415,9 +424,81 @@ void bedrock_stream_free(void *st)
     free(s);
 }
 
+/* ---- embeddings: InvokeModel with Titan (one text per call) or Cohere (a batch) ---- */
+
+static int build_embed(const provider_call *call, provider_http *out, char *err, size_t errlen)
+{
+    const gw_deployment *d = call->dep;
+    int titan = strstr(d->model, "titan-embed") != NULL, cohere = strstr(d->model, "cohere.embed") != NULL;
+    const json_value *items;
+    size_t n;
+    if (!titan && !cohere) {
+        snprintf(err, errlen, "Bedrock embeddings are served for amazon.titan-embed-* and cohere.embed-* models.");
+        return -1;
+    }
+    if (embed_inputs(call->root, &items, &n, err, errlen) < 0) return -1;
+    if (titan && n > 1) { snprintf(err, errlen, "Titan embeddings take one input per request."); return -1; }
+    if (cohere && n > 96) { snprintf(err, errlen, "Cohere embeddings on Bedrock take at most 96 inputs per request."); return -1; }
+    buf_reset(&out->url);
+    buf_puts(&out->url, d->base_url);
+    buf_puts(&out->url, "/model/");
+    put_path_segment(&out->url, d->model);
+    buf_puts(&out->url, "/invoke");
+    buf_t *b = &out->body;
+    buf_reset(b);
+    if (titan) {
+        const json_value *dims = json_get(call->root, "dimensions");
+        buf_puts(b, "{\"inputText\":");
+        buf_json_str(b, items->str, items->str_len);
+        if (dims && dims->type == JSON_NUMBER && dims->is_int && dims->i64 > 0 && dims->i64 <= 8192)
+            buf_printf(b, ",\"dimensions\":%lld", (long long)dims->i64);
+        buf_putc(b, '}');
+    } else {
+        buf_puts(b, "{\"texts\":[");
+        for (size_t i = 0; i < n; i++, items = items->next) {
+            if (i) buf_putc(b, ',');
+            buf_json_str(b, items->str, items->str_len);
+        }
+        buf_puts(b, "],\"input_type\":\"search_document\"}");
+    }
+    if (b->oom || out->url.oom) { snprintf(err, errlen, "out of memory"); return -1; }
+    return sign(d, out, err, errlen);
+}
+
+static int parse_embed(const char *body, size_t len, int base64, const char *model, buf_t *out, usage_t *u,
+                       char *err, size_t errlen)
+{
+    json_limits lim = RESPONSE_LIMITS;
+    json_doc *doc = json_parse(body, len, &lim, NULL);
+    const json_value *root = doc ? json_root(doc) : NULL;
+    const json_value *one = root ? json_get(root, "embedding") : NULL, *many = root ? json_get(root, "embeddings") : NULL;
+    int rc = -1;
+    embed_begin(out);
+    if (one) {   /* Titan */
+        if (embed_vector(out, 0, one, base64) < 0) goto bad;
+        u->prompt_tokens = count_of(root, "inputTextTokenCount");
+    } else if (many && many->type == JSON_ARRAY) {   /* Cohere */
+        size_t i = 0;
+        for (const json_value *e = many->first; e; e = e->next, i++)
+            if (embed_vector(out, i, e, base64) < 0) goto bad;
+    } else {
+        goto bad;
+    }
+    u->present = 1;
+    embed_end(out, model, u->prompt_tokens);
+    rc = out->oom ? -1 : 0;
+    goto done;
+bad:
+    snprintf(err, errlen, "the provider's answer has no well-formed embedding");
+done:
+    json_doc_free(doc);
+    return rc;
+}
+
 const provider provider_bedrock = {
     .name = "bedrock", .dialect = DIALECT_OTHER, .prepare = prepare,
     .build_chat = build_chat, .parse_response = parse_response,
     .stream_new = bedrock_stream_new, .stream_feed = bedrock_stream_feed, .stream_end = bedrock_stream_end,
     .stream_free = bedrock_stream_free, .error_message = error_message,
+    .build_embed = build_embed, .parse_embed = parse_embed,
 };

@@ -350,6 +350,8 @@ class Dialects:
             kind = "ollama_embed"
         elif path.startswith("/model/") and (path.endswith("/converse") or path.endswith("/converse-stream")):
             kind = "bedrock"
+        elif path.startswith("/model/") and path.endswith("/invoke"):
+            kind = "bedrock_embed"
         elif path.startswith("/openai/deployments/") and path.endswith("/chat/completions"):
             kind = "azure"
         if kind is None:
@@ -562,6 +564,21 @@ class Dialects:
             self.d_status(Plan(t, [], None, "", t))
         self.send_json(200, {"model": body["model"], "embeddings": [embedding(t, 8) for t in inputs],
                              "prompt_eval_count": sum(words(t) for t in inputs)})
+        self.finish_rec(rec, 200)
+
+    def d_bedrock_embed(self, path, query, body, headers, rec):
+        why = sigv4_check("POST", self.path.split("?", 1)[0], query, headers, self.raw_body)
+        need(why is None, why or "", 403)
+        if "titan-embed" in path:
+            need(isinstance(body.get("inputText"), str), "inputText is required")
+            self.d_status(Plan(body["inputText"], [], None, "", body["inputText"]))
+            out = {"embedding": embedding(body["inputText"], body.get("dimensions", 8)),
+                   "inputTextTokenCount": words(body["inputText"])}
+        else:
+            need(isinstance(body.get("texts"), list) and body.get("input_type"), "texts and input_type are required")
+            out = {"id": "emb-mock", "embeddings": [embedding(t, 8) for t in body["texts"]], "texts": body["texts"],
+                   "response_type": "embeddings_floats"}
+        self.send_json(200, out)
         self.finish_rec(rec, 200)
 
     # ---- Ollama ----

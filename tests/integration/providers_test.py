@@ -35,6 +35,8 @@ def setup():
         "gm": {"provider": "gemini", "model": "gemini-2.0-flash", "base_url": root, "api_key": UPSTREAM_SECRET},
         "ol": {"provider": "ollama", "model": "llama3.1", "base_url": root},
         "br": dict({"provider": "bedrock", "model": "meta.llama3-1-8b-instruct-v1:0", "base_url": root}, **aws),
+        "br-titan": dict({"provider": "bedrock", "model": "amazon.titan-embed-text-v2:0", "base_url": root}, **aws),
+        "br-cohere": dict({"provider": "bedrock", "model": "cohere.embed-english-v3", "base_url": root}, **aws),
         "br-badsig": dict({"provider": "bedrock", "model": "m", "base_url": root}, **dict(aws, aws_secret_access_key="wrong-" + UPSTREAM_SECRET)),
         "az": {"provider": "azure", "model": "gpt4o-deployment", "base_url": root, "api_key": UPSTREAM_SECRET, "api_version": "2024-06-01"},
     }
@@ -212,6 +214,15 @@ def legacy_completions_and_embeddings_translated():
     h.expect_status(r, 200)
     j = r.json()
     h.check(len(j["data"]) == 2 and len(j["data"][1]["embedding"]) == 8 and j["usage"]["prompt_tokens"] == 3, "embeddings %r" % j)
+    r = post("/v1/embeddings", {"model": "br-titan", "input": "one two", "encoding_format": "float"})
+    h.expect_status(r, 200)
+    j = r.json()
+    h.check(len(j["data"][0]["embedding"]) == 8 and j["usage"]["prompt_tokens"] == 2, "titan %r" % j)
+    r = post("/v1/embeddings", {"model": "br-cohere", "input": ["a", "b", "c"], "encoding_format": "float"})
+    h.expect_status(r, 200)
+    h.check(len(r.json()["data"]) == 3, "cohere %r" % r)
+    r = post("/v1/embeddings", {"model": "br-titan", "input": ["a", "b"]})
+    h.expect_status(r, 400)
 
 
 @h.test

@@ -200,8 +200,55 @@ static void crc32_known_value(void)
     CHECK(es_crc32("123456789", 9) == 0xCBF43926u);   /* the CRC-32 check value */
 }
 
+static void embeddings(void)
+{
+    gw_deployment d = { .provider_name = "bedrock", .model = "amazon.titan-embed-text-v2:0", .region = "us-east-1",
+                        .aws_access_key_id = "AKIDEXAMPLE", .aws_secret_access_key = "secret" };
+    char err[200];
+    CHECK(provider_bedrock.prepare(&d, err, sizeof err) == 0);
+    static const char one[] = "{\"model\":\"e\",\"input\":\"hello\",\"dimensions\":256}";
+    static const char two[] = "{\"model\":\"e\",\"input\":[\"a\",\"b\"]}";
+    json_doc *d1 = json_parse(one, sizeof one - 1, NULL, NULL), *d2 = json_parse(two, sizeof two - 1, NULL, NULL);
+    provider_call call = { .route = ROUTE_EMBEDDINGS, .dep = &d, .root = json_root(d1) };
+    provider_http h;
+    memset(&h, 0, sizeof h);
+    buf_init(&h.url); buf_init(&h.body); buf_init(&h.hdrs);
+    CHECK(provider_bedrock.build_embed(&call, &h, err, sizeof err) == 0);
+    CHECK_STR(h.url.data, "https://bedrock-runtime.us-east-1.amazonaws.com/model/amazon.titan-embed-text-v2%3A0/invoke");
+    CHECK_STR(h.body.data, "{\"inputText\":\"hello\",\"dimensions\":256}");
+    CHECK(!strncmp(h.headers[2], "Authorization: AWS4-HMAC-SHA256 ", 32));
+    call.root = json_root(d2);
+    CHECK(provider_bedrock.build_embed(&call, &h, err, sizeof err) == -1);   /* Titan: one input */
+    gw_deployment c = d;
+    c.model = "cohere.embed-english-v3";
+    call.dep = &c;
+    CHECK(provider_bedrock.build_embed(&call, &h, err, sizeof err) == 0);
+    CHECK_STR(h.body.data, "{\"texts\":[\"a\",\"b\"],\"input_type\":\"search_document\"}");
+    buf_t out; buf_init(&out);
+    usage_t u = { 0 };
+    static const char titan[] = "{\"embedding\":[0.5,-1],\"inputTextTokenCount\":3}";
+    CHECK(provider_bedrock.parse_embed(titan, sizeof titan - 1, 0, "e", &out, &u, err, sizeof err) == 0);
+    CHECK_STR(out.data, "{\"object\":\"list\",\"data\":[{\"object\":\"embedding\",\"index\":0,\"embedding\":[0.5,-1]}],"
+                        "\"model\":\"e\",\"usage\":{\"prompt_tokens\":3,\"total_tokens\":3}}");
+    buf_reset(&out);
+    static const char cohere[] = "{\"id\":\"x\",\"embeddings\":[[0.5],[1]],\"texts\":[\"a\",\"b\"],\"response_type\":\"embeddings_floats\"}";
+    CHECK(provider_bedrock.parse_embed(cohere, sizeof cohere - 1, 1, "e", &out, &u, err, sizeof err) == 0);
+    CHECK(strstr(out.data, "\"index\":1,\"embedding\":\"AACAPw==\"") != NULL);   /* 1.0f, base64 */
+    buf_reset(&out);
+    CHECK(provider_bedrock.parse_embed("{}", 2, 0, "e", &out, &u, err, sizeof err) == -1);
+    gw_deployment x = d;
+    x.model = "meta.llama3";
+    call.dep = &x;
+    CHECK(provider_bedrock.build_embed(&call, &h, err, sizeof err) == -1);
+    buf_free(&out);
+    buf_free(&h.url); buf_free(&h.body); buf_free(&h.hdrs);
+    json_doc_free(d1); json_doc_free(d2);
+    free(d.base_url);
+}
+
 int main(void)
 {
+    RUN(embeddings);
     RUN(crc32_known_value);
     RUN(golden_request);
     RUN(signed_request);
