@@ -129,8 +129,8 @@ static int label_eq(const char *stored, size_t cap, const char *s)
 static mx_series *series_for(const char *model, const char *provider, int status)
 {
     uint64_t h = fnv(fnv(1469598103934665603ull ^ (uint64_t)status, model ? model : ""), provider ? provider : "");
-    for (unsigned probe = 0; probe < MX_SERIES; probe++) {
-        mx_series *s = &g_me->series[(h + probe) % MX_SERIES];
+    for (unsigned probe = 0; probe < MX_SERIES - 1; probe++) {
+        mx_series *s = &g_me->series[(h + probe) % (MX_SERIES - 1)];
         if (!__atomic_load_n(&s->used, __ATOMIC_ACQUIRE)) {
             s->status = status;
             copy_label(s->model, sizeof s->model, model);
@@ -143,7 +143,14 @@ static mx_series *series_for(const char *model, const char *provider, int status
             return s;
     }
     /* full: the last entry is the overflow bucket, labelled "other" when first needed */
-    return &g_me->series[MX_SERIES - 1];
+    mx_series *o = &g_me->series[MX_SERIES - 1];
+    if (!__atomic_load_n(&o->used, __ATOMIC_ACQUIRE)) {
+        o->status = 0;
+        copy_label(o->model, sizeof o->model, "other");
+        copy_label(o->provider, sizeof o->provider, "other");
+        __atomic_store_n(&o->used, 1, __ATOMIC_RELEASE);
+    }
+    return o;
 }
 
 static mx_dep *dep_for(const char *model, const char *provider, const char *upstream)
@@ -520,6 +527,7 @@ int metrics_worker_start(struct worker *w)
     if (!(g_htp = evhtp_new(w->base, NULL))) return -1;
     struct timeval idle = { 10, 0 };
     evhtp_set_timeouts(g_htp, &idle, &idle);
+    evhtp_set_max_body_size(g_htp, 4096);   /* scrapes are GETs */
     if (!evhtp_set_cb(g_htp, "/metrics", on_metrics, NULL)) return -1;
     evhtp_set_gencb(g_htp, on_other, NULL);
     if (evhtp_accept_socket(g_htp, g_listen_fd, 1024) < 0) { log_error("metrics: cannot accept on the listener"); return -1; }

@@ -385,6 +385,7 @@ static void relay_end(gw_req *r, upstream_result res);
 static void reply_cached(gw_req *r, const cache_entry *e)
 {
     r->cache_hit = 1;
+    r->cache_rec = r->log_prompt && r->stream;   /* a replay is not stored again */
     metrics_cache(MX_CACHE_HIT);
     for (size_t i = 0; i < r->model->ndeployments; i++) {
         const gw_deployment *d = &r->model->deployments[i];
@@ -480,7 +481,8 @@ static void relay_end(gw_req *r, upstream_result res)
         relay_chunk(r, ev, (size_t)n);
         r->error = upstream_result_name(res);
     }
-    if (r->cache_rec && res == UPSTREAM_OK && r->status == 200) cache_store(r, "text/event-stream", r->cache_buf.data, r->cache_buf.len);
+    if (r->cache_rec && !r->cache_hit && res == UPSTREAM_OK && r->status == 200)
+        cache_store(r, "text/event-stream", r->cache_buf.data, r->cache_buf.len);
     if (r->log_prompt) prompt_log(r, r->cache_buf.data, r->cache_buf.len);
     evhtp_send_reply_chunk_end(r->req);
 }
