@@ -362,10 +362,9 @@ static void render_series(buf_t *b)
     free(m);
 }
 
-static void render_deps(buf_t *b)
+/* Prometheus wants each family in one group: one pass per family. */
+static void render_deps_family(buf_t *b, int failures)
 {
-    buf_puts(b, "# HELP gatewayllm_deployment_healthy 1 when the last call to the deployment (on any worker) succeeded.\n"
-                "# TYPE gatewayllm_deployment_healthy gauge\n");
     /* deployments are few: for each first sighting, scan every slot for the freshest outcome */
     for (int i = 0; i < g_shm->nslots; i++) {
         const mx_slot *sl = &g_shm->slots[i];
@@ -392,23 +391,27 @@ static void render_deps(buf_t *b)
                 }
             }
             if (earlier) continue;
-            buf_puts(b, "gatewayllm_deployment_healthy{");
+            buf_puts(b, failures ? "gatewayllm_deployment_failures_total{" : "gatewayllm_deployment_healthy{");
             put_label(b, "model", d->model);
             buf_putc(b, ',');
             put_label(b, "provider", d->provider);
             buf_putc(b, ',');
             put_label(b, "upstream_model", d->upstream);
-            buf_printf(b, "} %d\n", healthy ? 1 : 0);
-            buf_puts(b, "gatewayllm_deployment_failures_total{");
-            put_label(b, "model", d->model);
-            buf_putc(b, ',');
-            put_label(b, "provider", d->provider);
-            buf_putc(b, ',');
-            put_label(b, "upstream_model", d->upstream);
-            buf_printf(b, "} %" PRIu64 "\n", fail);
+            if (failures) buf_printf(b, "} %" PRIu64 "\n", fail);
+            else buf_printf(b, "} %d\n", healthy ? 1 : 0);
             (void)ok;
         }
     }
+}
+
+static void render_deps(buf_t *b)
+{
+    buf_puts(b, "# HELP gatewayllm_deployment_healthy 1 when the last call to the deployment (on any worker) succeeded.\n"
+                "# TYPE gatewayllm_deployment_healthy gauge\n");
+    render_deps_family(b, 0);
+    buf_puts(b, "# HELP gatewayllm_deployment_failures_total Calls to the deployment that failed (transport, timeout, 5xx).\n"
+                "# TYPE gatewayllm_deployment_failures_total counter\n");
+    render_deps_family(b, 1);
 }
 
 void metrics_render(buf_t *b)
