@@ -45,8 +45,9 @@ size_t log_redact(char *s, size_t n)
         if (tok > keep) {
             memmove(s + w, s + r, keep);
             w += keep;
-            memcpy(s + w, "***", 3);
-            w += 3;
+            s[w++] = '*';   /* the masked middle */
+            s[w++] = '*';
+            s[w++] = '*';
             r += tok;
             continue;
         }

@@ -84,7 +84,7 @@ void cp_metrics_usage_batch(size_t events, size_t inserted, int64_t newest_ts_ms
 {
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
-    double lag = newest_ts_ms > 0 ? (double)now.tv_sec + now.tv_nsec / 1e9 - (double)newest_ts_ms / 1e3 : 0;
+    double lag = newest_ts_ms > 0 ? (double)now.tv_sec + (double)now.tv_nsec / 1e9 - (double)newest_ts_ms / 1e3 : 0;
     pthread_mutex_lock(&g_mu);
     if (ok) {
         g_usage_batches_ok++;

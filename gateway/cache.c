@@ -51,7 +51,7 @@ int cache_parse_directives(const char *cc, const char *xgc, long alias_ttl_s, lo
         else if (token_is(xgc, n, "no-store")) no_store = 1;
     }
     /* Cache-Control: comma-separated directives; unknown ones are ignored */
-    for (const char *p = cc; p && *p;) {
+    for (const char *p = cc ? cc : ""; *p;) {
         while (*p == ' ' || *p == '\t' || *p == ',') p++;
         const char *s = p;
         while (*p && *p != ',') p++;
@@ -105,7 +105,7 @@ static void canon(buf_t *b, const json_value *v, int top)
         return;
     case JSON_OBJECT: {
         const json_value *small[32];
-        const json_value **m = v->count <= 32 ? small : malloc(v->count * sizeof *m);
+        const json_value **m = v->count <= 32 ? small : malloc(v->count * sizeof(const json_value *));
         if (!m) { b->oom = 1; return; }
         size_t n = 0;
         for (const json_value *e = v->first; e && n < v->count; e = e->next) {
@@ -115,7 +115,7 @@ static void canon(buf_t *b, const json_value *v, int top)
                 continue;
             m[n++] = e;
         }
-        qsort(m, n, sizeof *m, cmp_members);
+        qsort(m, n, sizeof(const json_value *), cmp_members);
         buf_putc(b, '{');
         for (size_t i = 0; i < n; i++) {
             if (i) buf_putc(b, ',');

@@ -129,8 +129,8 @@ static int label_eq(const char *stored, size_t cap, const char *s)
 static mx_series *series_for(const char *model, const char *provider, int status)
 {
     uint64_t h = fnv(fnv(1469598103934665603ull ^ (uint64_t)status, model ? model : ""), provider ? provider : "");
-    for (unsigned probe = 0; probe < MX_SERIES; probe++) {
-        mx_series *s = &g_me->series[(h + probe) % MX_SERIES];
+    for (unsigned probe = 0; probe < MX_SERIES - 1; probe++) {
+        mx_series *s = &g_me->series[(h + probe) % (MX_SERIES - 1)];
         if (!__atomic_load_n(&s->used, __ATOMIC_ACQUIRE)) {
             s->status = status;
             copy_label(s->model, sizeof s->model, model);
@@ -143,7 +143,14 @@ static mx_series *series_for(const char *model, const char *provider, int status
             return s;
     }
     /* full: the last entry is the overflow bucket, labelled "other" when first needed */
-    return &g_me->series[MX_SERIES - 1];
+    mx_series *o = &g_me->series[MX_SERIES - 1];
+    if (!__atomic_load_n(&o->used, __ATOMIC_ACQUIRE)) {
+        o->status = 0;
+        copy_label(o->model, sizeof o->model, "other");
+        copy_label(o->provider, sizeof o->provider, "other");
+        __atomic_store_n(&o->used, 1, __ATOMIC_RELEASE);
+    }
+    return o;
 }
 
 static mx_dep *dep_for(const char *model, const char *provider, const char *upstream)
@@ -355,10 +362,9 @@ static void render_series(buf_t *b)
     free(m);
 }
 
-static void render_deps(buf_t *b)
+/* Prometheus wants each family in one group: one pass per family. */
+static void render_deps_family(buf_t *b, int failures)
 {
-    buf_puts(b, "# HELP gatewayllm_deployment_healthy 1 when the last call to the deployment (on any worker) succeeded.\n"
-                "# TYPE gatewayllm_deployment_healthy gauge\n");
     /* deployments are few: for each first sighting, scan every slot for the freshest outcome */
     for (int i = 0; i < g_shm->nslots; i++) {
         const mx_slot *sl = &g_shm->slots[i];
@@ -385,23 +391,27 @@ static void render_deps(buf_t *b)
                 }
             }
             if (earlier) continue;
-            buf_puts(b, "gatewayllm_deployment_healthy{");
+            buf_puts(b, failures ? "gatewayllm_deployment_failures_total{" : "gatewayllm_deployment_healthy{");
             put_label(b, "model", d->model);
             buf_putc(b, ',');
             put_label(b, "provider", d->provider);
             buf_putc(b, ',');
             put_label(b, "upstream_model", d->upstream);
-            buf_printf(b, "} %d\n", healthy ? 1 : 0);
-            buf_puts(b, "gatewayllm_deployment_failures_total{");
-            put_label(b, "model", d->model);
-            buf_putc(b, ',');
-            put_label(b, "provider", d->provider);
-            buf_putc(b, ',');
-            put_label(b, "upstream_model", d->upstream);
-            buf_printf(b, "} %" PRIu64 "\n", fail);
+            if (failures) buf_printf(b, "} %" PRIu64 "\n", fail);
+            else buf_printf(b, "} %d\n", healthy ? 1 : 0);
             (void)ok;
         }
     }
+}
+
+static void render_deps(buf_t *b)
+{
+    buf_puts(b, "# HELP gatewayllm_deployment_healthy 1 when the last call to the deployment (on any worker) succeeded.\n"
+                "# TYPE gatewayllm_deployment_healthy gauge\n");
+    render_deps_family(b, 0);
+    buf_puts(b, "# HELP gatewayllm_deployment_failures_total Calls to the deployment that failed (transport, timeout, 5xx).\n"
+                "# TYPE gatewayllm_deployment_failures_total counter\n");
+    render_deps_family(b, 1);
 }
 
 void metrics_render(buf_t *b)
@@ -520,6 +530,7 @@ int metrics_worker_start(struct worker *w)
     if (!(g_htp = evhtp_new(w->base, NULL))) return -1;
     struct timeval idle = { 10, 0 };
     evhtp_set_timeouts(g_htp, &idle, &idle);
+    evhtp_set_max_body_size(g_htp, 4096);   /* scrapes are GETs */
     if (!evhtp_set_cb(g_htp, "/metrics", on_metrics, NULL)) return -1;
     evhtp_set_gencb(g_htp, on_other, NULL);
     if (evhtp_accept_socket(g_htp, g_listen_fd, 1024) < 0) { log_error("metrics: cannot accept on the listener"); return -1; }

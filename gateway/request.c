@@ -511,6 +511,7 @@ static void relay_end(gw_req *r, upstream_result res);
 static void reply_cached(gw_req *r, const cache_entry *e)
 {
     r->cache_hit = 1;
+    r->cache_rec = r->log_prompt && r->stream;   /* a replay is not stored again */
     metrics_cache(MX_CACHE_HIT);
     for (size_t i = 0; i < r->model->ndeployments; i++) {
         const gw_deployment *d = &r->model->deployments[i];
@@ -631,7 +632,8 @@ static void relay_end(gw_req *r, upstream_result res)
         relay_chunk(r, ev, (size_t)n);
         r->error = upstream_result_name(res);
     }
-    if (r->cache_rec && res == UPSTREAM_OK && r->status == 200) cache_store(r, "text/event-stream", r->cache_buf.data, r->cache_buf.len);
+    if (r->cache_rec && !r->cache_hit && res == UPSTREAM_OK && r->status == 200)
+        cache_store(r, "text/event-stream", r->cache_buf.data, r->cache_buf.len);
     if (r->log_prompt) prompt_log(r, r->cache_buf.data, r->cache_buf.len);
     evhtp_send_reply_chunk_end(r->req);
 }
@@ -993,12 +995,8 @@ static int64_t estimate_tokens(const gw_req *r, size_t body_len)
  * attempt on another deployment races the first; the first good answer
  * (first byte, for streams) wins and the other is cancelled at once ---- */
 
-static void swap_mem(void *a, void *b, size_t n)
-{
-    unsigned char *x = a, *y = b;
-    for (size_t i = 0; i < n; i++) { unsigned char t = x[i]; x[i] = y[i]; y[i] = t; }
-}
-#define SWAP_FIELD(a, b) swap_mem(&(a), &(b), sizeof(a))
+/* fields of the same type in gw_req and attempt_slot */
+#define SWAP_FIELD(a, b) do { __typeof__(a) swap_tmp_ = (a); (a) = (b); (b) = swap_tmp_; } while (0)
 
 /* Exchanges the request's current attempt with s. */
 static void slot_swap(gw_req *r, attempt_slot *s)

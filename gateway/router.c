@@ -359,7 +359,8 @@ long router_backoff_ms(router_t *r, const gw_route_policy *p, int n, long retry_
     for (int i = 1; i < n && d < p->backoff_max_ms; i++) d *= 2;
     if (d > p->backoff_max_ms) d = p->backoff_max_ms;
     /* "equal jitter": half fixed, half random, so retries of many requests spread out */
-    d = d / 2 + (long)(router_random(r) * (double)(d / 2 + 1));
+    long half = d / 2;   /* jitter: half the delay fixed, half random */
+    d = half + (long)(router_random(r) * (double)(half + 1));
     return d > retry_after_ms ? d : retry_after_ms;
 }
 
@@ -374,6 +375,7 @@ double router_p95_ms(router_t *r, const gw_deployment *d)
     router_dep *s = router_dep_get(r, d);
     if (!s || s->lat_n < 10) return 0;
     uint32_t n = s->lat_n < LATENCY_RING ? s->lat_n : LATENCY_RING;
+    if (n == 0) return 0;
     float v[LATENCY_RING];
     memcpy(v, s->lat, n * sizeof v[0]);
     qsort(v, n, sizeof v[0], cmp_float);

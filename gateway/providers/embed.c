@@ -32,10 +32,10 @@ void embed_begin(buf_t *out) { buf_puts(out, "{\"object\":\"list\",\"data\":[");
 
 static void base64(buf_t *out, const unsigned char *p, size_t n)
 {
-    static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=";   /* [64]: padding */
     for (size_t i = 0; i < n; i += 3) {
         uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) | (i + 2 < n ? p[i + 2] : 0);
-        char q[4] = { t[v >> 18 & 63], t[v >> 12 & 63], i + 1 < n ? t[v >> 6 & 63] : '=', i + 2 < n ? t[v & 63] : '=' };
+        char q[4] = { t[v >> 18 & 63], t[v >> 12 & 63], t[i + 1 < n ? (v >> 6 & 63) : 64], t[i + 2 < n ? (v & 63) : 64] };
         buf_append(out, q, 4);
     }
 }

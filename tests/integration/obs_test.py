@@ -68,15 +68,24 @@ def scrape(mport):
 
 
 def parse_prom(text):
-    """{(name, frozenset(labels)): value}; checks every line is well formed."""
+    """{(name, frozenset(labels)): value}; checks every line is well formed and every
+    sample sits in the group of its family's # TYPE line (the text format's rule)."""
     out = {}
+    family, seen = None, set()
     line_re = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (-?[0-9.e+]+|\+Inf|NaN)$')
     lab_re = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
     for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            family = line.split()[2]
+            check(family not in seen, "family %s declared twice" % family)
+            seen.add(family)
+            continue
         if not line or line.startswith("#"):
             continue
         m = line_re.match(line)
         check(m, "malformed metrics line %r" % line)
+        check(family and m.group(1) in (family, family + "_bucket", family + "_sum", family + "_count"),
+              "sample %s outside its family's group (current family %s)" % (m.group(1), family))
         labels = frozenset(lab_re.findall(m.group(3) or ""))
         out[(m.group(1), labels)] = float(m.group(4))
     return out
