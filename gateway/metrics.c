@@ -21,6 +21,7 @@
 #define MX_SERIES   256    /* (model, provider, status) per worker; more fold into "other" */
 #define MX_DEPS     128    /* deployments tracked for health per worker */
 #define MX_LABEL    64
+#define MX_FALLBACKS 32    /* (from, to) alias pairs per worker; more go to ("other", "other") */
 #define MX_PROV     24
 
 /* Seconds; the same bounds for all three histograms. */
@@ -43,10 +44,19 @@ typedef struct mx_series {
 typedef struct mx_dep {
     uint32_t used;
     char     model[MX_LABEL], provider[MX_PROV], upstream[MX_LABEL];
+    int      index;                    /* position in the alias's deployments: two may share the rest */
     uint64_t ok, fail;
     uint64_t last_seq;                 /* node-wide order of the last outcome */
     int      last_ok;
+    int      breaker_open;             /* this worker's router keeps traffic away from it */
 } mx_dep;
+
+/* Requests moved from one alias to another, per (from, to). */
+typedef struct mx_fallback {
+    uint32_t used;
+    char     from[MX_LABEL], to[MX_LABEL];
+    uint64_t n;
+} mx_fallback;
 
 typedef struct mx_slot {
     int32_t  pid;                      /* 0: never used */
@@ -55,6 +65,7 @@ typedef struct mx_slot {
     uint64_t rate_limited[MX_LIMIT_KINDS];
     uint64_t cache[MX_CACHE_KINDS];
     uint64_t spans_exported, spans_dropped;
+    mx_fallback fallbacks[MX_FALLBACKS];
     mx_hist  total, ttft, overhead;
     mx_series series[MX_SERIES];
     mx_dep   deps[MX_DEPS];
@@ -153,20 +164,21 @@ static mx_series *series_for(const char *model, const char *provider, int status
     return o;
 }
 
-static mx_dep *dep_for(const char *model, const char *provider, const char *upstream)
+static mx_dep *dep_for(const char *model, const char *provider, const char *upstream, int index)
 {
-    uint64_t h = fnv(fnv(fnv(1469598103934665603ull, model), provider), upstream);
+    uint64_t h = fnv(fnv(fnv(1469598103934665603ull, model), provider), upstream) + (uint64_t)index;
     for (unsigned probe = 0; probe < MX_DEPS; probe++) {
         mx_dep *d = &g_me->deps[(h + probe) % MX_DEPS];
         if (!__atomic_load_n(&d->used, __ATOMIC_ACQUIRE)) {
             copy_label(d->model, sizeof d->model, model);
             copy_label(d->provider, sizeof d->provider, provider);
             copy_label(d->upstream, sizeof d->upstream, upstream);
+            d->index = index;
             __atomic_store_n(&d->used, 1, __ATOMIC_RELEASE);
             return d;
         }
-        if (label_eq(d->model, sizeof d->model, model) && label_eq(d->provider, sizeof d->provider, provider) &&
-            label_eq(d->upstream, sizeof d->upstream, upstream))
+        if (d->index == index && label_eq(d->model, sizeof d->model, model) &&
+            label_eq(d->provider, sizeof d->provider, provider) && label_eq(d->upstream, sizeof d->upstream, upstream))
             return d;
     }
     return NULL;
@@ -184,16 +196,45 @@ void metrics_request(const mx_request *m)
     if (m->ttft_ms > 0) hist_observe(&g_me->ttft, m->ttft_ms);
     double over = m->total_ms - m->upstream_ms;
     hist_observe(&g_me->overhead, over > 0 ? over : 0);
-    if (m->attempted && m->model && m->provider && m->upstream_model) {
-        mx_dep *d = dep_for(m->model, m->provider, m->upstream_model);
-        if (d) {
-            add(m->upstream_failed ? &d->fail : &d->ok, 1);
-            /* which worker saw the deployment last decides its health */
-            __atomic_store_n(&d->last_seq, __atomic_add_fetch(&g_shm->health_seq, 1, __ATOMIC_RELAXED), __ATOMIC_RELAXED);
-            __atomic_store_n(&d->last_ok, !m->upstream_failed, __ATOMIC_RELAXED);
-        }
-    }
 }
+
+void metrics_attempt(const char *model, const char *provider, const char *upstream_model, int index, int failed,
+                     int breaker_open)
+{
+    if (!g_me || !model || !provider || !upstream_model) return;
+    mx_dep *d = dep_for(model, provider, upstream_model, index);
+    if (!d) return;
+    add(failed ? &d->fail : &d->ok, 1);
+    /* which worker saw the deployment last decides its health */
+    __atomic_store_n(&d->last_seq, __atomic_add_fetch(&g_shm->health_seq, 1, __ATOMIC_RELAXED), __ATOMIC_RELAXED);
+    __atomic_store_n(&d->last_ok, !failed, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->breaker_open, breaker_open, __ATOMIC_RELAXED);
+}
+
+void metrics_fallback(const char *from, const char *to)
+{
+    if (!g_me || !from || !to) return;
+    mx_fallback *other = &g_me->fallbacks[MX_FALLBACKS - 1];
+    for (int i = 0; i < MX_FALLBACKS - 1; i++) {
+        mx_fallback *f = &g_me->fallbacks[i];
+        if (!__atomic_load_n(&f->used, __ATOMIC_ACQUIRE)) {
+            copy_label(f->from, sizeof f->from, from);
+            copy_label(f->to, sizeof f->to, to);
+            __atomic_store_n(&f->used, 1, __ATOMIC_RELEASE);
+        } else if (!label_eq(f->from, sizeof f->from, from) || !label_eq(f->to, sizeof f->to, to)) {
+            continue;
+        }
+        add(&f->n, 1);
+        return;
+    }
+    if (!__atomic_load_n(&other->used, __ATOMIC_ACQUIRE)) {   /* the overflow pair */
+        copy_label(other->from, sizeof other->from, "other");
+        copy_label(other->to, sizeof other->to, "other");
+        __atomic_store_n(&other->used, 1, __ATOMIC_RELEASE);
+    }
+    add(&other->n, 1);
+}
+
 
 void metrics_cache(int result)
 {
@@ -363,7 +404,9 @@ static void render_series(buf_t *b)
 }
 
 /* Prometheus wants each family in one group: one pass per family. */
-static void render_deps_family(buf_t *b, int failures)
+enum { DEP_HEALTHY, DEP_FAILURES, DEP_BREAKER };
+
+static void render_deps_family(buf_t *b, int family)
 {
     /* deployments are few: for each first sighting, scan every slot for the freshest outcome */
     for (int i = 0; i < g_shm->nslots; i++) {
@@ -374,32 +417,68 @@ static void render_deps_family(buf_t *b, int failures)
             if (!__atomic_load_n(&d->used, __ATOMIC_ACQUIRE)) continue;
             int earlier = 0;
             uint64_t best_seq = 0, ok = 0, fail = 0;
-            int healthy = 1;
+            int healthy = 1, open = 0;
             for (int i2 = 0; i2 < g_shm->nslots && !earlier; i2++) {
                 const mx_slot *s2 = &g_shm->slots[i2];
                 if (!slot_live(s2)) continue;
                 for (int k2 = 0; k2 < MX_DEPS; k2++) {
                     const mx_dep *e = &s2->deps[k2];
-                    if (!__atomic_load_n(&e->used, __ATOMIC_ACQUIRE) || strcmp(e->model, d->model) ||
+                    if (!__atomic_load_n(&e->used, __ATOMIC_ACQUIRE) || e->index != d->index || strcmp(e->model, d->model) ||
                         strcmp(e->provider, d->provider) || strcmp(e->upstream, d->upstream))
                         continue;
                     if (i2 < i || (i2 == i && k2 < k)) { earlier = 1; break; }
                     ok += rd(&e->ok);
                     fail += rd(&e->fail);
+                    open |= __atomic_load_n(&e->breaker_open, __ATOMIC_RELAXED);
                     uint64_t seq = rd(&e->last_seq);
                     if (seq >= best_seq) { best_seq = seq; healthy = __atomic_load_n(&e->last_ok, __ATOMIC_RELAXED); }
                 }
             }
             if (earlier) continue;
-            buf_puts(b, failures ? "gatewayllm_deployment_failures_total{" : "gatewayllm_deployment_healthy{");
+            buf_puts(b, family == DEP_FAILURES ? "gatewayllm_deployment_failures_total{"
+                        : family == DEP_BREAKER ? "gatewayllm_deployment_breaker_open{" : "gatewayllm_deployment_healthy{");
             put_label(b, "model", d->model);
             buf_putc(b, ',');
             put_label(b, "provider", d->provider);
             buf_putc(b, ',');
             put_label(b, "upstream_model", d->upstream);
-            if (failures) buf_printf(b, "} %" PRIu64 "\n", fail);
+            buf_printf(b, ",deployment=\"%d\"", d->index);
+            if (family == DEP_FAILURES) buf_printf(b, "} %" PRIu64 "\n", fail);
+            else if (family == DEP_BREAKER) buf_printf(b, "} %d\n", open ? 1 : 0);
             else buf_printf(b, "} %d\n", healthy ? 1 : 0);
             (void)ok;
+        }
+    }
+}
+
+/* gatewayllm_fallbacks_total{from,to}: each pair summed over the live workers */
+static void render_fallbacks(buf_t *b)
+{
+    for (int i = 0; i < g_shm->nslots; i++) {
+        const mx_slot *sl = &g_shm->slots[i];
+        if (!slot_live(sl)) continue;
+        for (int k = 0; k < MX_FALLBACKS; k++) {
+            const mx_fallback *f = &sl->fallbacks[k];
+            if (!__atomic_load_n(&f->used, __ATOMIC_ACQUIRE)) continue;
+            int earlier = 0;
+            uint64_t n = 0;
+            for (int i2 = 0; i2 < g_shm->nslots && !earlier; i2++) {
+                const mx_slot *s2 = &g_shm->slots[i2];
+                if (!slot_live(s2)) continue;
+                for (int k2 = 0; k2 < MX_FALLBACKS; k2++) {
+                    const mx_fallback *e = &s2->fallbacks[k2];
+                    if (!__atomic_load_n(&e->used, __ATOMIC_ACQUIRE) || strcmp(e->from, f->from) || strcmp(e->to, f->to))
+                        continue;
+                    if (i2 < i || (i2 == i && k2 < k)) { earlier = 1; break; }
+                    n += rd(&e->n);
+                }
+            }
+            if (earlier) continue;
+            buf_puts(b, "gatewayllm_fallbacks_total{");
+            put_label(b, "from", f->from);
+            buf_putc(b, ',');
+            put_label(b, "to", f->to);
+            buf_printf(b, "} %" PRIu64 "\n", n);
         }
     }
 }
@@ -408,10 +487,13 @@ static void render_deps(buf_t *b)
 {
     buf_puts(b, "# HELP gatewayllm_deployment_healthy 1 when the last call to the deployment (on any worker) succeeded.\n"
                 "# TYPE gatewayllm_deployment_healthy gauge\n");
-    render_deps_family(b, 0);
+    render_deps_family(b, DEP_HEALTHY);
     buf_puts(b, "# HELP gatewayllm_deployment_failures_total Calls to the deployment that failed (transport, timeout, 5xx).\n"
                 "# TYPE gatewayllm_deployment_failures_total counter\n");
-    render_deps_family(b, 1);
+    render_deps_family(b, DEP_FAILURES);
+    buf_puts(b, "# HELP gatewayllm_deployment_breaker_open 1 while a worker's circuit breaker keeps traffic away from the deployment (open or half-open).\n"
+                "# TYPE gatewayllm_deployment_breaker_open gauge\n");
+    render_deps_family(b, DEP_BREAKER);
 }
 
 void metrics_render(buf_t *b)
@@ -451,6 +533,7 @@ void metrics_render(buf_t *b)
         buf_printf(b, "gatewayllm_cache_requests_total{result=\"%s\"} %" PRIu64 "\n", ck[k], cache[k]);
     buf_puts(b, "# HELP gatewayllm_fallbacks_total Requests moved from one alias to another.\n"
                 "# TYPE gatewayllm_fallbacks_total counter\n");
+    render_fallbacks(b);
     buf_printf(b, "# HELP gatewayllm_config_version Config snapshot version served.\n"
                   "# TYPE gatewayllm_config_version gauge\ngatewayllm_config_version %" PRIu64 "\n", version);
     int cp = __atomic_load_n(&g_shm->cp_connected, __ATOMIC_RELAXED);

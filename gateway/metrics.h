@@ -34,7 +34,7 @@ typedef struct mx_request {
     double      ttft_ms;        /* 0: no first byte */
     double      upstream_ms;    /* time spent waiting on the provider */
     int         upstream_failed;/* transport error, timeout or 5xx from the deployment */
-    int         attempted;      /* a deployment was called (health applies) */
+    int         attempted;      /* a deployment was called */
 } mx_request;
 
 /* Master, before the first fork: maps the region (0, or -1 logged). */
@@ -51,6 +51,12 @@ void metrics_worker_stop(void);
 /* Hot path: no allocation, no syscall. No-ops before metrics_init. */
 void metrics_request(const mx_request *m);
 void metrics_cache(int result);
+/* One upstream attempt's outcome for the deployment's health and failure
+ * counts, and whether this worker's breaker now keeps traffic away from it. */
+void metrics_attempt(const char *model, const char *provider, const char *upstream_model, int index, int failed,
+                     int breaker_open);
+/* A request moved from alias `from` to alias `to` (gatewayllm_fallbacks_total{from,to}). */
+void metrics_fallback(const char *from, const char *to);
 void metrics_rate_limited(int kind);
 void metrics_trace_spans(uint64_t exported, uint64_t dropped);
 

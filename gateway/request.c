@@ -434,6 +434,9 @@ static void attempt_report(gw_req *r, attempt_outcome o, long retry_after_ms)
     r->in_attempt = 0;
     double ttfb = r->up_status ? r->attempt_ttfb_ms : -1;
     router_attempt_done(&r->w->router, r->serving, r->dep_index, o, ttfb, retry_after_ms, loop_now_ms(r->w));
+    const router_dep *rd = router_dep_get(&r->w->router, r->dep);
+    metrics_attempt(r->serving->alias, r->dep->provider->name, r->dep->model, (int)r->dep_index, o == OUTCOME_RETRY,
+                    rd && rd->state != BREAKER_CLOSED);
     if (r->retry_slot) { router_retry_done(&r->w->router); r->retry_slot = 0; }
 }
 
@@ -1199,6 +1202,7 @@ static void answer_reset(gw_req *r)
 
 static void switch_alias(gw_req *r, const gw_model *m)
 {
+    metrics_fallback(r->serving->alias, m->alias);
     r->serving = m;
     r->tried = 0;
     r->alias_attempts = 0;
@@ -1415,6 +1419,7 @@ static void refuse_budget(gw_req *r, const budget_refusal *why)
              period[why->period >= 0 && why->period <= KT_PERIOD_TOTAL ? why->period : 0],
              why->period == KT_PERIOD_TOTAL || why->period == KT_PERIOD_NONE ? " Ask an admin to raise it."
                                                                              : " It resets with the period.");
+    metrics_rate_limited(MX_LIMIT_BUDGET);
     reply_error(r, 429, "insufficient_quota", "budget_exceeded", NULL, msg);
 }
 

@@ -217,10 +217,13 @@ def metrics_exact_counts_across_two_workers():
                   "ttft count %r, want %d" % (val(prom, "gatewayllm_time_to_first_token_seconds_count"), ok_upstream))
             check(val(prom, "gatewayllm_rate_limited_total", kind="rpm") == limited, "rate_limited rpm")
             check(val(prom, "gatewayllm_rate_limited_total", kind="tpm") == 0, "rate_limited tpm")
-            check(val(prom, "gatewayllm_deployment_healthy", model="m", provider="mock", upstream_model="mock-1") == 1,
+            check(val(prom, "gatewayllm_deployment_healthy", model="m", provider="mock", upstream_model="mock-1",
+                      deployment="0") == 1,
                   "mock deployment unhealthy")
             check(val(prom, "gatewayllm_deployment_healthy", model="dead", provider="openai_compatible",
-                      upstream_model="gone") == 0, "dead deployment healthy")
+                      upstream_model="gone", deployment="0") == 0, "dead deployment healthy")
+            check(("gatewayllm_deployment_healthy", frozenset({"model": "dead", "provider": "openai_compatible",
+                   "upstream_model": "gone", "deployment": "0"}.items())) in prom, "dead deployment not listed")
             check(val(prom, "gatewayllm_config_version") >= 1, "config_version")
             check(("gatewayllm_controlplane_connected", frozenset()) in prom, "controlplane_connected missing")
             for name in ("gatewayllm_fallbacks_total", "gatewayllm_cache_requests_total"):

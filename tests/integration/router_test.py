@@ -46,8 +46,10 @@ def setup():
         m["router"].update(kw.pop("router", {}))
         m.update(kw)
         return m
+    ENV.mport = h.free_port()
     cfg = {
         "listen": "127.0.0.1:%d" % h.free_port(),
+        "metrics_listen": "127.0.0.1:%d" % ENV.mport,
         "workers": 1,
         "timeouts": {"connect_ms": 1000, "first_byte_ms": 2000, "idle_ms": 2000, "total_ms": 10000},
         "models": [
@@ -80,6 +82,21 @@ def setup():
         "keys": [{"name": "router", "key": KEY}],
     }
     ENV.gw = h.Gateway(cfg)
+
+
+def metric(name, **labels):
+    """The value of one series on the gateway's /metrics, or None."""
+    text = h.http_request(ENV.mport, "GET", "/metrics").text
+    want = ",".join('%s="%s"' % kv for kv in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith("#") or " " not in line:
+            continue
+        series, value = line.rsplit(" ", 1)
+        n, _, rest = series.partition("{")
+        got = ",".join(sorted(rest.rstrip("}").split(","))) if rest else ""
+        if n == name and got == want:
+            return float(value)
+    return None
 
 
 def force(mock, **directives):
@@ -150,6 +167,11 @@ def test_one_of_two_failing_1000_requests_all_succeed_breaker_opens_and_probe_cl
     h.log("  1000 requests in %.2fs: A (failing) got %d attempts (bound %d), %d responses needed a 2nd attempt"
           % (took, to_a, bound, retried))
     h.check(to_a <= bound, "the failing deployment got %d attempts (breaker should cap it at %d)" % (to_a, bound))
+    labels_a = {"model": "pair", "provider": "openai_compatible", "upstream_model": "m", "deployment": "0"}
+    h.check(metric("gatewayllm_deployment_breaker_open", **labels_a) == 1, "breaker state not in /metrics: %s" % [
+        l for l in h.http_request(ENV.mport, "GET", "/metrics").text.splitlines() if "breaker" in l or "failures" in l])
+    h.check(metric("gatewayllm_deployment_failures_total", **labels_a) == to_a, "failures_total %r, A got %d" % (
+        metric("gatewayllm_deployment_failures_total", **labels_a), to_a))
     h.check(retried == to_a, "every attempt on A should have been retried on B (%d vs %d)" % (retried, to_a))
     # still failing after the cooldown: exactly one probe, which fails and reopens it
     time.sleep(COOLDOWN_MS / 1000 + 0.2)
@@ -169,6 +191,7 @@ def test_one_of_two_failing_1000_requests_all_succeed_breaker_opens_and_probe_cl
     share = sum(1 for r in rs if served_by(r) == "A")
     h.check(all(r.status == 200 for r in rs), "a request failed after recovery")
     h.check(18 <= share <= 22, "after its probe passed A should serve half again, served %d of 40" % share)
+    h.check(metric("gatewayllm_deployment_breaker_open", **labels_a) == 0, "breaker still open in /metrics")
 
 
 @h.test
@@ -310,6 +333,8 @@ def test_fallback_alias_header_and_access_log():
     force(ENV.a)
     h.expect_status(r, 200)
     h.check(served_by(r) == "B", "the fallback did not serve it")
+    fallbacks = metric("gatewayllm_fallbacks_total", **{"from": "primary", "to": "backup"})
+    h.check(fallbacks is not None and fallbacks >= 1, "gatewayllm_fallbacks_total{from,to} %r" % fallbacks)
     h.check(r.header("x-gateway-fallback") == "backup", "X-Gateway-Fallback: %r" % r.header("x-gateway-fallback"))
     rid = r.header("x-gateway-request-id")
 
