@@ -286,11 +286,11 @@ static void add_gateway_headers(gw_req *r)
     if (r->w->draining) evhtp_request_set_keepalive(r->req, 0);
 }
 
-/* Frees everything the request owns; the evhtp request is not touched. */
 static void hedge_free(gw_req *r);
 static void hedge_cancel(gw_req *r);
 static void hedge_arm(gw_req *r);
 
+/* Frees everything the request owns; the evhtp request is not touched. */
 static void req_free(gw_req *r)
 {
     if (r->up) upstream_cancel(r->up);
