@@ -328,7 +328,7 @@ int worker_run(int listen_fd, gw_config *cfg, const char *config_path, int index
     if (cfg->control_plane && !(w.cp = cpsync_start(w.base, cfg, &w.cfg))) goto out;
     if (cfg->control_plane && !(w.usage = usagelog_open(w.base, cfg->state_dir, cfg->dataplane_id, index))) goto out;
     if (setup_limits(&w) < 0) { log_error("cannot set up rate limits"); goto out; }
-    if (router_init(&w.router, w.id_prefix ^ (uint64_t)getpid()) < 0) { log_error("cannot set up the router"); goto out; }
+    if (router_init(&w.router, w.id_prefix ^ (uint64_t)getpid(), node_workers(cfg)) < 0) { log_error("cannot set up the router"); goto out; }
     if (setup_server(&w, listen_fd) < 0) { log_error("cannot start the HTTP server"); goto out; }
     w.ev_term = evsignal_new(w.base, SIGTERM, on_stop_signal, &w);
     w.ev_int = evsignal_new(w.base, SIGINT, on_stop_signal, &w);
