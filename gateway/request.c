@@ -317,11 +317,11 @@ static void add_gateway_headers(gw_req *r)
     if (r->w->draining) evhtp_request_set_keepalive(r->req, 0);
 }
 
-/* Frees everything the request owns; the evhtp request is not touched. */
 static void hedge_free(gw_req *r);
 static void hedge_cancel(gw_req *r);
 static void hedge_arm(gw_req *r);
 
+/* Frees everything the request owns; the evhtp request is not touched. */
 static void req_free(gw_req *r)
 {
     if (r->up) upstream_cancel(r->up);
@@ -1120,6 +1120,20 @@ static const upstream_callbacks hedge_callbacks = {
     .on_done = hedge_on_done,
 };
 
+static int hedge_parse_chat(gw_req *r)
+{
+    char msg[256];
+    const char *param = NULL;
+    const char *body = (const char *)evbuffer_pullup(r->req->buffer_in, -1);
+    if (xlate_parse_request(r->route, json_root(r->doc), body, &r->chat, msg, sizeof msg, &param) < 0) {
+        chat_req_free(&r->chat);   /* nothing half-parsed is left for a later attempt */
+        chat_req_init(&r->chat);
+        return -1;
+    }
+    r->chat_parsed = 1;
+    return 0;
+}
+
 static void on_hedge_timer(evutil_socket_t fd, short what, void *arg)
 {
     gw_req *r = arg;
@@ -1130,7 +1144,9 @@ static void on_hedge_timer(evutil_socket_t fd, short what, void *arg)
     if (i < 0 || (i < 64 && (r->tried >> i & 1))) return;        /* no other deployment to race */
     const gw_deployment *d = &r->serving->deployments[i];
     if (d->provider->local_reply) return;
-    if (xlate_needed(d->provider, r->route) && (r->route == ROUTE_EMBEDDINGS || !r->chat_parsed)) return;
+    if (xlate_needed(d->provider, r->route)) {   /* another dialect: the request in the internal form */
+        if (r->route == ROUTE_EMBEDDINGS ? !d->provider->build_embed : !r->chat_parsed && hedge_parse_chat(r) < 0) return;
+    }
     if (!router_may_retry(&r->w->router)) return;                /* hedges spend the retry budget too */
     hedge_t *h = calloc(1, sizeof *h);
     if (!h) { router_retry_done(&r->w->router); return; }
@@ -1242,8 +1258,11 @@ static int attempt_on(gw_req *r, size_t i)
     if (r->translate && r->route != ROUTE_EMBEDDINGS && !r->chat_parsed) {
         const char *body = (const char *)evbuffer_pullup(r->req->buffer_in, -1);
         r->err_code = "invalid_request";
-        if (xlate_parse_request(r->route, json_root(r->doc), body, &r->chat, r->err_msg, sizeof r->err_msg, &r->err_param) < 0)
+        if (xlate_parse_request(r->route, json_root(r->doc), body, &r->chat, r->err_msg, sizeof r->err_msg, &r->err_param) < 0) {
+            chat_req_free(&r->chat);   /* nothing half-parsed is left for another deployment */
+            chat_req_init(&r->chat);
             goto refused;
+        }
         r->chat_parsed = 1;
     }
     int64_t now = loop_now_ms(r->w);

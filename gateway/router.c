@@ -10,9 +10,10 @@
 #define EXPLORE_ONE_IN   32      /* least_latency: 1 pick in 32 refreshes another deployment's latency */
 #define HOLD_MAX_MS      60000   /* cap on a Retry-After hold */
 
-int router_init(router_t *r, uint64_t seed)
+int router_init(router_t *r, uint64_t seed, int workers)
 {
     memset(r, 0, sizeof *r);
+    r->workers = workers > 0 ? workers : 1;
     r->cap = 64;
     if (!(r->deps = calloc(r->cap, sizeof *r->deps))) return -1;
     r->rng = seed ? seed : 0x9e3779b97f4a7c15ULL;
@@ -117,17 +118,18 @@ static double sliding(int64_t cur, int64_t prev, int64_t now_ms)
     return (double)cur + (double)prev * (1.0 - frac);
 }
 
-/* 1: untouched caps ... 0: at the cap; 2 for a deployment without caps (preferred less than... equal to any with room) */
-static double headroom(router_dep *s, const gw_deployment *d, int64_t now_ms)
+/* 1: untouched caps (or none) ... 0 and below: at this worker's share of the
+ * caps (the node's workers split them evenly, as the rate limits do) */
+static double headroom(const router_t *r, router_dep *s, const gw_deployment *d, int64_t now_ms)
 {
     roll_minute(s, now_ms);
     double h = 1.0;
     if (d->rpm_limit > 0) {
-        double x = 1.0 - sliding(s->req_cur, s->req_prev, now_ms) / (double)d->rpm_limit;
+        double x = 1.0 - sliding(s->req_cur, s->req_prev, now_ms) * r->workers / (double)d->rpm_limit;
         if (x < h) h = x;
     }
     if (d->tpm_limit > 0) {
-        double x = 1.0 - sliding(s->tok_cur, s->tok_prev, now_ms) / (double)d->tpm_limit;
+        double x = 1.0 - sliding(s->tok_cur, s->tok_prev, now_ms) * r->workers / (double)d->tpm_limit;
         if (x < h) h = x;
     }
     return h;
@@ -185,9 +187,9 @@ int router_pick(router_t *r, const gw_model *m, uint64_t tried, int64_t now_ms, 
         }
         break;
     case STRATEGY_USAGE: {
-        double hb = headroom(st[0], &m->deployments[idx[0]], now_ms);
+        double hb = headroom(r, st[0], &m->deployments[idx[0]], now_ms);
         for (size_t j = 1; j < n; j++) {
-            double h = headroom(st[j], &m->deployments[idx[j]], now_ms);
+            double h = headroom(r, st[j], &m->deployments[idx[j]], now_ms);
             if (h > hb) { hb = h; best = j; }
         }
         break;

@@ -69,6 +69,7 @@ typedef struct router {
     size_t      retries_active;    /* retries in flight */
     double      budget_ratio;      /* retries in flight <= max(budget_min, ratio x active) */
     size_t      budget_min;
+    int         workers;           /* workers on the node: each counts 1/workers of a deployment's caps */
     /* counters for metrics (monotonic, this worker) */
     uint64_t    retries;           /* retry slots granted */
     uint64_t    budget_denied;     /* retries refused by the budget */
@@ -77,7 +78,8 @@ typedef struct router {
     uint64_t    breaker_skips;     /* picks that passed over an open breaker */
 } router_t;
 
-int   router_init(router_t *r, uint64_t seed);
+/* workers: how many share the node's traffic (the usage strategy's caps are split evenly). */
+int   router_init(router_t *r, uint64_t seed, int workers);
 void  router_free(router_t *r);
 
 /* The state of one deployment (created on first use); NULL on out of memory. */

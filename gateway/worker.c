@@ -343,7 +343,7 @@ int worker_run(int listen_fd, gw_config *cfg, const char *config_path, int index
         log_error("cannot set up the response cache");
         goto out;
     }
-    if (router_init(&w.router, w.id_prefix ^ (uint64_t)getpid()) < 0) { log_error("cannot set up the router"); goto out; }
+    if (router_init(&w.router, w.id_prefix ^ (uint64_t)getpid(), node_workers(cfg)) < 0) { log_error("cannot set up the router"); goto out; }
     if (setup_server(&w, listen_fd) < 0) { log_error("cannot start the HTTP server"); goto out; }
     if (metrics_worker_start(&w) < 0) { log_error("cannot start metrics"); goto out; }
     w.ev_term = evsignal_new(w.base, SIGTERM, on_stop_signal, &w);

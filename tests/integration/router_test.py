@@ -70,6 +70,9 @@ def setup():
             alias("tail", [dep(a), dep(b)]),
             alias("tail-hedged", [dep(a), dep(b)], router={"hedge_ms": 60}),
             alias("tail-p95", [dep(a), dep(b)], router={"hedge_ms": "p95"}),
+            alias("hedge-xdialect", [dep(a), {"provider": "anthropic", "model": "claude-3-5-haiku-20241022",
+                                              "base_url": b.base_url[:-len("/v1")], "api_key": "sk-up"}],
+                  router={"hedge_ms": 60}),
             alias("cheap-tier", [dep(a, model="small")]),
             alias("flag-tier", [dep(b, model="large")]),
             {"alias": "auto", "strategy": "classifier",
@@ -411,6 +414,25 @@ def test_anthropic_stream_cut_after_first_byte_ends_with_an_anthropic_error_even
     h.check(types[:1] == ["message_start"] and "content_block_delta" in types, "stream before the cut: %r" % types)
     h.check(types[-1] == "error" and evs[-1]["error"].get("type") == "api_error", "last event: %r" % evs[-1:])
     h.check(b"event: error" in r.body, "no 'event: error' line in the Anthropic stream")
+
+
+@h.test
+def test_hedge_to_another_dialect_is_translated():
+    reset()
+    force(ENV.a, DELAY_MS="1500")
+    with h.Conn(ENV.gw.port) as c:
+        rs = [post(c, chat("hedge-xdialect", "xdialect")) for _ in range(4)]
+        ss = [post(c, chat("hedge-xdialect", "xdialect", stream=True), sse=True) for _ in range(4)]
+    force(ENV.a)
+    for r in rs:
+        h.expect_status(r, 200)
+        h.check(r.json()["object"] == "chat.completion", "not an OpenAI answer: %r" % r)
+    h.check(any(r.header("x-gateway-provider") == "anthropic" and r.header("x-gateway-attempts") == "2" for r in rs),
+            "no request was hedged to the anthropic deployment")
+    for r in ss:
+        h.expect_status(r, 200)
+        h.check(stream_text(r), "empty stream: %r" % r)
+    h.check(any(r.header("x-gateway-provider") == "anthropic" for r in ss), "no stream was hedged to anthropic")
 
 
 def pct(xs, p):

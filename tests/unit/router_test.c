@@ -38,7 +38,7 @@ static void test_weighted_split_within_2pct(void)
     static const int w[] = { 5, 3, 2 };
     gw_model m = make_model("a", "weighted", w, 3);
     router_t r;
-    CHECK(router_init(&r, 42) == 0);
+    CHECK(router_init(&r, 42, 1) == 0);
     long got[3] = { 0 }, wait;
     for (int i = 0; i < 10000; i++) {
         int d = router_pick(&r, &m, 0, 1000, &wait);
@@ -70,7 +70,7 @@ static void test_breaker_opens_probes_and_closes(void)
     m.policy.breaker_failures = 3;
     m.policy.breaker_cooldown_ms = 1000;
     router_t r;
-    CHECK(router_init(&r, 1) == 0);
+    CHECK(router_init(&r, 1, 1) == 0);
     int64_t now = 10000;
     long wait;
     for (int i = 0; i < 3; i++) {
@@ -118,7 +118,7 @@ static void test_breaker_failure_ratio_and_client_errors(void)
     m.policy.breaker_ratio = 0.5;
     m.policy.breaker_min_requests = 20;
     router_t r;
-    CHECK(router_init(&r, 1) == 0);
+    CHECK(router_init(&r, 1, 1) == 0);
     router_dep *s = router_dep_get(&r, &m.deployments[0]);
     /* the client's own errors and 429s never open it */
     for (int i = 0; i < 50; i++) router_attempt_done(&r, &m, 0, OUTCOME_CLIENT, -1, 0, 100);
@@ -140,7 +140,7 @@ static void test_retry_after_holds(void)
 {
     gw_model m = make_model("d", "weighted", NULL, 2);
     router_t r;
-    CHECK(router_init(&r, 1) == 0);
+    CHECK(router_init(&r, 1, 1) == 0);
     long wait;
     router_attempt_done(&r, &m, 0, OUTCOME_RETRY, -1, 2000, 5000);
     for (int i = 0; i < 10; i++) CHECK(router_pick(&r, &m, 0, 6000, &wait) == 1);
@@ -161,7 +161,7 @@ static void test_least_latency_moves(void)
 {
     gw_model m = make_model("e", "least_latency", NULL, 2);
     router_t r;
-    CHECK(router_init(&r, 7) == 0);
+    CHECK(router_init(&r, 7, 1) == 0);
     long wait;
     int64_t now = 1000;
     double lat[2] = { 50, 80 };
@@ -187,7 +187,7 @@ static void test_least_cost_and_usage(void)
     m.deployments[1].price = (gw_price){ 0.15, 0.075, 0.6 };
     m.deployments[2].price = (gw_price){ 0.8, 0.08, 4 };
     router_t r;
-    CHECK(router_init(&r, 1) == 0);
+    CHECK(router_init(&r, 1, 1) == 0);
     long wait;
     CHECK(router_pick(&r, &m, 0, 1, &wait) == 1);
     CHECK(router_pick(&r, &m, 1u << 1, 1, &wait) == 2);   /* tried the cheapest: next cheapest */
@@ -201,7 +201,7 @@ static void test_least_cost_and_usage(void)
     u.strategy_id = STRATEGY_USAGE;
     u.deployments[0].rpm_limit = 100;
     u.deployments[1].rpm_limit = 50;
-    CHECK(router_init(&r, 1) == 0);
+    CHECK(router_init(&r, 1, 1) == 0);
     int64_t now = 60000 * 10;
     long got[2] = { 0 };
     for (int i = 0; i < 120; i++) {
@@ -211,6 +211,20 @@ static void test_least_cost_and_usage(void)
     }
     /* most headroom first: both end near their caps' shares (100:50) */
     CHECK(got[0] >= 78 && got[0] <= 82);
+    /* two workers: each fills at half the caps */
+    u.deployments[1].rpm_limit = 50;
+    router_t r2;
+    CHECK(router_init(&r2, 1, 2) == 0);
+    got[0] = got[1] = 0;
+    for (int i = 0; i < 60; i++) {
+        int d = router_pick(&r2, &u, 0, now, &wait);
+        router_attempt_start(&r2, &u, (size_t)d, 10, now);
+        got[d]++;
+    }
+    CHECK(got[0] >= 38 && got[0] <= 42);
+    router_dep *s0 = router_dep_get(&r2, &u.deployments[0]);
+    CHECK(s0 && s0->req_cur == got[0]);
+    router_free(&r2);
     /* tokens: a tpm cap fills from reported usage */
     u.deployments[1].rpm_limit = -1;
     u.deployments[1].tpm_limit = 1000;
@@ -223,7 +237,7 @@ static void test_least_cost_and_usage(void)
 static void test_retry_budget(void)
 {
     router_t r;
-    CHECK(router_init(&r, 1) == 0);
+    CHECK(router_init(&r, 1, 1) == 0);
     for (int i = 0; i < 100; i++) router_begin(&r);
     int granted = 0;
     for (int i = 0; i < 100; i++) granted += router_may_retry(&r);
@@ -261,7 +275,7 @@ static void test_classify(void)
 static void test_backoff(void)
 {
     router_t r;
-    CHECK(router_init(&r, 3) == 0);
+    CHECK(router_init(&r, 3, 1) == 0);
     gw_route_policy p;
     config_route_policy_defaults(&p);
     p.backoff_base_ms = 100;
@@ -279,7 +293,7 @@ static void test_backoff(void)
 static void test_table_survives_many_deployments(void)
 {
     router_t r;
-    CHECK(router_init(&r, 1) == 0);
+    CHECK(router_init(&r, 1, 1) == 0);
     gw_model m = make_model("h", "weighted", NULL, 60);
     gw_model m2 = make_model("h2", "weighted", NULL, 60);
     for (size_t i = 0; i < 60; i++) {
@@ -300,7 +314,7 @@ static void test_p95(void)
 {
     gw_model m = make_model("p", "weighted", NULL, 1);
     router_t r;
-    CHECK(router_init(&r, 1) == 0);
+    CHECK(router_init(&r, 1, 1) == 0);
     CHECK(router_p95_ms(&r, &m.deployments[0]) == 0);   /* too few samples: no hedge delay from it */
     for (int i = 1; i <= 100; i++) router_attempt_done(&r, &m, 0, OUTCOME_OK, i, 0, 1);
     double p = router_p95_ms(&r, &m.deployments[0]);   /* the last 64 samples: 37..100 */
@@ -317,7 +331,7 @@ static void bench(const char *strategy)
     static const int w[] = { 3, 2, 1, 1 };
     gw_model m = make_model("bench", strategy, w, 4);
     router_t r;
-    if (router_init(&r, 9) < 0) { free_model(&m); return; }
+    if (router_init(&r, 9, 1) < 0) { free_model(&m); return; }
     enum { N = 200000 };
     struct timespec t0, t1;
     long wait;
