@@ -6,5 +6,7 @@ struct worker;
 
 /* Installs every route on the worker's evhtp server; -1 on failure. */
 int request_register_routes(struct worker *w);
+/* Frees the request states the worker kept for reuse (at exit). */
+void request_pool_free(struct worker *w);
 
 #endif

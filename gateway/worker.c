@@ -375,6 +375,7 @@ out:
     if (w.ev_hup) event_free(w.ev_hup);
     if (w.ev_drain_check) event_free(w.ev_drain_check);
     cpsync_stop(w.cp);
+    request_pool_free(&w);     /* after evhtp and upstream: nothing frees a request later */
     if (w.base) event_base_free(w.base);
     config_unref(w.cfg);
     buf_free(&w.logline);

@@ -43,6 +43,8 @@ typedef struct worker {
     uint64_t            id_prefix;  /* random per worker: request ids are unique across workers */
     uint64_t            req_seq;
     size_t              active;     /* requests in flight (async) */
+    void               *req_pool;   /* freed request states kept for reuse (request.c) */
+    size_t              req_pool_n;
     int                 draining;
     buf_t               logline;    /* reused to format access-log lines */
     struct event       *ev_term, *ev_int, *ev_hup, *ev_drain_check;
