@@ -66,6 +66,7 @@ struct hedge;
 
 typedef struct gw_req {
     worker_t            *w;
+    struct gw_req       *pool_next;    /* in the worker's pool of freed states */
     evhtp_request_t     *req;          /* NULL once evhtp freed it (client gone) */
     gw_config           *cfg;          /* the snapshot this request started with */
     const gw_key        *key;          /* valid only during the synchronous part */
@@ -322,15 +323,14 @@ static void hedge_cancel(gw_req *r);
 static void hedge_arm(gw_req *r);
 
 /* A request's state is ~3 KB: a worker keeps the last few freed ones rather
- * than going through malloc for each request (the freed object's first
- * bytes link the pool). */
+ * than going through malloc for each request. */
 #define REQ_POOL_MAX 64
 
 static gw_req *req_acquire(worker_t *w)
 {
     gw_req *r = w->req_pool;
     if (!r) return calloc(1, sizeof *r);
-    memcpy(&w->req_pool, r, sizeof(void *));
+    w->req_pool = r->pool_next;
     w->req_pool_n--;
     memset(r, 0, sizeof *r);
     return r;
@@ -340,7 +340,7 @@ static void req_release(gw_req *r)
 {
     worker_t *w = r->w;
     if (w->req_pool_n >= REQ_POOL_MAX) { free(r); return; }
-    memcpy(r, &w->req_pool, sizeof(void *));
+    r->pool_next = w->req_pool;
     w->req_pool = r;
     w->req_pool_n++;
 }
@@ -348,10 +348,9 @@ static void req_release(gw_req *r)
 void request_pool_free(worker_t *w)
 {
     while (w->req_pool) {
-        void *next;
-        memcpy(&next, w->req_pool, sizeof next);
-        free(w->req_pool);
-        w->req_pool = next;
+        gw_req *r = w->req_pool;
+        w->req_pool = r->pool_next;
+        free(r);
     }
     w->req_pool_n = 0;
 }
