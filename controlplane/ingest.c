@@ -73,6 +73,9 @@ static int build_json(const Gw__UsageBatch *ub, buf_t *b)
         put_str_or_null(b, ",\"upstream_model\":", e->upstream_model, 256);
         put_str_or_null(b, ",\"dataplane_id\":", ub->dataplane_id, 200);
         put_str_or_null(b, ",\"routed_alias\":", e->routed_alias, 256);
+        put_str_or_null(b, ",\"guard\":", e->guard, 256);
+        if (e->cache_similarity > 0 && e->cache_similarity <= 1)   /* NaN and nonsense stay NULL */
+            buf_printf(b, ",\"cache_similarity\":%.4f", e->cache_similarity);
         /* exact decimal from the integer the data plane priced with */
         int64_t c = e->cost_e10 > 0 ? clamp64(e->cost_e10, 0, COST_E10_MAX)
                   : (e->cost_usd > 0 && e->cost_usd < 9e8 ? (int64_t)(e->cost_usd * 1e10 + 0.5) : 0);

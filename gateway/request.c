@@ -152,6 +152,8 @@ typedef struct gw_req {
     const char          *tier;         /* classifier: "cheap" or "flagship" */
     double               complexity;   /* classifier: the prompt's score */
     const char          *split;        /* traffic split: the alias this request was sent to */
+    char                 guard[128];   /* guardrail verdicts for the usage event (no matched text) */
+    double               cache_similarity;  /* semantic cache: nearest cached prompt's score, 0: none */
 } gw_req;
 
 /* What one attempt owns; a hedge swaps its own in and out of gw_req. */
@@ -403,6 +405,7 @@ static void record_usage(gw_req *r)
         .usage = r->usage, .cost_e10 = r->cost_e10,
         .latency_ms = ms_since(&r->t0), .ttft_ms = r->ttft_ms,
         .status = r->status, .attempts = r->cache_hit ? 0 : r->attempts, .cache_hit = r->cache_hit,
+        .guard = r->guard[0] ? r->guard : NULL, .cache_similarity = r->cache_similarity,
     };
     usagelog_add(r->w->usage, &e);
 }

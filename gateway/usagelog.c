@@ -24,6 +24,8 @@ typedef struct rec {
     int64_t ts_ms, prompt, completion, cached, cost_e10;
     int32_t latency_ms, ttft_ms, status, attempts;
     int     cache_hit;
+    double  cache_similarity;
+    char    guard[128];
 } rec;
 
 struct usagelog {
@@ -82,6 +84,8 @@ void usagelog_add(usagelog *l, const usage_event_in *e)
     r->status = e->status;
     r->attempts = e->attempts;
     r->cache_hit = e->cache_hit;
+    r->cache_similarity = e->cache_similarity;
+    copy(r->guard, sizeof r->guard, e->guard);
     if (l->n == USAGELOG_BATCH) { usagelog_flush(l); return; }
     if (l->n == 1) {
         struct timeval tv = { 0, USAGELOG_FLUSH_MS * 1000 };
@@ -148,6 +152,8 @@ void usagelog_flush(usagelog *l)
         e->status = r->status;
         e->attempts = r->attempts;
         e->cache_hit = r->cache_hit;
+        e->cache_similarity = r->cache_similarity;
+        e->guard = r->guard;
         l->pbp[i] = e;
     }
     Gw__UsageBatch b = GW__USAGE_BATCH__INIT;

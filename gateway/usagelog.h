@@ -41,6 +41,8 @@ typedef struct usage_event_in {
     int         status;
     int         attempts;
     int         cache_hit;
+    const char *guard;                 /* guardrail verdicts without matched text, NULL when none */
+    double      cache_similarity;      /* semantic cache lookup score, 0 when none */
 } usage_event_in;
 
 /* NULL on failure (logged). */

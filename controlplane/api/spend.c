@@ -75,7 +75,8 @@ void api_spend_summary(api_req *r)
     "'model_alias', model_alias, 'provider', provider, 'upstream_model', upstream_model, " \
     "'prompt_tokens', prompt_tokens, 'completion_tokens', completion_tokens, 'cached_tokens', cached_tokens, " \
     "'cost_usd', cost_usd, 'latency_ms', latency_ms, 'ttft_ms', ttft_ms, 'status', status, " \
-    "'cache_hit', cache_hit, 'attempts', attempts, 'dataplane_id', dataplane_id)"
+    "'cache_hit', cache_hit, 'attempts', attempts, 'dataplane_id', dataplane_id, " \
+    "'routed_alias', routed_alias, 'guard', guard, 'cache_similarity', cache_similarity)"
 
 void api_spend_logs(api_req *r)
 {
