@@ -247,6 +247,21 @@ static int on_usage_member(scan *s, const char *k, size_t klen, int depth, void 
     return scan_value(s, depth + 1);
 }
 
+/* The scanner gave up (nesting past SCAN_MAX_DEPTH, or bytes that are not
+ * JSON): a whole parse decides, so a legal but odd answer is
+ * still priced. Rare, so its cost does not matter. */
+static int usage_from_parse(const char *p, size_t n, usage_t *u)
+{
+    json_limits lim = { .max_depth = 64, .max_bytes = n };
+    json_doc *d = json_parse(p, n, &lim, NULL);
+    if (!d) return -1;
+    usage_t got = { 0 };
+    int rc = usage_from_json(json_root(d), &got);
+    json_doc_free(d);
+    if (rc == 0) *u = got;
+    return rc;
+}
+
 /* The usage object is small and near the end of a response: find the last
  * "usage" key and scan only the object after it, not the whole completion. */
 int usage_from_bytes(const char *p, size_t n, usage_t *u)
@@ -265,7 +280,7 @@ int usage_from_bytes(const char *p, size_t n, usage_t *u)
     s.p++;
     skip_ws(&s);
     usage_scan got = { { 0 }, 0 };
-    if (s.p >= s.end || *s.p != '{' || scan_object(&s, 1, on_usage_member, &got) < 0) return -1;
+    if (s.p >= s.end || *s.p != '{' || scan_object(&s, 1, on_usage_member, &got) < 0) return usage_from_parse(p, n, u);
     got.u.present = 1;
     *u = got.u;
     return 0;
