@@ -81,6 +81,7 @@ def setup():
             alias("anth", [{"provider": "anthropic", "model": "claude-3-5-haiku-20241022",
                             "base_url": a.base_url[:-len("/v1")], "api_key": "sk-up"}]),
             alias("canary-base", [dep(a)], router={"split_alias": "canary", "split_percent": 20}),
+            alias("weighted", [dep(a, weight=3), dep(b, weight=1)]),
         ],
         "keys": [{"name": "router", "key": KEY}],
     }
@@ -532,6 +533,20 @@ def test_traffic_split_sends_its_share_to_the_other_alias():
     h.check(not any(r.header("x-gateway-split") for r in rs if served_by(r) == "A"), "unsplit request marked")
     h.log("  split 20%%: %d of 500 went to the canary alias" % len(to_b))
     h.check(70 <= len(to_b) <= 130, "split sent %d of 500 (20%% expected)" % len(to_b))
+
+
+@h.test
+def test_weighted_split_within_2_percent_over_10000_requests():
+    reset()
+    rs = hammer("weighted", 10000, threads=4)
+    h.check(len(rs) == 10000 and all(r.status == 200 for r in rs), "%d answers, some failed" % len(rs))
+    a = sum(1 for r in rs if served_by(r) == "A")
+    b = sum(1 for r in rs if served_by(r) == "B")
+    h.log("  weighted 3:1 over 10,000 requests: A %d (%.2f%%), B %d; the mocks counted %d and %d"
+          % (a, a / 100.0, b, count(ENV.a), count(ENV.b)))
+    h.check(a + b == 10000, "answers not attributed: %d + %d" % (a, b))
+    h.check(abs(a / 10000.0 - 0.75) <= 0.02, "A got %.2f%% of the traffic, weight says 75%%" % (a / 100.0))
+    h.check(count(ENV.a) == a and count(ENV.b) == b, "the upstreams saw other counts than the answers say")
 
 
 def teardown():
