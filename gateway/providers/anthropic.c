@@ -74,7 +74,7 @@ static int build(const provider_call *call, provider_http *out, char *err, size_
 
 static void put_str(buf_t *b, gw_str s) { buf_json_str(b, s.p ? s.p : "", s.n); }
 
-static int put_block(buf_t *b, const chat_part *p, int first)
+static int put_block(buf_t *b, const chat_req *q, const chat_part *p, int first, char *err, size_t errlen)
 {
     if (p->kind == PART_TEXT && p->text.n == 0) return 0;   /* Anthropic refuses empty text blocks */
     if (!first) buf_putc(b, ',');
@@ -117,33 +117,10 @@ static int put_block(buf_t *b, const chat_part *p, int first)
     return 1;
 }
 
-/* The IR's messages as alternating turns: consecutive user and tool
- * messages merge into one user turn, consecutive assistant ones into one. */
-static void put_messages(buf_t *b, const chat_req *q)
-{
-    buf_puts(b, ",\"messages\":[");
-    int open = 0, cur_user = 0, blocks = 0;
-    for (size_t i = 0; i < q->nmsgs; i++) {
-        const chat_msg *m = &q->msgs[i];
-        int user = m->role != ROLE_ASSISTANT;
-        if (!open || user != cur_user) {
-            if (open) {
-                if (!blocks) buf_puts(b, "{\"type\":\"text\",\"text\":\"(empty)\"}");
-                buf_puts(b, "]},");
-            }
-            buf_puts(b, user ? "{\"role\":\"user\",\"content\":[" : "{\"role\":\"assistant\",\"content\":[");
-            open = 1;
-            cur_user = user;
-            blocks = 0;
-        }
-        for (size_t k = 0; k < m->nparts; k++) blocks += put_block(b, &m->parts[k], blocks == 0);
-    }
-    if (open) {
-        if (!blocks) buf_puts(b, "{\"type\":\"text\",\"text\":\"(empty)\"}");
-        buf_puts(b, "]}");
-    }
-    buf_putc(b, ']');
-}
+static const provider_turn_style turns = {
+    "{\"role\":\"user\",\"content\":[", "{\"role\":\"assistant\",\"content\":[",
+    "{\"type\":\"text\",\"text\":\"(empty)\"}", "]}",
+};
 
 static int build_chat(const provider_call *call, provider_http *out, char *err, size_t errlen)
 {
@@ -174,7 +151,8 @@ int anthropic_build_body(const chat_req *q, const char *model, buf_t *b, char *e
         buf_free(&s);
         if (oom) b->oom = 1;
     }
-    put_messages(b, q);
+    buf_puts(b, ",\"messages\":");
+    provider_put_turns(b, q, &turns, put_block, err, errlen);   /* put_block never fails */
     if (q->ntools && q->tool_choice != TOOL_CHOICE_NONE) {
         buf_puts(b, ",\"tools\":[");
         for (size_t i = 0; i < q->ntools; i++) {

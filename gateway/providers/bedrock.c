@@ -57,7 +57,7 @@ static int image_format(gw_str mt, const char **fmt)
     return -1;
 }
 
-static int put_block(buf_t *b, const chat_part *p, int first, char *err, size_t errlen)
+static int put_block(buf_t *b, const chat_req *q, const chat_part *p, int first, char *err, size_t errlen)
 {
     if (p->kind == PART_TEXT && p->text.n == 0) return 0;   /* Converse refuses blank text blocks */
     const char *fmt = NULL;
@@ -99,35 +99,15 @@ static int put_block(buf_t *b, const chat_part *p, int first, char *err, size_t 
     return 1;
 }
 
+static const provider_turn_style turns = {
+    "{\"role\":\"user\",\"content\":[", "{\"role\":\"assistant\",\"content\":[", "{\"text\":\"(empty)\"}", "]}",
+};
+
 int bedrock_build_body(const chat_req *q, buf_t *b, char *err, size_t errlen)
 {
     buf_reset(b);
-    buf_puts(b, "{\"messages\":[");
-    int open = 0, cur_user = 0, blocks = 0;
-    for (size_t i = 0; i < q->nmsgs; i++) {
-        const chat_msg *m = &q->msgs[i];
-        int user = m->role != ROLE_ASSISTANT;
-        if (!open || user != cur_user) {
-            if (open) {
-                if (!blocks) buf_puts(b, "{\"text\":\"(empty)\"}");
-                buf_puts(b, "]},");
-            }
-            buf_puts(b, user ? "{\"role\":\"user\",\"content\":[" : "{\"role\":\"assistant\",\"content\":[");
-            open = 1;
-            cur_user = user;
-            blocks = 0;
-        }
-        for (size_t k = 0; k < m->nparts; k++) {
-            int n = put_block(b, &m->parts[k], blocks == 0, err, errlen);
-            if (n < 0) return -1;
-            blocks += n;
-        }
-    }
-    if (open) {
-        if (!blocks) buf_puts(b, "{\"text\":\"(empty)\"}");
-        buf_puts(b, "]}");
-    }
-    buf_putc(b, ']');
+    buf_puts(b, "{\"messages\":");
+    if (provider_put_turns(b, q, &turns, put_block, err, errlen) < 0) return -1;
     if (q->system.len || q->response_format != RESPONSE_TEXT) {
         buf_t s; buf_init(&s);
         buf_append(&s, q->system.data ? q->system.data : "", q->system.len);

@@ -78,35 +78,14 @@ static int put_part(buf_t *b, const chat_req *q, const chat_part *p, int first, 
     return 1;
 }
 
+static const provider_turn_style turns = {
+    "{\"role\":\"user\",\"parts\":[", "{\"role\":\"model\",\"parts\":[", "{\"text\":\" \"}", "]}",
+};
+
 static int put_contents(buf_t *b, const chat_req *q, char *err, size_t errlen)
 {
-    buf_puts(b, "\"contents\":[");
-    int open = 0, cur_user = 0, parts = 0;
-    for (size_t i = 0; i < q->nmsgs; i++) {
-        const chat_msg *m = &q->msgs[i];
-        int user = m->role != ROLE_ASSISTANT;
-        if (!open || user != cur_user) {
-            if (open) {
-                if (!parts) buf_puts(b, "{\"text\":\" \"}");
-                buf_puts(b, "]},");
-            }
-            buf_puts(b, user ? "{\"role\":\"user\",\"parts\":[" : "{\"role\":\"model\",\"parts\":[");
-            open = 1;
-            cur_user = user;
-            parts = 0;
-        }
-        for (size_t k = 0; k < m->nparts; k++) {
-            int n = put_part(b, q, &m->parts[k], parts == 0, err, errlen);
-            if (n < 0) return -1;
-            parts += n;
-        }
-    }
-    if (open) {
-        if (!parts) buf_puts(b, "{\"text\":\" \"}");
-        buf_puts(b, "]}");
-    }
-    buf_putc(b, ']');
-    return 0;
+    buf_puts(b, "\"contents\":");
+    return provider_put_turns(b, q, &turns, put_part, err, errlen);
 }
 
 int gemini_build_body(const chat_req *q, buf_t *b, char *err, size_t errlen)

@@ -110,6 +110,18 @@ void  anthropic_usage(const char *json, size_t len, usage_t *u);
 int   provider_base_url(struct gw_deployment *d, const char *default_base, char *err, size_t errlen);
 /* Appends the tool arguments text as a JSON object ({} when it is not one). */
 void  provider_put_args_object(buf_t *out, gw_str args);
+/* Providers that want strictly alternating user/assistant turns (Anthropic,
+ * Gemini, Bedrock): consecutive user and tool messages merge into one user
+ * turn, consecutive assistant ones into one. The style says how a turn opens
+ * per side, what stands in for a turn without parts, and how a turn closes;
+ * put writes one part (first: the turn's first, so no comma yet) and returns
+ * how many it wrote (0 or 1), or -1 with err set. Appends "[...]". */
+typedef struct provider_turn_style {
+    const char *user_open, *assistant_open, *empty, *close;
+} provider_turn_style;
+typedef int (*provider_part_fn)(buf_t *b, const chat_req *q, const chat_part *p, int first, char *err, size_t errlen);
+int   provider_put_turns(buf_t *b, const chat_req *q, const provider_turn_style *st, provider_part_fn put,
+                         char *err, size_t errlen);
 /* Appends the JSON value v (from src) without the listed object keys, at any depth. */
 void  provider_put_json_without(buf_t *out, const char *src, const json_value *v, const char *const *drop);
 

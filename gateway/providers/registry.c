@@ -99,6 +99,39 @@ int provider_base_url(gw_deployment *d, const char *default_base, char *err, siz
     return 0;
 }
 
+int provider_put_turns(buf_t *b, const chat_req *q, const provider_turn_style *st, provider_part_fn put,
+                       char *err, size_t errlen)
+{
+    buf_putc(b, '[');
+    int open = 0, cur_user = 0, parts = 0;
+    for (size_t i = 0; i < q->nmsgs; i++) {
+        const chat_msg *m = &q->msgs[i];
+        int user = m->role != ROLE_ASSISTANT;
+        if (!open || user != cur_user) {
+            if (open) {
+                if (!parts) buf_puts(b, st->empty);
+                buf_puts(b, st->close);
+                buf_putc(b, ',');
+            }
+            buf_puts(b, user ? st->user_open : st->assistant_open);
+            open = 1;
+            cur_user = user;
+            parts = 0;
+        }
+        for (size_t k = 0; k < m->nparts; k++) {
+            int n = put(b, q, &m->parts[k], parts == 0, err, errlen);
+            if (n < 0) return -1;
+            parts += n;
+        }
+    }
+    if (open) {
+        if (!parts) buf_puts(b, st->empty);
+        buf_puts(b, st->close);
+    }
+    buf_putc(b, ']');
+    return 0;
+}
+
 void provider_put_args_object(buf_t *out, gw_str args)
 {
     json_limits lim = { .max_depth = 64, .max_bytes = 0 };
