@@ -288,10 +288,8 @@ static void error_message(const char *body, size_t len, char *msg, size_t msglen
 /* ---- streams: message_start, content_block_{start,delta,stop}, message_delta, message_stop ---- */
 
 typedef struct an_stream {
-    sse_parser   sse;
-    chat_emit_fn emit;
-    void        *ud;
-    int          failed, done;
+    provider_sse_stream base;   /* first: the shared SSE framing */
+    int          done;
     int          ntools;
     short        tool_of_block[MAX_BLOCKS];   /* content block index -> tool call ordinal + 1 */
 } an_stream;
@@ -301,7 +299,7 @@ static void emit_usage(an_stream *s, const json_value *u)
     if (!u || u->type != JSON_OBJECT) return;
     chat_event ev = { .type = CEV_USAGE };
     usage_of(u, &ev.prompt_tokens, &ev.completion_tokens, &ev.cached_tokens);
-    s->emit(s->ud, &ev);
+    s->base.emit(s->base.ud, &ev);
 }
 
 static int block_index(const json_value *root)
@@ -314,12 +312,12 @@ static void on_event(void *ud, const char *event, const char *data, size_t len)
 {
     an_stream *s = ud;
     (void)event;
-    if (s->failed || s->done) return;
+    if (s->base.failed || s->done) return;
     json_limits lim = RESPONSE_LIMITS;
     json_doc *doc = json_parse(data, len, &lim, NULL);
     const json_value *root = doc ? json_root(doc) : NULL;
     const char *type = root ? json_get_str(root, "type") : NULL;
-    if (!type) { s->failed = 1; json_doc_free(doc); return; }
+    if (!type) { s->base.failed = 1; json_doc_free(doc); return; }
     if (!strcmp(type, "message_start")) {
         const json_value *m = json_get(root, "message");
         emit_usage(s, m ? json_get(m, "usage") : NULL);
@@ -327,41 +325,41 @@ static void on_event(void *ud, const char *event, const char *data, size_t len)
         const json_value *cb = json_get(root, "content_block");
         const char *bt = cb ? json_get_str(cb, "type") : NULL;
         int bi = block_index(root);
-        if (bi < 0 || !bt) s->failed = 1;
+        if (bi < 0 || !bt) s->base.failed = 1;
         else if (!strcmp(bt, "tool_use")) {
             const json_value *id = json_get(cb, "id"), *name = json_get(cb, "name");
-            if (!id || id->type != JSON_STRING || !name || name->type != JSON_STRING || s->ntools >= CHAT_MAX_TOOL_CALLS) s->failed = 1;
+            if (!id || id->type != JSON_STRING || !name || name->type != JSON_STRING || s->ntools >= CHAT_MAX_TOOL_CALLS) s->base.failed = 1;
             else {
                 s->tool_of_block[bi] = (short)(++s->ntools);
                 chat_event ev = { .type = CEV_TOOL_START, .index = s->ntools - 1,
                                   .id = { id->str, id->str_len }, .name = { name->str, name->str_len } };
-                s->emit(s->ud, &ev);
+                s->base.emit(s->base.ud, &ev);
             }
         } else if (!strcmp(bt, "text")) {
             const json_value *t = json_get(cb, "text");
             if (t && t->type == JSON_STRING && t->str_len) {
                 chat_event ev = { .type = CEV_TEXT, .text = { t->str, t->str_len } };
-                s->emit(s->ud, &ev);
+                s->base.emit(s->base.ud, &ev);
             }
         }
     } else if (!strcmp(type, "content_block_delta")) {
         const json_value *d = json_get(root, "delta");
         const char *dt = d ? json_get_str(d, "type") : NULL;
         int bi = block_index(root);
-        if (bi < 0 || !dt) s->failed = 1;
+        if (bi < 0 || !dt) s->base.failed = 1;
         else if (!strcmp(dt, "text_delta")) {
             const json_value *t = json_get(d, "text");
-            if (!t || t->type != JSON_STRING) s->failed = 1;
+            if (!t || t->type != JSON_STRING) s->base.failed = 1;
             else {
                 chat_event ev = { .type = CEV_TEXT, .text = { t->str, t->str_len } };
-                s->emit(s->ud, &ev);
+                s->base.emit(s->base.ud, &ev);
             }
         } else if (!strcmp(dt, "input_json_delta")) {
             const json_value *t = json_get(d, "partial_json");
-            if (!t || t->type != JSON_STRING || !s->tool_of_block[bi]) s->failed = 1;
+            if (!t || t->type != JSON_STRING || !s->tool_of_block[bi]) s->base.failed = 1;
             else if (t->str_len) {
                 chat_event ev = { .type = CEV_TOOL_ARGS, .index = s->tool_of_block[bi] - 1, .text = { t->str, t->str_len } };
-                s->emit(s->ud, &ev);
+                s->base.emit(s->base.ud, &ev);
             }
         }   /* thinking_delta, signature_delta, citations: not carried across dialects */
     } else if (!strcmp(type, "message_delta")) {
@@ -369,7 +367,7 @@ static void on_event(void *ud, const char *event, const char *data, size_t len)
         const char *sr = d ? json_get_str(d, "stop_reason") : NULL;
         if (sr) {
             chat_event ev = { .type = CEV_FINISH, .finish = finish_of(sr) };
-            s->emit(s->ud, &ev);
+            s->base.emit(s->base.ud, &ev);
         }
         emit_usage(s, json_get(root, "usage"));
     } else if (!strcmp(type, "message_stop")) {
@@ -378,44 +376,17 @@ static void on_event(void *ud, const char *event, const char *data, size_t len)
         const json_value *e = json_get(root, "error");
         const char *m = e ? json_get_str(e, "message") : NULL;
         chat_event ev = { .type = CEV_ERROR, .text = { m ? m : "the provider reported an error", m ? strlen(m) : 30 } };
-        s->emit(s->ud, &ev);
-        s->failed = 1;
+        s->base.emit(s->base.ud, &ev);
+        s->base.failed = 1;
     }   /* ping, content_block_stop */
     json_doc_free(doc);
 }
 
-static void *stream_new(void)
-{
-    an_stream *s = calloc(1, sizeof *s);
-    if (s) sse_init(&s->sse, 1u << 20, on_event, s);
-    return s;
-}
-
-static int stream_feed(void *st, const char *p, size_t n, chat_emit_fn emit, void *ud)
-{
-    an_stream *s = st;
-    s->emit = emit;
-    s->ud = ud;
-    if (!s->failed) sse_feed(&s->sse, p, n);
-    if (s->sse.dropped) s->failed = 1;
-    return s->failed ? -1 : 0;
-}
+static void *stream_new(void) { return provider_sse_stream_new(sizeof(an_stream), on_event); }
 
 static int stream_end(void *st, chat_emit_fn emit, void *ud)
 {
-    an_stream *s = st;
-    s->emit = emit;
-    s->ud = ud;
-    if (!s->failed) sse_feed(&s->sse, "\n\n", 2);
-    return !s->failed && s->done ? 0 : -1;
-}
-
-static void stream_free(void *st)
-{
-    an_stream *s = st;
-    if (!s) return;
-    sse_free(&s->sse);
-    free(s);
+    return provider_sse_stream_end(st, emit, ud) == 0 && ((an_stream *)st)->done ? 0 : -1;
 }
 
 void anthropic_usage(const char *json, size_t len, usage_t *u)
@@ -445,6 +416,6 @@ void anthropic_usage(const char *json, size_t len, usage_t *u)
 const provider provider_anthropic = {
     .name = "anthropic", .dialect = DIALECT_ANTHROPIC, .prepare = prepare, .build = build,
     .build_chat = build_chat, .parse_response = parse_response,
-    .stream_new = stream_new, .stream_feed = stream_feed, .stream_end = stream_end, .stream_free = stream_free,
+    .stream_new = stream_new, .stream_feed = provider_sse_stream_feed, .stream_end = stream_end, .stream_free = provider_sse_stream_free,
     .error_message = error_message,
 };

@@ -281,10 +281,8 @@ static void error_message(const char *body, size_t len, char *msg, size_t msglen
 /* ---- streams: each SSE event is a whole GenerateContentResponse ---- */
 
 typedef struct gm_stream {
-    sse_parser   sse;
-    chat_emit_fn emit;
-    void        *ud;
-    int          failed, finished, ntools;
+    provider_sse_stream base;   /* first: the shared SSE framing */
+    int          finished, ntools;
     unsigned long long seq;
 } gm_stream;
 
@@ -292,17 +290,17 @@ static void on_event(void *ud, const char *event, const char *data, size_t len)
 {
     gm_stream *s = ud;
     (void)event;
-    if (s->failed) return;
+    if (s->base.failed) return;
     json_limits lim = RESPONSE_LIMITS;
     json_doc *doc = json_parse(data, len, &lim, NULL);
     const json_value *root = doc ? json_root(doc) : NULL;
-    if (!root || root->type != JSON_OBJECT) { s->failed = 1; json_doc_free(doc); return; }
+    if (!root || root->type != JSON_OBJECT) { s->base.failed = 1; json_doc_free(doc); return; }
     const json_value *e = json_get(root, "error");
     if (e) {
         const char *m = json_get_str(e, "message");
         chat_event ev = { .type = CEV_ERROR, .text = { m ? m : "the provider reported an error", m ? strlen(m) : 30 } };
-        s->emit(s->ud, &ev);
-        s->failed = 1;
+        s->base.emit(s->base.ud, &ev);
+        s->base.failed = 1;
         json_doc_free(doc);
         return;
     }
@@ -312,11 +310,11 @@ static void on_event(void *ud, const char *event, const char *data, size_t len)
         const json_value *t = json_get(p, "text"), *fc = json_get(p, "functionCall");
         if (t && t->type == JSON_STRING && !json_get_bool(p, "thought")) {
             chat_event ev = { .type = CEV_TEXT, .text = { t->str, t->str_len } };
-            s->emit(s->ud, &ev);
+            s->base.emit(s->base.ud, &ev);
         } else if (fc && fc->type == JSON_OBJECT) {
             const json_value *name = json_get(fc, "name"), *args = json_get(fc, "args"), *fid = json_get(fc, "id");
             if (!name || name->type != JSON_STRING || (args && args->type != JSON_OBJECT) || s->ntools >= CHAT_MAX_TOOL_CALLS) {
-                s->failed = 1;
+                s->base.failed = 1;
                 break;
             }
             char id[64];
@@ -324,10 +322,10 @@ static void on_event(void *ud, const char *event, const char *data, size_t len)
             else chat_call_id(id, sizeof id, s->seq, s->ntools);
             /* Gemini sends a call whole: its start and all of its arguments at once */
             chat_event ev = { .type = CEV_TOOL_START, .index = s->ntools, .id = { id, strlen(id) }, .name = { name->str, name->str_len } };
-            s->emit(s->ud, &ev);
+            s->base.emit(s->base.ud, &ev);
             chat_event ea = { .type = CEV_TOOL_ARGS, .index = s->ntools,
                               .text = args ? (gw_str){ data + args->start, args->end - args->start } : (gw_str){ "{}", 2 } };
-            s->emit(s->ud, &ea);
+            s->base.emit(s->base.ud, &ea);
             s->ntools++;
         }
     }
@@ -335,11 +333,11 @@ static void on_event(void *ud, const char *event, const char *data, size_t len)
     if (u && u->type == JSON_OBJECT) {
         chat_event ev = { .type = CEV_USAGE };
         usage_of(u, &ev.prompt_tokens, &ev.completion_tokens, &ev.cached_tokens);
-        s->emit(s->ud, &ev);
+        s->base.emit(s->base.ud, &ev);
     }
     if (finish) {
         chat_event ev = { .type = CEV_FINISH, .finish = finish_of(finish, s->ntools > 0) };
-        s->emit(s->ud, &ev);
+        s->base.emit(s->base.ud, &ev);
         s->finished = 1;
     }
     json_doc_free(doc);
@@ -347,38 +345,14 @@ static void on_event(void *ud, const char *event, const char *data, size_t len)
 
 static void *stream_new(void)
 {
-    gm_stream *s = calloc(1, sizeof *s);
-    if (!s) return NULL;
-    sse_init(&s->sse, 1u << 20, on_event, s);
-    s->seq = next_call_seq();
+    gm_stream *s = provider_sse_stream_new(sizeof(gm_stream), on_event);
+    if (s) s->seq = next_call_seq();
     return s;
-}
-
-static int stream_feed(void *st, const char *p, size_t n, chat_emit_fn emit, void *ud)
-{
-    gm_stream *s = st;
-    s->emit = emit;
-    s->ud = ud;
-    if (!s->failed) sse_feed(&s->sse, p, n);
-    if (s->sse.dropped) s->failed = 1;
-    return s->failed ? -1 : 0;
 }
 
 static int stream_end(void *st, chat_emit_fn emit, void *ud)
 {
-    gm_stream *s = st;
-    s->emit = emit;
-    s->ud = ud;
-    if (!s->failed) sse_feed(&s->sse, "\n\n", 2);
-    return !s->failed && s->finished ? 0 : -1;
-}
-
-static void stream_free(void *st)
-{
-    gm_stream *s = st;
-    if (!s) return;
-    sse_free(&s->sse);
-    free(s);
+    return provider_sse_stream_end(st, emit, ud) == 0 && ((gm_stream *)st)->finished ? 0 : -1;
 }
 
 /* ---- embeddings: batchEmbedContents ---- */
@@ -437,6 +411,6 @@ out:
 const provider provider_gemini = {
     .name = "gemini", .dialect = DIALECT_OTHER, .prepare = prepare,
     .build_chat = build_chat, .parse_response = parse_response,
-    .stream_new = stream_new, .stream_feed = stream_feed, .stream_end = stream_end, .stream_free = stream_free,
+    .stream_new = stream_new, .stream_feed = provider_sse_stream_feed, .stream_end = stream_end, .stream_free = provider_sse_stream_free,
     .error_message = error_message, .build_embed = build_embed, .parse_embed = parse_embed,
 };

@@ -331,30 +331,27 @@ void openai_error_message(const char *body, size_t len, char *msg, size_t msglen
 }
 
 typedef struct oai_stream {
-    sse_parser   sse;
-    chat_emit_fn emit;
-    void        *ud;
-    int          failed, done, finished;
+    provider_sse_stream base;   /* first: the shared SSE framing */
+    int          done, finished;
 } oai_stream;
 
-#define STREAM_MAX_EVENT (1u << 20)
 
 static void oai_on_event(void *ud, const char *event, const char *data, size_t len)
 {
     oai_stream *s = ud;
     (void)event;
-    if (s->failed || s->done) return;
+    if (s->base.failed || s->done) return;
     if (len == 6 && !memcmp(data, "[DONE]", 6)) { s->done = 1; return; }
     json_limits lim = RESPONSE_LIMITS;
     json_doc *doc = json_parse(data, len, &lim, NULL);
-    if (!doc || json_root(doc)->type != JSON_OBJECT) { s->failed = 1; json_doc_free(doc); return; }
+    if (!doc || json_root(doc)->type != JSON_OBJECT) { s->base.failed = 1; json_doc_free(doc); return; }
     const json_value *root = json_root(doc);
     const json_value *e = json_get(root, "error");
     if (e) {
         const char *m = e->type == JSON_OBJECT ? json_get_str(e, "message") : NULL;
         chat_event ev = { .type = CEV_ERROR, .text = { m ? m : "the provider reported an error", m ? strlen(m) : 30 } };
-        s->emit(s->ud, &ev);
-        s->failed = 1;
+        s->base.emit(s->base.ud, &ev);
+        s->base.failed = 1;
         json_doc_free(doc);
         return;
     }
@@ -365,79 +362,60 @@ static void oai_on_event(void *ud, const char *event, const char *data, size_t l
         const json_value *content = json_get(delta, "content");
         if (content && content->type == JSON_STRING && content->str_len) {
             chat_event ev = { .type = CEV_TEXT, .text = { content->str, content->str_len } };
-            s->emit(s->ud, &ev);
+            s->base.emit(s->base.ud, &ev);
         }
         const json_value *calls = json_get(delta, "tool_calls");
         for (const json_value *c = calls && calls->type == JSON_ARRAY ? calls->first : NULL; c; c = c->next) {
             const json_value *idx = json_get(c, "index"), *fn = json_get(c, "function");
             const json_value *cid = json_get(c, "id"), *name = fn ? json_get(fn, "name") : NULL;
             const json_value *args = fn ? json_get(fn, "arguments") : NULL;
-            if (!idx || idx->type != JSON_NUMBER || !idx->is_int || idx->i64 < 0 || idx->i64 >= CHAT_MAX_TOOL_CALLS) { s->failed = 1; break; }
+            if (!idx || idx->type != JSON_NUMBER || !idx->is_int || idx->i64 < 0 || idx->i64 >= CHAT_MAX_TOOL_CALLS) { s->base.failed = 1; break; }
             if (cid && cid->type == JSON_STRING && name && name->type == JSON_STRING) {
                 chat_event ev = { .type = CEV_TOOL_START, .index = (int)idx->i64,
                                   .id = { cid->str, cid->str_len }, .name = { name->str, name->str_len } };
-                s->emit(s->ud, &ev);
+                s->base.emit(s->base.ud, &ev);
             }
             if (args && args->type == JSON_STRING && args->str_len) {
                 chat_event ev = { .type = CEV_TOOL_ARGS, .index = (int)idx->i64, .text = { args->str, args->str_len } };
-                s->emit(s->ud, &ev);
+                s->base.emit(s->base.ud, &ev);
             }
         }
     } else if (c0 && c0->type == JSON_OBJECT) {
         const json_value *t = json_get(c0, "text");   /* legacy completions */
         if (t && t->type == JSON_STRING && t->str_len) {
             chat_event ev = { .type = CEV_TEXT, .text = { t->str, t->str_len } };
-            s->emit(s->ud, &ev);
+            s->base.emit(s->base.ud, &ev);
         }
     }
     const char *fr = c0 ? json_get_str(c0, "finish_reason") : NULL;
     if (fr) {
         chat_event ev = { .type = CEV_FINISH, .finish = finish_of(fr) };
-        s->emit(s->ud, &ev);
+        s->base.emit(s->base.ud, &ev);
         s->finished = 1;
     }
     const json_value *u = json_get(root, "usage");
     if (u && u->type == JSON_OBJECT) {
         chat_event ev = { .type = CEV_USAGE };
         usage_of(u, &ev.prompt_tokens, &ev.completion_tokens, &ev.cached_tokens);
-        s->emit(s->ud, &ev);
+        s->base.emit(s->base.ud, &ev);
     }
     json_doc_free(doc);
 }
 
-void *openai_stream_new(void)
-{
-    oai_stream *s = calloc(1, sizeof *s);
-    if (s) sse_init(&s->sse, STREAM_MAX_EVENT, oai_on_event, s);
-    return s;
-}
+void *openai_stream_new(void) { return provider_sse_stream_new(sizeof(oai_stream), oai_on_event); }
 
 int openai_stream_feed(void *st, const char *p, size_t n, chat_emit_fn emit, void *ud)
 {
-    oai_stream *s = st;
-    s->emit = emit;
-    s->ud = ud;
-    if (!s->failed) sse_feed(&s->sse, p, n);
-    if (s->sse.dropped) s->failed = 1;
-    return s->failed ? -1 : 0;
+    return provider_sse_stream_feed(st, p, n, emit, ud);
 }
 
 int openai_stream_end(void *st, chat_emit_fn emit, void *ud)
 {
-    oai_stream *s = st;
-    s->emit = emit;
-    s->ud = ud;
-    if (!s->failed) sse_feed(&s->sse, "\n\n", 2);   /* a last event without its blank line */
-    return !s->failed && (s->done || s->finished) ? 0 : -1;
+    const oai_stream *s = st;
+    return provider_sse_stream_end(st, emit, ud) == 0 && (s->done || s->finished) ? 0 : -1;
 }
 
-void openai_stream_free(void *st)
-{
-    oai_stream *s = st;
-    if (!s) return;
-    sse_free(&s->sse);
-    free(s);
-}
+void openai_stream_free(void *st) { provider_sse_stream_free(st); }
 
 #define OPENAI_DIALECT_OPS \
     .dialect = DIALECT_OPENAI, .build = build, .build_chat = build_chat, .parse_response = openai_parse_response, \

@@ -14,6 +14,7 @@
 #include "buf.h"
 #include "chat.h"
 #include "json.h"
+#include "sse.h"
 
 struct gw_deployment;
 
@@ -110,6 +111,21 @@ void  anthropic_usage(const char *json, size_t len, usage_t *u);
 int   provider_base_url(struct gw_deployment *d, const char *default_base, char *err, size_t errlen);
 /* Appends the tool arguments text as a JSON object ({} when it is not one). */
 void  provider_put_args_object(buf_t *out, gw_str args);
+/* The SSE-framed stream decoders (OpenAI, Anthropic, Gemini): a provider's
+ * stream state starts with this, and its on_event callback gets that state.
+ * feed and end return -1 once the stream failed (an event over 1 MiB, or
+ * on_event set failed); end feeds the blank line a last event may lack. */
+typedef struct provider_sse_stream {
+    sse_parser   sse;
+    chat_emit_fn emit;
+    void        *ud;
+    int          failed;
+} provider_sse_stream;
+void *provider_sse_stream_new(size_t size, sse_event_cb on_event);
+int   provider_sse_stream_feed(void *st, const char *p, size_t n, chat_emit_fn emit, void *ud);
+int   provider_sse_stream_end(void *st, chat_emit_fn emit, void *ud);
+void  provider_sse_stream_free(void *st);
+
 /* Providers that want strictly alternating user/assistant turns (Anthropic,
  * Gemini, Bedrock): consecutive user and tool messages merge into one user
  * turn, consecutive assistant ones into one. The style says how a turn opens

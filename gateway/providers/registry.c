@@ -99,6 +99,42 @@ int provider_base_url(gw_deployment *d, const char *default_base, char *err, siz
     return 0;
 }
 
+#define SSE_STREAM_MAX_EVENT (1u << 20)
+
+void *provider_sse_stream_new(size_t size, sse_event_cb on_event)
+{
+    provider_sse_stream *s = calloc(1, size);
+    if (s) sse_init(&s->sse, SSE_STREAM_MAX_EVENT, on_event, s);
+    return s;
+}
+
+int provider_sse_stream_feed(void *st, const char *p, size_t n, chat_emit_fn emit, void *ud)
+{
+    provider_sse_stream *s = st;
+    s->emit = emit;
+    s->ud = ud;
+    if (!s->failed) sse_feed(&s->sse, p, n);
+    if (s->sse.dropped) s->failed = 1;
+    return s->failed ? -1 : 0;
+}
+
+int provider_sse_stream_end(void *st, chat_emit_fn emit, void *ud)
+{
+    provider_sse_stream *s = st;
+    s->emit = emit;
+    s->ud = ud;
+    if (!s->failed) sse_feed(&s->sse, "\n\n", 2);
+    return s->failed ? -1 : 0;
+}
+
+void provider_sse_stream_free(void *st)
+{
+    provider_sse_stream *s = st;
+    if (!s) return;
+    sse_free(&s->sse);
+    free(s);
+}
+
 int provider_put_turns(buf_t *b, const chat_req *q, const provider_turn_style *st, provider_part_fn put,
                        char *err, size_t errlen)
 {
