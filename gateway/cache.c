@@ -9,21 +9,16 @@
 #include <time.h>
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
-#include <hiredis/async.h>
-#include <hiredis/adapters/libevent.h>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 
 #include "buf.h"
 #include "json.h"
 #include "log.h"
-#include "rlredis.h"
+#include "redislink.h"
 
 #define BUCKETS            16384
 #define REDIS_TIMEOUT_MS   50     /* a lookup waits at most this long, then it is a miss */
-#define CONNECT_TIMEOUT_MS 1000
-#define BACKOFF_MIN_MS     100
-#define BACKOFF_MAX_MS     2000
 #define TICK_MS            10
 #define RING               1024   /* Redis commands in flight at most; more: miss */
 #define ENTRY_MAGIC        0x31435747u   /* "GWC1" */
@@ -224,25 +219,9 @@ struct cache {
     size_t             max_bytes, max_entry, bytes;
     lru_ent           *buckets[BUCKETS];
     lru_ent           *head, *tail;
-    /* redis */
+    redislink         *redis;          /* NULL: memory tier only */
     int                use_redis, closing;
-    redisAsyncContext *ac;
-    int                connected;
-    char               host[256];
-    int                port, db;
-    struct event      *tick, *retry;
-    int64_t            connect_started_ms;
-    int                backoff_ms;
-    int64_t            sent_ms[RING];
-    unsigned           head_i, count;
 };
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int64_t wall_ms(cache *c)
 {
@@ -313,112 +292,12 @@ static void lru_insert(cache *c, const uint8_t key[32], const char *blob, size_t
 
 /* ---- Redis tier ---- */
 
-static void schedule_retry(cache *c)
-{
-    struct timeval tv = { c->backoff_ms / 1000, (c->backoff_ms % 1000) * 1000 };
-    if (c->retry) event_add(c->retry, &tv);
-    c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->backoff_ms * 2;
-}
+static void on_set_reply(void *owner, const redisReply *reply, void *arg) { (void)owner; (void)reply; (void)arg; }
 
-static void drop(cache *c, const char *why)
+static void on_get_reply(void *owner, const redisReply *r, void *arg)
 {
-    redisAsyncContext *ac = c->ac;
-    if (!ac) return;
-    if (c->connected) log_warn("cache: redis %s; memory tier only until it is back", why);
-    c->ac = NULL;
-    c->connected = 0;
-    c->head_i = c->count = 0;
-    redisAsyncFree(ac);   /* pending lookups are answered now, as misses */
-    schedule_retry(c);
-}
-
-static void on_connect(const redisAsyncContext *ac, int status)
-{
-    cache *c = ac->data;
-    if (c->ac != ac) return;
-    if (status != REDIS_OK) { c->ac = NULL; schedule_retry(c); return; }
-    c->connected = 1;
-    c->backoff_ms = BACKOFF_MIN_MS;
-    log_info("cache: redis connected (%s:%d)", c->host, c->port);
-}
-
-static void on_disconnect(const redisAsyncContext *ac, int status)
-{
-    cache *c = ac->data;
-    (void)status;
-    if (c->ac != ac) return;
-    if (c->connected) log_warn("cache: redis connection lost; memory tier only until it is back");
-    c->ac = NULL;
-    c->connected = 0;
-    c->head_i = c->count = 0;
-    if (!c->closing) schedule_retry(c);
-}
-
-static void connect_now(cache *c)
-{
-    redisAsyncContext *ac = redisAsyncConnect(c->host, c->port);
-    if (!ac) { schedule_retry(c); return; }
-    if (ac->err) { redisAsyncFree(ac); schedule_retry(c); return; }
-    ac->data = c;
-    if (redisLibeventAttach(ac, c->base) != REDIS_OK) { redisAsyncFree(ac); schedule_retry(c); return; }
-    c->ac = ac;
-    c->connected = 0;
-    c->connect_started_ms = mono_ms();
-    redisAsyncSetConnectCallback(ac, on_connect);
-    redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    if (c->db && redisAsyncCommand(ac, NULL, NULL, "SELECT %d", c->db) != REDIS_OK) drop(c, "SELECT failed");
-}
-
-static void on_retry(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd; (void)what;
-    cache *c = arg;
-    if (!c->ac) connect_now(c);
-}
-
-/* A slow Redis is a down Redis: requests must not wait on it. */
-static void on_tick(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd; (void)what;
-    cache *c = arg;
-    if (!c->ac) return;
-    int64_t now = mono_ms();
-    if (!c->connected && now - c->connect_started_ms > CONNECT_TIMEOUT_MS) {
-        redisAsyncContext *ac = c->ac;
-        c->ac = NULL;
-        redisAsyncFree(ac);
-        schedule_retry(c);
-    } else if (c->connected && c->count && now - c->sent_ms[c->head_i] > REDIS_TIMEOUT_MS) {
-        drop(c, "did not answer in time");
-    }
-}
-
-static void track_sent(cache *c)
-{
-    c->sent_ms[(c->head_i + c->count) % RING] = mono_ms();
-    c->count++;
-}
-
-static void pop_sent(cache *c)
-{
-    if (!c->count) return;
-    c->head_i = (c->head_i + 1) % RING;
-    c->count--;
-}
-
-static void on_set_reply(redisAsyncContext *ac, void *reply, void *priv)
-{
-    cache *c = ac->data;
-    (void)reply; (void)priv;
-    if (c->ac == ac) pop_sent(c);
-}
-
-static void on_get_reply(redisAsyncContext *ac, void *reply, void *priv)
-{
-    cache *c = ac->data;
-    cache_lookup *l = priv;
-    if (c->ac == ac) pop_sent(c);
-    const redisReply *r = reply;
+    cache *c = owner;
+    cache_lookup *l = arg;
     cache_entry e;
     int64_t exp;
     int hit = 0;
@@ -427,6 +306,7 @@ static void on_get_reply(redisAsyncContext *ac, void *reply, void *priv)
         lru_insert(c, l->key, r->str, r->len, exp);   /* the next one is answered from memory */
         hit = 1;
     }
+    if (r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_NIL)) redislink_healthy(c->redis);
     if (!c->closing && l->cb) l->cb(l->ud, hit ? &e : NULL);
     free(l);
 }
@@ -448,20 +328,10 @@ cache *cache_new(struct event_base *base, const char *redis_url, size_t memory_b
     c->base = base;
     c->max_bytes = memory_bytes;
     c->max_entry = max_entry_bytes;
-    c->backoff_ms = BACKOFF_MIN_MS;
     if (redis_url && *redis_url) {
-        if (rlredis_parse_url(redis_url, c->host, sizeof c->host, &c->port, &c->db) < 0) {
-            log_error("cache: redis_url is not redis://host[:port][/db]: memory tier only");
-            return c;
-        }
+        static const redislink_opts opts = { "cache", "memory tier only", REDIS_TIMEOUT_MS, TICK_MS, RING };
         c->use_redis = 1;
-        struct timeval tv = { 0, TICK_MS * 1000 };
-        if (!(c->tick = event_new(base, -1, EV_PERSIST, on_tick, c)) || event_add(c->tick, &tv) < 0 ||
-            !(c->retry = evtimer_new(base, on_retry, c))) {
-            cache_free(c);
-            return NULL;
-        }
-        connect_now(c);
+        c->redis = redislink_new(base, redis_url, &opts, c);   /* NULL: a bad url (logged), memory only */
     }
     return c;
 }
@@ -470,14 +340,12 @@ void cache_free(cache *c)
 {
     if (!c) return;
     c->closing = 1;
-    if (c->ac) { redisAsyncContext *ac = c->ac; c->ac = NULL; redisAsyncFree(ac); }
-    if (c->tick) event_free(c->tick);
-    if (c->retry) event_free(c->retry);
+    redislink_free(c->redis);   /* pending lookups are freed by their callbacks */
     while (c->head) lru_remove(c, c->head);
     free(c);
 }
 
-int cache_redis_ok(const cache *c) { return !c || !c->use_redis || (c->ac && c->connected); }
+int cache_redis_ok(const cache *c) { return !c || !c->use_redis || redislink_up(c->redis); }
 size_t cache_max_entry(const cache *c) { return c ? c->max_entry : 0; }
 
 int cache_get(cache *c, const uint8_t key[32], cache_entry *e, cache_cb cb, void *ud, cache_lookup **pending)
@@ -493,15 +361,14 @@ int cache_get(cache *c, const uint8_t key[32], cache_entry *e, cache_cb cb, void
         }
         lru_remove(c, le);   /* expired */
     }
-    if (!c->ac || !c->connected || c->count >= RING) return 0;
+    if (!redislink_up(c->redis)) return 0;
     cache_lookup *l = malloc(sizeof *l);
     if (!l) return 0;
     *l = (cache_lookup){ .c = c, .cb = cb, .ud = ud };
     memcpy(l->key, key, 32);
     char rk[70];
     redis_key(rk, key);
-    if (redisAsyncCommand(c->ac, on_get_reply, l, "GET %s", rk) != REDIS_OK) { free(l); return 0; }
-    track_sent(c);
+    if (redislink_command(c->redis, on_get_reply, l, "GET %s", rk) < 0) { free(l); return 0; }
     *pending = l;
     return 2;
 }
@@ -522,16 +389,14 @@ void cache_put(cache *c, const uint8_t key[32], long ttl_s, const cache_entry *e
     int64_t exp = wall_ms(c) + (int64_t)ttl_s * 1000;
     blob_write(blob, e, exp);
     lru_insert(c, key, blob, n, exp);
-    if (c->ac && c->connected && c->count < RING) {
+    if (redislink_up(c->redis)) {
         char rk[70];
         redis_key(rk, key);
-        if (redisAsyncCommand(c->ac, on_set_reply, NULL, "SET %s %b PX %lld", rk, blob, n,
-                              (long long)ttl_s * 1000) == REDIS_OK) {
-            track_sent(c);
+        if (redislink_command(c->redis, on_set_reply, NULL, "SET %s %b PX %lld", rk, blob, n,
+                              (long long)ttl_s * 1000) == 0)
             /* on the wire before the client has its answer: a repeat sent to
              * another worker right after finds it */
-            redisAsyncHandleWrite(c->ac);
-        }
+            redislink_flush(c->redis);
     }
     free(blob);
 }

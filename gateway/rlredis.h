@@ -4,8 +4,7 @@
  * One lease is one EVAL round trip (INCRBY + grant capped at the limit).
  * Redis down, refusing, or slower than RLREDIS_TIMEOUT_MS: pending leases are
  * granted locally (ratelimit's fallback), the connection is dropped and
- * re-made in the background with backoff. Nothing here ever blocks the loop
- * except resolving a host name at connect (use an address in redis_url).
+ * re-made in the background with backoff (redislink.h).
  */
 #ifndef GW_RLREDIS_H
 #define GW_RLREDIS_H
@@ -31,8 +30,5 @@ int      rlredis_connected(const rlredis *rr);
 /* An rl_lease_fn (ud: the rlredis). */
 int      rlredis_lease(void *ud, const char *sid, int kind, int64_t window, int64_t want,
                        int64_t limit, uint64_t token);
-
-/* Parses a redis url; 0 ok. host gets at most hostlen-1 bytes. */
-int      rlredis_parse_url(const char *url, char *host, size_t hostlen, int *port, int *db);
 
 #endif

@@ -125,7 +125,7 @@ def check_refusals(refused, kind):
         check(err["type"] == ("requests" if kind == "rpm" else "tokens"), "type %r" % err["type"])
 
 
-DEGRADED = ("no answer within the timeout", "connection lost")
+DEGRADED = ("limits: redis did not answer in time", "limits: redis connection lost")
 
 
 def degraded_count():
@@ -237,9 +237,9 @@ def redis_down_local_limits():
 
 @test
 def redis_back_shared_again():
-    before = count_in_stderr("redis: connected")
+    before = count_in_stderr("limits: redis connected")
     redis("start")
-    h.wait_for(lambda: count_in_stderr("redis: connected") >= before + W, 15, what="every worker to reconnect")
+    h.wait_for(lambda: count_in_stderr("limits: redis connected") >= before + W, 15, what="every worker to reconnect")
     ok, refused, degraded = shared_rpm_burst("back")
     lo, hi = rpm_bounds(degraded)
     h.log("  redis back: %d admitted (allowed %d..%d%s)" % (len(ok), lo, hi,
@@ -253,12 +253,12 @@ def redis_frozen_times_out_to_local():
     """A Redis that accepts but never answers (SIGSTOP) is treated as down after the lease timeout."""
     with open(os.path.join(REDIS_DIR, "redis.pid")) as f:
         pid = int(f.read().strip())
-    before = count_in_stderr("no answer within the timeout")
+    before = count_in_stderr("limits: redis did not answer in time")
     os.kill(pid, signal.SIGSTOP)
     try:
         out, _ = burst(KEYS["frozen"])
         # the leases of that burst are still unanswered: the workers give up on Redis
-        h.wait_for(lambda: count_in_stderr("no answer within the timeout") > before, 10,
+        h.wait_for(lambda: count_in_stderr("limits: redis did not answer in time") > before, 10,
                    what="a lease timeout to be logged")
     finally:
         os.kill(pid, signal.SIGCONT)
@@ -306,7 +306,7 @@ def zz_clean_shutdown():
 def setup():
     for _ in range(NODES):
         ENV.gws.append(h.Gateway(config(h.free_port())))
-    h.wait_for(lambda: count_in_stderr("redis: connected") >= W, 10, what="workers to connect to redis")
+    h.wait_for(lambda: count_in_stderr("limits: redis connected") >= W, 10, what="workers to connect to redis")
 
 
 def after_each(name):

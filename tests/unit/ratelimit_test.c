@@ -6,6 +6,7 @@
 
 #include "keytab.h"
 #include "ratelimit.h"
+#include "redislink.h"
 #include "rlredis.h"
 #include "test.h"
 
@@ -261,18 +262,18 @@ static void test_eviction(void)
 static void test_url(void)
 {
     char host[64]; int port, db;
-    CHECK(rlredis_parse_url("redis://127.0.0.1:6390/0", host, sizeof host, &port, &db) == 0);
+    CHECK(redislink_parse_url("redis://127.0.0.1:6390/0", host, sizeof host, &port, &db) == 0);
     CHECK_STR(host, "127.0.0.1"); CHECK(port == 6390 && db == 0);
-    CHECK(rlredis_parse_url("redis://cache", host, sizeof host, &port, &db) == 0);
+    CHECK(redislink_parse_url("redis://cache", host, sizeof host, &port, &db) == 0);
     CHECK_STR(host, "cache"); CHECK(port == 6379 && db == 0);
-    CHECK(rlredis_parse_url("redis://h:1/3", host, sizeof host, &port, &db) == 0 && db == 3);
-    CHECK(rlredis_parse_url("http://h:1", host, sizeof host, &port, &db) < 0);
-    CHECK(rlredis_parse_url("redis://:pw@h:1", host, sizeof host, &port, &db) < 0);
-    CHECK(rlredis_parse_url("redis://h:0", host, sizeof host, &port, &db) < 0);
-    CHECK(rlredis_parse_url("redis://h:99999", host, sizeof host, &port, &db) < 0);
-    CHECK(rlredis_parse_url("redis://h:12x", host, sizeof host, &port, &db) < 0);
-    CHECK(rlredis_parse_url("redis://", host, sizeof host, &port, &db) < 0);
-    CHECK(rlredis_parse_url(NULL, host, sizeof host, &port, &db) < 0);
+    CHECK(redislink_parse_url("redis://h:1/3", host, sizeof host, &port, &db) == 0 && db == 3);
+    CHECK(redislink_parse_url("http://h:1", host, sizeof host, &port, &db) < 0);
+    CHECK(redislink_parse_url("redis://:pw@h:1", host, sizeof host, &port, &db) < 0);
+    CHECK(redislink_parse_url("redis://h:0", host, sizeof host, &port, &db) < 0);
+    CHECK(redislink_parse_url("redis://h:99999", host, sizeof host, &port, &db) < 0);
+    CHECK(redislink_parse_url("redis://h:12x", host, sizeof host, &port, &db) < 0);
+    CHECK(redislink_parse_url("redis://", host, sizeof host, &port, &db) < 0);
+    CHECK(redislink_parse_url(NULL, host, sizeof host, &port, &db) < 0);
 }
 
 /* A team's refusal gives back what the key was charged (request.c's order). */
