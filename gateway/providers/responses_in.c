@@ -10,6 +10,7 @@
  * stored answer keeps them for previous_response_id). */
 #include "chat.h"
 #include "inbound_util.h"
+#include "provider.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,11 @@
 #define MAX_META_KEY     64
 #define MAX_META_VALUE   512
 #define MAX_RESP_ID      128
+
+/* Client JSON is copied compactly: echoed members go into SSE data lines,
+ * where a raw newline would end the event. */
+static const char *const keep_all[] = { NULL };
+static void put_compact(buf_t *b, const char *src, const json_value *v) { provider_put_json_without(b, src, v, keep_all); }
 
 void chat_responses_free(chat_responses *x)
 {
@@ -146,7 +152,7 @@ static int items(in_ctx *c, const json_value *arr, const char *src, size_t *n)
         else rc = inb_bad(c, "input", "input[%zu]: items of type '%s' cannot be sent to this model's provider.", i, type);
         if (rc < 0) return -1;
         if (in->len > 1) buf_putc(in, ',');
-        buf_append(in, src + e->start, e->end - e->start);
+        put_compact(in, src, e);
     }
     return 0;
 }
@@ -267,7 +273,7 @@ static void echo(buf_t *b, const char *name, const char *src, const json_value *
     buf_puts(b, ",\"");
     buf_puts(b, name);
     buf_puts(b, "\":");
-    if (v && v->type != JSON_NULL) buf_append(b, src + v->start, v->end - v->start);
+    if (v && v->type != JSON_NULL) put_compact(b, src, v);
     else buf_puts(b, dflt);
 }
 
@@ -286,7 +292,7 @@ static void build_echo(chat_responses *x, const json_value *root, const char *sr
     buf_puts(b, x->store ? ",\"store\":true" : ",\"store\":false");
     echo(b, "temperature", src, json_get(root, "temperature"), "1.0");
     buf_puts(b, ",\"text\":{\"format\":");
-    if (fmt && fmt->type == JSON_OBJECT) buf_append(b, src + fmt->start, fmt->end - fmt->start);
+    if (fmt && fmt->type == JSON_OBJECT) put_compact(b, src, fmt);
     else buf_puts(b, "{\"type\":\"text\"}");
     buf_putc(b, '}');
     echo(b, "tool_choice", src, json_get(root, "tool_choice"), "\"auto\"");
