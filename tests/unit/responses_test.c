@@ -394,6 +394,58 @@ static void store_per_key_bounded(void)
     buf_free(&b);
 }
 
+/* Random puts, gets and deletes: whatever is found is exactly what was put
+ * under that id, a key's newest entry is always found, a key never holds
+ * more than max_per_key, and deleted entries stay gone. (The store of the
+ * test above is the same region: it is reused, with its bounds.) */
+static void store_random_ops_keep_invariants(void)
+{
+    enum { KEYS = 5, IDS = 400 };
+    static int stored[IDS];   /* 1: put and not deleted since */
+    static int owner[IDS];
+    int newest[KEYS];
+    for (int k = 0; k < KEYS; k++) newest[k] = -1;
+    unsigned x = 12345;
+    char id[24], subj[8], data[3000];
+    buf_t b; buf_init(&b);
+    for (int op = 0; op < 20000; op++) {
+        x = x * 1103515245u + 12345u;
+        int i = (int)((x >> 8) % IDS), k = (int)((x >> 20) % KEYS), what = (int)((x >> 4) % 4);
+        snprintf(id, sizeof id, "resp_r%d", i);
+        if (what <= 1 && !stored[i]) {   /* put: the bytes say whose and which */
+            size_t n = 16 + (x >> 12) % 2900;
+            memset(data, 'a' + i % 26, n);
+            snprintf(subj, sizeof subj, "k:%d", k);
+            memcpy(data, id, strlen(id));
+            CHECK(respstore_put(subj, id, data, n) == 0);
+            stored[i] = 1;
+            owner[i] = k;
+            newest[k] = i;
+        } else if (what == 2 && stored[i]) {
+            snprintf(subj, sizeof subj, "k:%d", owner[i]);
+            buf_reset(&b);
+            int rc = respstore_get(subj, id, &b);
+            CHECK(rc == 0 || (rc == 1 && b.len >= 16 && !memcmp(b.data, id, strlen(id)) && b.data[b.len - 1] == 'a' + i % 26));
+            snprintf(subj, sizeof subj, "k:%d", (owner[i] + 1) % KEYS);
+            CHECK(respstore_get(subj, id, &b) == 0);   /* never another key's */
+        } else if (what == 3 && stored[i]) {
+            snprintf(subj, sizeof subj, "k:%d", owner[i]);
+            respstore_del(subj, id);
+            CHECK(respstore_get(subj, id, &b) == 0);
+            stored[i] = 0;
+            if (newest[owner[i]] == i) newest[owner[i]] = -1;
+        }
+        if (newest[k] >= 0) {
+            snprintf(id, sizeof id, "resp_r%d", newest[k]);
+            snprintf(subj, sizeof subj, "k:%d", k);
+            buf_reset(&b);
+            CHECK(respstore_get(subj, id, &b) == 1);
+        }
+    }
+    CHECK(respstore_count() <= (size_t)KEYS * 3 + 4);   /* max_per_key 3 (+ the other test's keys) */
+    buf_free(&b);
+}
+
 int main(void)
 {
     RUN(parse_items_tools_formats);
@@ -404,5 +456,6 @@ int main(void)
     RUN(stream_tool_call_from_anthropic);
     RUN(stream_failure_ends_failed);
     RUN(store_per_key_bounded);
+    RUN(store_random_ops_keep_invariants);
     TEST_MAIN_END();
 }
