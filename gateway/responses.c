@@ -127,9 +127,13 @@ static void on_response_item(evhtp_request_t *req, void *arg)
     size_t idn = slash ? (size_t)(slash - id) : strlen(id);
     int items = slash && !strcmp(slash, "/input_items");
     const char *token = auth_extract_token(req->headers_in);
-    const gw_key *k = token && w->cfg && !w->cfg->awaiting_cp ? auth_lookup(w->cfg, token) : NULL;
+    int no_config = !w->cfg || w->cfg->awaiting_cp;
+    const gw_key *k = token && !no_config ? auth_lookup(w->cfg, token) : NULL;
     char subject[72], idbuf[RESPSTORE_ID_MAX + 1];
-    if (!k) {
+    if (token && no_config) {
+        http_send_openai_error(req, 503, "server_error", "no_config", NULL,
+                               "The gateway has not received its configuration from the control plane yet.");
+    } else if (!k) {
         http_send_openai_error(req, 401, "invalid_request_error", token ? "invalid_api_key" : "missing_api_key",
                                NULL, token ? "Incorrect API key provided." : "You didn't provide an API key.");
     } else if ((slash && !items) || !valid_id(id, idn)) {

@@ -5,6 +5,8 @@
  * store (per key, bounded, oldest evicted). */
 #include "test.h"
 
+#include <time.h>
+
 #include "provider_fixture.h"
 #include "respstore.h"
 
@@ -446,6 +448,38 @@ static void store_random_ops_keep_invariants(void)
     buf_free(&b);
 }
 
+/* Prints what a put and a get cost (informational: no timing is asserted). */
+static void store_cost_printed(void)
+{
+    enum { N = 200000 };
+    static char data[2048];
+    memset(data, 'x', sizeof data);
+    char id[32], subj[16];
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int i = 0; i < N; i++) {
+        snprintf(id, sizeof id, "resp_bench%d", i);
+        snprintf(subj, sizeof subj, "k:%d", i % 50);
+        CHECK(respstore_put(subj, id, data, sizeof data) == 0);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double put_ns = ((double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec)) / N;
+    buf_t b; buf_init(&b);
+    int found = 0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int i = N - 1000; i < N; i++) {
+        snprintf(id, sizeof id, "resp_bench%d", i);
+        snprintf(subj, sizeof subj, "k:%d", i % 50);
+        buf_reset(&b);
+        found += respstore_get(subj, id, &b) == 1;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double get_ns = ((double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec)) / 1000;
+    CHECK(found > 0);
+    fprintf(stderr, "  respstore: %.0f ns per 2 KiB put, %.0f ns per get (%d of the last 1000 still stored)\n", put_ns, get_ns, found);
+    buf_free(&b);
+}
+
 int main(void)
 {
     RUN(parse_items_tools_formats);
@@ -457,5 +491,6 @@ int main(void)
     RUN(stream_failure_ends_failed);
     RUN(store_per_key_bounded);
     RUN(store_random_ops_keep_invariants);
+    RUN(store_cost_printed);
     TEST_MAIN_END();
 }
