@@ -98,7 +98,7 @@ static void send_input_items(evhtp_request_t *req, const char *src, const json_v
     const char *order = req->uri && req->uri->query ? evhtp_kv_find(req->uri->query, "order") : NULL;
     int asc = order && !strcmp(order, "asc");
     size_t n = items && items->type == JSON_ARRAY ? items->count : 0;
-    const json_value **v = calloc(n ? n : 1, sizeof *v);
+    const json_value **v = calloc(n ? n : 1, sizeof(const json_value *));
     buf_t b; buf_init(&b);
     if (!v) { http_send_openai_error(req, 500, "server_error", "internal_error", NULL, "Out of memory."); return; }
     size_t i = 0;
@@ -106,6 +106,7 @@ static void send_input_items(evhtp_request_t *req, const char *src, const json_v
     buf_puts(&b, "{\"object\":\"list\",\"data\":[");
     for (i = 0; i < n; i++) {
         const json_value *e = v[asc ? i : n - 1 - i];
+        if (!e) break;
         if (i) buf_putc(&b, ',');
         buf_append(&b, src + e->start, e->end - e->start);
     }

@@ -438,7 +438,7 @@ int chat_from_anthropic(const json_value *root, const char *src, chat_req *out,
     out->src = src;
     const json_value *sys = json_get(root, "system");
     if (sys && sys->type != JSON_NULL) {
-        gw_str t;
+        gw_str t = { NULL, 0 };
         if (inb_text_of(&c, sys, "system", &t) < 0) return -1;
         if (inb_append_system(&c, t.p, t.n) < 0) return -1;
     }

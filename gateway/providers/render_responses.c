@@ -316,6 +316,7 @@ void rsp_enc_event(chat_enc *e, const chat_event *ev, buf_t *out)
             if (!new_item(e, out, 0)) return;
             open_item(e, out, x->n - 1);
         }
+        if (x->cur < 0) return;
         rsp_item *it = &x->items[x->cur];
         if (it->text.len + ev->text.n <= RSP_MAX_TEXT) buf_append(&it->text, ev->text.p, ev->text.n);
         ev_head(e, out, "response.output_text.delta");
