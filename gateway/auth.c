@@ -1,5 +1,7 @@
 #include "auth.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <openssl/crypto.h>
@@ -82,4 +84,12 @@ const gw_key *auth_lookup(const gw_config *cfg, const char *token)
     uint8_t h[32];
     cached_key_hash(token, n, h);
     return config_find_key(cfg, h, &view);
+}
+
+void auth_subject(const gw_key *k, char *out, size_t len)
+{
+    if (k->id[0]) { snprintf(out, len, "k:%s", k->id); return; }
+    uint64_t h = 1469598103934665603ull;
+    for (const unsigned char *p = (const unsigned char *)k->name; *p; p++) h = (h ^ *p) * 1099511628211ull;
+    snprintf(out, len, "y:%016" PRIx64, h);
 }

@@ -13,5 +13,8 @@ const char   *auth_extract_token(evhtp_headers_t *headers);
 /* The key, if usable (known, unexpired, unblocked); the result is valid only
  * until the next lookup or change of the key table: copy what you keep. */
 const gw_key *auth_lookup(const gw_config *cfg, const char *token);
+/* A stable id for state kept per key (rate limits, stored responses): "k:" +
+ * the control plane's key id; YAML keys have none, so a hash of the name. */
+void          auth_subject(const gw_key *k, char *out, size_t len);
 
 #endif

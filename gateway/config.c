@@ -375,6 +375,25 @@ static void parse_cache_settings(parse_ctx *p, const char *path, yaml_node_t *v,
     }
 }
 
+/* top level responses: { store_mb: 64, max_entry_kb: 1024, max_per_key: 1000, ttl_s: 2592000 } */
+static void parse_responses_settings(parse_ctx *p, const char *path, yaml_node_t *v, gw_config *c)
+{
+    char fp[256];
+    if (v->type != YAML_MAPPING_NODE) { fail(p, path, "must be a mapping"); return; }
+    for (yaml_node_pair_t *pr = v->data.mapping.pairs.start; pr < v->data.mapping.pairs.top && !p->failed; pr++) {
+        const char *k = scalar(node(p, pr->key));
+        yaml_node_t *cv = node(p, pr->value);
+        long x;
+        if (!k) { fail(p, path, "keys must be strings"); return; }
+        snprintf(fp, sizeof fp, "%s.%s", path, k);
+        if (!strcmp(k, "store_mb")) { if (want_long(p, fp, cv, 0, 1L << 16, &x) == 0) c->responses_store_bytes = (size_t)x << 20; }
+        else if (!strcmp(k, "max_entry_kb")) { if (want_long(p, fp, cv, 1, 1L << 20, &x) == 0) c->responses_max_entry_bytes = (size_t)x << 10; }
+        else if (!strcmp(k, "max_per_key")) want_long(p, fp, cv, 1, 1000000, &c->responses_max_per_key);
+        else if (!strcmp(k, "ttl_s")) want_long(p, fp, cv, 1, 365L * 86400, &c->responses_ttl_s);
+        else fail(p, fp, "unknown field");
+    }
+}
+
 /* tracing: { otlp_endpoint: http://127.0.0.1:4318/v1/traces, service_name, sample_ratio, queue_spans,
  *            batch_spans, flush_ms } */
 static void parse_tracing(parse_ctx *p, const char *path, yaml_node_t *v, gw_config *c)
@@ -727,6 +746,7 @@ static void parse_root(parse_ctx *p, yaml_node_t *root, gw_config *c)
         else if (!strcmp(k, "client_timeout_ms")) want_long(p, k, v, 100, 86400000, &c->client_timeout_ms);
         else if (!strcmp(k, "timeouts")) parse_timeouts(p, k, v, &c->timeouts);
         else if (!strcmp(k, "cache")) parse_cache_settings(p, k, v, c);
+        else if (!strcmp(k, "responses")) parse_responses_settings(p, k, v, c);
         else if (!strcmp(k, "tracing")) parse_tracing(p, k, v, c);
         else if (!strcmp(k, "log_prompts")) {
             /* log_prompts: { sample_ratio: 0.01 }: off by default */
@@ -828,6 +848,10 @@ gw_config *config_parse(const char *yaml, size_t len, const char *path, char *er
     c->cache_memory_bytes = 64u << 20;
     c->cache_max_entry_bytes = 1u << 20;
     c->cache_default_ttl_s = 300;
+    c->responses_store_bytes = 64u << 20;
+    c->responses_max_entry_bytes = 1u << 20;
+    c->responses_max_per_key = 1000;
+    c->responses_ttl_s = 30L * 86400;
     c->trace_sample_ratio = 1.0;
     c->trace_queue_spans = 4096;
     c->trace_batch_spans = 512;
@@ -955,6 +979,10 @@ gw_config *config_with_settings(const gw_config *base, keytab *keys)
     c->cache_memory_bytes = base->cache_memory_bytes;
     c->cache_max_entry_bytes = base->cache_max_entry_bytes;
     c->cache_default_ttl_s = base->cache_default_ttl_s;
+    c->responses_store_bytes = base->responses_store_bytes;
+    c->responses_max_entry_bytes = base->responses_max_entry_bytes;
+    c->responses_max_per_key = base->responses_max_per_key;
+    c->responses_ttl_s = base->responses_ttl_s;
     c->trace_sample_ratio = base->trace_sample_ratio;
     c->trace_queue_spans = base->trace_queue_spans;
     c->trace_batch_spans = base->trace_batch_spans;

@@ -109,6 +109,12 @@ typedef struct gw_config {
     size_t     cache_memory_bytes; /* per-worker LRU in front of Redis (cache: memory_mb) */
     size_t     cache_max_entry_bytes;
     long       cache_default_ttl_s;/* a request that opts in on an alias without cache: */
+    /* responses: stored /v1/responses answers, shared by the node's workers (respstore.h);
+     * mapped once by the master: a reload does not resize it */
+    size_t     responses_store_bytes;      /* store_mb (0: nothing is stored) */
+    size_t     responses_max_entry_bytes;  /* max_entry_kb */
+    long       responses_max_per_key;
+    long       responses_ttl_s;
     char      *trace_endpoint;     /* tracing: otlp_endpoint (NULL: off) */
     char      *trace_service;
     double     trace_sample_ratio;

@@ -23,6 +23,7 @@
 #include "cpagent.h"
 #include "log.h"
 #include "metrics.h"
+#include "respstore.h"
 #include "worker.h"
 
 #define MAX_WORKERS       256
@@ -277,6 +278,13 @@ int main(int argc, char **argv)
     /* before any fork: every worker (and every respawned one) shares it */
     if (budget_node_init() < 0) log_warn("no shared budget table (%s): workers count spend alone", strerror(errno));
     if (metrics_init(MAX_WORKERS) < 0) return 1;
+    if (cfg->responses_store_bytes) {   /* stored /v1/responses answers, for whichever worker is asked */
+        size_t entry = cfg->responses_max_entry_bytes < cfg->responses_store_bytes ? cfg->responses_max_entry_bytes
+                                                                                   : cfg->responses_store_bytes;
+        respstore_limits rl = { .total_bytes = cfg->responses_store_bytes, .max_entry_bytes = entry,
+                                .max_per_key = (int)cfg->responses_max_per_key, .ttl_s = cfg->responses_ttl_s };
+        if (respstore_init(&rl) < 0) log_warn("responses: no shared store; store:true answers are not kept");
+    }
     /* metrics_listen: host:port, or off; unset means the default port, given
      * up with a warning when taken (a second gateway on the host still starts) */
     const char *mlisten = cfg->metrics_listen ? cfg->metrics_listen : DEFAULT_METRICS_LISTEN;

@@ -45,6 +45,7 @@
 #include "providers/embed.h"
 #include "providers/provider.h"
 #include "ratelimit.h"
+#include "responses.h"
 #include "budget.h"
 #include "router.h"
 #include "sse.h"
@@ -195,6 +196,7 @@ static const char *route_path(gw_route r)
     case ROUTE_COMPLETIONS: return "/v1/completions";
     case ROUTE_EMBEDDINGS: return "/v1/embeddings";
     case ROUTE_MESSAGES: return "/v1/messages";
+    case ROUTE_RESPONSES: return "/v1/responses";
     }
     return "";
 }
@@ -712,7 +714,7 @@ static void start_translated_stream(gw_req *r)
     xlate_client_id(r->route, r->id, id, sizeof id);
     /* without a decoder the stream still ends cleanly, with an error event */
     r->xs_on = 1;
-    if (xlate_stream_start(&r->xs, r->dep->provider, r->route, id, r->dep->model, r->chat.include_usage) < 0) {
+    if (xlate_stream_start(&r->xs, r->dep->provider, r->route, &r->chat, id, r->dep->model, r->chat.include_usage) < 0) {
         r->xs.failed = 1;
         snprintf(r->xs.error, sizeof r->xs.error, "out of memory");
     }
@@ -740,7 +742,7 @@ static void reply_translated(gw_req *r)
     xlate_client_id(r->route, r->id, id, sizeof id);
     int rc = r->route == ROUTE_EMBEDDINGS
         ? p->parse_embed(body, r->resp.len, embed_wants_base64(json_root(r->doc)), r->dep->model, &out, &r->usage, err, sizeof err)
-        : xlate_response(p, r->route, id, r->dep->model, body, r->resp.len, &out, &r->usage, err, sizeof err);
+        : xlate_response(p, r->route, &r->chat, id, r->dep->model, body, r->resp.len, &out, &r->usage, err, sizeof err);
     if (rc < 0) {
         snprintf(msg, sizeof msg, "The upstream provider %s sent an answer the gateway could not read: %s", p->name, err);
         r->error = "upstream_malformed";
@@ -970,7 +972,7 @@ static int start_attempt(gw_req *r, char *msg, size_t msglen, const upstream_cal
     if (r->translate) {
         call.chat = &r->chat;
         call.want_usage = p->local_reply != NULL;   /* the mock's answer is translated: it must carry usage */
-        if (call.route == ROUTE_MESSAGES) call.route = ROUTE_CHAT;   /* the mock answers it as a chat */
+        if (call.route == ROUTE_MESSAGES || call.route == ROUTE_RESPONSES) call.route = ROUTE_CHAT;   /* the mock answers it as a chat */
     }
 
     if (p->local_reply) {
@@ -1025,6 +1027,7 @@ static int64_t estimate_tokens(const gw_req *r, size_t body_len)
     const json_value *root = json_root(r->doc);
     const json_value *mt = json_get(root, "max_completion_tokens");
     if (!mt || mt->type != JSON_NUMBER) mt = json_get(root, "max_tokens");
+    if (!mt || mt->type != JSON_NUMBER) mt = json_get(root, "max_output_tokens");   /* /v1/responses */
     double out = mt && mt->type == JSON_NUMBER ? mt->num : DEFAULT_MAX_OUTPUT;
     if (!(out >= 0)) out = 0;
     if (out > 1e9) out = 1e9;
@@ -1441,10 +1444,7 @@ static void route_alias(gw_req *r)
 /* "k:" + the control plane's key id; YAML keys have none, so a hash of the name. */
 static void limit_subject(const gw_req *r, char *out, size_t len)
 {
-    if (r->key_id[0]) { snprintf(out, len, "k:%s", r->key_id); return; }
-    uint64_t h = 1469598103934665603ull;
-    for (const unsigned char *p = (const unsigned char *)r->key->name; *p; p++) h = (h ^ *p) * 1099511628211ull;
-    snprintf(out, len, "y:%016" PRIx64, h);
+    auth_subject(r->key, out, len);
 }
 
 static void refuse(gw_req *r, const rl_ticket *t, int team)
@@ -1681,6 +1681,15 @@ static void handle_api(evhtp_request_t *req, gw_route route, worker_t *w)
         reply_error(r, 403, "permission_error", "model_not_allowed", "model", msg);
         goto done;
     }
+    if (route == ROUTE_RESPONSES) {   /* parsed now: its previous response is looked up before any limit is spent */
+        int st = responses_prepare(&r->chat, json_root(r->doc), body ? body : "", r->key, msg, sizeof msg, &param);
+        if (st) {
+            reply_error(r, st, st >= 500 ? "server_error" : "invalid_request_error",
+                        st == 404 ? "not_found" : st >= 500 ? "internal_error" : "invalid_request", param, msg);
+            goto done;
+        }
+        r->chat_parsed = 1;
+    }
     trace_mark(&r->tr, TR_LIMITS, 0);
     int admitted = check_limits(r, len);
     trace_mark(&r->tr, TR_LIMITS, 1);
@@ -1704,6 +1713,7 @@ static void on_chat(evhtp_request_t *req, void *arg) { handle_api(req, ROUTE_CHA
 static void on_completions(evhtp_request_t *req, void *arg) { handle_api(req, ROUTE_COMPLETIONS, arg); }
 static void on_embeddings(evhtp_request_t *req, void *arg) { handle_api(req, ROUTE_EMBEDDINGS, arg); }
 static void on_messages(evhtp_request_t *req, void *arg) { handle_api(req, ROUTE_MESSAGES, arg); }
+static void on_responses(evhtp_request_t *req, void *arg) { handle_api(req, ROUTE_RESPONSES, arg); }
 
 static void on_models(evhtp_request_t *req, void *arg)
 {
@@ -1772,10 +1782,13 @@ int request_register_routes(worker_t *w)
         { "/v1/completions", on_completions },
         { "/v1/embeddings", on_embeddings },
         { "/v1/messages", on_messages },
+        { "/v1/responses", on_responses },
         { "/v1/models", on_models },
         { "/healthz", on_healthz },
         { "/readyz", on_readyz },
     };
+    /* first: evhtp matches path callbacks by prefix, and "/v1/responses" would take these */
+    if (responses_register_routes(w) < 0) return -1;   /* GET / DELETE /v1/responses/{id} */
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         if (!evhtp_set_cb(w->htp, routes[i].path, routes[i].cb, w)) return -1;
     evhtp_set_gencb(w->htp, on_not_found, w);

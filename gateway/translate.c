@@ -2,12 +2,16 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
+
+#include "responses.h"
 
 chat_client xlate_client(gw_route route)
 {
     switch (route) {
     case ROUTE_MESSAGES: return CLIENT_ANTHROPIC;
     case ROUTE_COMPLETIONS: return CLIENT_OPENAI_COMPLETIONS;
+    case ROUTE_RESPONSES: return CLIENT_OPENAI_RESPONSES;
     case ROUTE_CHAT: case ROUTE_EMBEDDINGS: break;
     }
     return CLIENT_OPENAI_CHAT;
@@ -16,6 +20,7 @@ chat_client xlate_client(gw_route route)
 int xlate_needed(const provider *p, gw_route route)
 {
     if (route == ROUTE_MESSAGES) return p->dialect != DIALECT_ANTHROPIC;
+    if (route == ROUTE_RESPONSES) return 1;   /* always through the chat form: few servers have /responses */
     return p->dialect != DIALECT_OPENAI;
 }
 
@@ -23,16 +28,22 @@ int xlate_parse_request(gw_route route, const json_value *root, const char *body
                         char *msg, size_t msglen, const char **param)
 {
     if (route == ROUTE_MESSAGES) return chat_from_anthropic(root, body, out, msg, msglen, param);
+    if (route == ROUTE_RESPONSES && out->responses) return 0;   /* parsed with its previous response (responses.h) */
+    if (route == ROUTE_RESPONSES) return chat_from_responses(root, body, NULL, NULL, out, msg, msglen, param);
     return chat_from_openai(root, body, route == ROUTE_COMPLETIONS, out, msg, msglen, param);
 }
 
 void xlate_client_id(gw_route route, const char *rid, char *out, size_t len)
 {
+    if (route == ROUTE_RESPONSES) {   /* "resp_" + the request id without its "req_" */
+        snprintf(out, len, "resp_%s", strncmp(rid, "req_", 4) ? rid : rid + 4);
+        return;
+    }
     const char *prefix = route == ROUTE_MESSAGES ? "msg_" : route == ROUTE_COMPLETIONS ? "cmpl-" : "chatcmpl-";
     snprintf(out, len, "%s%s", prefix, rid);
 }
 
-int xlate_response(const provider *p, gw_route route, const char *id, const char *model,
+int xlate_response(const provider *p, gw_route route, const chat_req *q, const char *id, const char *model,
                    const char *body, size_t len, buf_t *out, usage_t *usage, char *err, size_t errlen)
 {
     chat_resp r;
@@ -41,7 +52,12 @@ int xlate_response(const provider *p, gw_route route, const char *id, const char
     if (!p->parse_response) snprintf(err, errlen, "provider %s cannot answer this route", p->name);
     if (rc == 0) {
         buf_reset(out);
-        rc = chat_render_response(xlate_client(route), &r, id, model, out);
+        if (route == ROUTE_RESPONSES) {
+            rc = rsp_render_response(&r, id, model, q && q->responses ? q->responses->echo.data : NULL, (long)time(NULL), out);
+            if (rc == 0) responses_keep(q, id, out->data, out->len);
+        } else {
+            rc = chat_render_response(xlate_client(route), &r, id, model, out);
+        }
         if (rc < 0) snprintf(err, errlen, "out of memory");
         if (r.usage.present) *usage = r.usage;
     }
@@ -70,13 +86,15 @@ static void on_event(void *ud, const chat_event *ev)
     chat_enc_event(&x->enc, ev, &x->out);
 }
 
-int xlate_stream_start(xlate_stream *x, const provider *p, gw_route route, const char *id, const char *model,
-                       int include_usage)
+int xlate_stream_start(xlate_stream *x, const provider *p, gw_route route, const chat_req *q, const char *id,
+                       const char *model, int include_usage)
 {
     memset(x, 0, sizeof *x);
     x->p = p;
+    x->q = q;
     buf_init(&x->out);
     chat_enc_init(&x->enc, xlate_client(route), id, model, include_usage);
+    if (q && q->responses) x->enc.echo = q->responses->echo.data;
     if (!p->stream_new || !(x->dec = p->stream_new())) return -1;
     return 0;
 }
@@ -98,11 +116,14 @@ void xlate_stream_end(xlate_stream *x, int upstream_ok, const char *why)
     }
     if (!upstream_ok && !x->error[0]) snprintf(x->error, sizeof x->error, "upstream stream failed: %s", why ? why : "error");
     chat_enc_end(&x->enc, x->failed || !upstream_ok ? x->error : NULL, &x->out);
+    const buf_t *final = x->enc.cl == CLIENT_OPENAI_RESPONSES ? rsp_enc_final(&x->enc) : NULL;
+    if (final) responses_keep(x->q, x->enc.id, final->data, final->len);
 }
 
 void xlate_stream_free(xlate_stream *x)
 {
     if (x->dec) x->p->stream_free(x->dec);
     x->dec = NULL;
+    chat_enc_free(&x->enc);
     buf_free(&x->out);
 }

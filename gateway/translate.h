@@ -21,8 +21,10 @@ int         xlate_parse_request(gw_route route, const json_value *root, const ch
 /* The id the client sees for request id rid: "chatcmpl-..", "cmpl-..", "msg_..". */
 void        xlate_client_id(gw_route route, const char *rid, char *out, size_t len);
 
-/* A whole 2xx answer, rendered for the client; -1 with a reason (a 502). */
-int         xlate_response(const provider *p, gw_route route, const char *id, const char *model,
+/* A whole 2xx answer, rendered for the client; -1 with a reason (a 502).
+ * q: the request in the internal form (Responses: what the answer echoes,
+ * and whether it is stored), or NULL. */
+int         xlate_response(const provider *p, gw_route route, const chat_req *q, const char *id, const char *model,
                            const char *body, size_t len, buf_t *out, usage_t *usage, char *err, size_t errlen);
 /* The client's status for a provider error status. */
 int         xlate_error_status(int up_status);
@@ -32,12 +34,13 @@ typedef struct xlate_stream {
     void           *dec;
     chat_enc        enc;
     buf_t           out;        /* bytes for the client, drained by the caller */
+    const chat_req *q;          /* the request (Responses: stored at a clean end), or NULL */
     int             failed;     /* the provider's stream was malformed or reported an error */
     char            error[256];
 } xlate_stream;
 
-int  xlate_stream_start(xlate_stream *x, const provider *p, gw_route route, const char *id, const char *model,
-                        int include_usage);
+int  xlate_stream_start(xlate_stream *x, const provider *p, gw_route route, const chat_req *q, const char *id,
+                        const char *model, int include_usage);
 void xlate_stream_feed(xlate_stream *x, const char *data, size_t len);
 /* upstream_ok: the provider's bytes all arrived; else why names the failure. */
 void xlate_stream_end(xlate_stream *x, int upstream_ok, const char *why);

@@ -74,6 +74,8 @@ int validate_request(gw_route route, const json_value *root, validated *out,
             return bad(msg, msglen, param, "max_tokens", "max_tokens: Field required (a positive integer).");
         return validate_messages(json_get(root, "messages"), msg, msglen, param);
     }
+    case ROUTE_RESPONSES:
+        return 0;   /* the input items are checked as they are translated (responses_in.c) */
     case ROUTE_COMPLETIONS: {
         const json_value *p = json_get(root, "prompt");
         if (!p) return bad(msg, msglen, param, "prompt", "Missing required parameter: 'prompt'.");

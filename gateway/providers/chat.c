@@ -21,6 +21,7 @@ void chat_req_free(chat_req *r)
     free(r->msgs);
     free(r->tools);
     buf_free(&r->system);
+    chat_responses_free(r->responses);
     for (struct chat_owned *o = r->owned, *n; o; o = n) { n = o->next; free(o); }
     chat_req_init(r);
 }

@@ -80,6 +80,7 @@ typedef struct chat_req {
     int              include_usage;  /* the client asked for usage in the stream */
     gw_str           user;
     int              legacy_completion;   /* came in as /v1/completions */
+    struct chat_responses *responses;     /* came in as /v1/responses (responses_in.c), else NULL */
     /* allocations the request owns (strings built while parsing) */
     struct chat_owned *owned;
 } chat_req;
@@ -157,9 +158,27 @@ int chat_from_openai(const json_value *root, const char *src, int legacy_complet
 int chat_from_anthropic(const json_value *root, const char *src, chat_req *out,
                         char *msg, size_t msglen, const char **param);
 
+/* OpenAI Responses (/v1/responses). What the dialect carries besides the chat:
+ * the members the answer echoes, the conversation's input items (kept with a
+ * stored answer) and the stored previous response the chat may point into. */
+typedef struct chat_responses {
+    buf_t     echo;          /* ,"instructions":...,"tools":[...],... members of the response object */
+    buf_t     input;         /* the conversation's input items, a JSON array (previous ones first) */
+    int       store;         /* keep the answer (store, default true) */
+    char      subject[72];   /* whose answer it is (set by the gateway; only that key reads it back) */
+    char     *prev_src;      /* the stored previous response ({"input":[..],"response":{..}}) */
+    json_doc *prev;          /* ... parsed: the chat's strings point into it */
+} chat_responses;
+
+/* prev: the stored previous response's {"input":[...],"response":{...}} root
+ * (its input and output items come first), or NULL. */
+int  chat_from_responses(const json_value *root, const char *src, const json_value *prev, const char *prev_src,
+                         chat_req *out, char *msg, size_t msglen, const char **param);
+void chat_responses_free(chat_responses *x);
+
 /* ---- client dialects (render.c) ---- */
 
-typedef enum { CLIENT_OPENAI_CHAT, CLIENT_OPENAI_COMPLETIONS, CLIENT_ANTHROPIC } chat_client;
+typedef enum { CLIENT_OPENAI_CHAT, CLIENT_OPENAI_COMPLETIONS, CLIENT_ANTHROPIC, CLIENT_OPENAI_RESPONSES } chat_client;
 
 /* A whole answer as the client's dialect has it (chat.completion,
  * text_completion or an Anthropic message); id and model are what the
@@ -182,6 +201,8 @@ typedef struct chat_enc {
     chat_finish finish;
     usage_t     usage;
     size_t      ntools;         /* tool calls started */
+    const char *echo;           /* Responses: the request's echoed members (chat_responses.echo), or NULL */
+    struct rsp_enc *rsp;        /* Responses: items and sequence numbers (render_responses.c) */
 } chat_enc;
 
 void chat_enc_init(chat_enc *e, chat_client cl, const char *id, const char *model, int include_usage);
@@ -189,5 +210,16 @@ void chat_enc_event(chat_enc *e, const chat_event *ev, buf_t *out);
 /* Ends the stream: error NULL for a clean end, else the message of an error
  * event in the client's dialect (the status line has already gone). */
 void chat_enc_end(chat_enc *e, const char *error, buf_t *out);
+void chat_enc_free(chat_enc *e);
+
+/* Responses (render_responses.c): the whole answer object, echo as in
+ * chat_responses.echo (NULL: the defaults). created: Unix seconds. */
+int  rsp_render_response(const chat_resp *r, const char *id, const char *model, const char *echo, long created,
+                         buf_t *out);
+void rsp_enc_start(chat_enc *e);
+void rsp_enc_event(chat_enc *e, const chat_event *ev, buf_t *out);
+void rsp_enc_end(chat_enc *e, const char *error, buf_t *out);
+/* After a clean end: the final response object (what response.completed carried), or NULL. */
+const buf_t *rsp_enc_final(const chat_enc *e);
 
 #endif

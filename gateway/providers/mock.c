@@ -32,11 +32,23 @@ static const json_value *last_user_text(const json_value *root)
 
 static long estimate_tokens(size_t bytes) { return (long)(bytes / 4 + 1); }
 
+/* A translated request's last user text part (the client's dialect may have no "messages"). */
+static gw_str chat_last_user_text(const chat_req *q)
+{
+    gw_str found = { NULL, 0 };
+    for (size_t i = 0; i < q->nmsgs; i++)
+        for (size_t k = 0; q->msgs[i].role == ROLE_USER && k < q->msgs[i].nparts; k++)
+            if (q->msgs[i].parts[k].kind == PART_TEXT) { found = q->msgs[i].parts[k].text; break; }
+    return found;
+}
+
 static void reply_text(const provider_call *call, buf_t *text)
 {
     const json_value *u = call->route == ROUTE_CHAT ? last_user_text(call->root) : json_get(call->root, "prompt");
+    gw_str t = u && u->type == JSON_STRING ? (gw_str){ u->str, u->str_len } : (gw_str){ NULL, 0 };
+    if (call->chat && call->chat->responses) t = chat_last_user_text(call->chat);
     buf_puts(text, "This is a mock response from the gateway. You said: ");
-    if (u && u->type == JSON_STRING) buf_append(text, u->str, utf8_prefix(u->str, u->str_len, 60));
+    if (t.p) buf_append(text, t.p, utf8_prefix(t.p, t.n, 60));
     else buf_puts(text, "(nothing)");
 }
 
@@ -133,7 +145,7 @@ static int local_reply(const provider_call *call, int *status, buf_t *out)
     }
     reply_text(call, &text);
     const json_value *msgs = json_get(call->root, call->route == ROUTE_CHAT ? "messages" : "prompt");
-    long prompt = estimate_tokens(msgs ? msgs->end - msgs->start : 0);
+    long prompt = estimate_tokens(call->chat && call->chat->responses ? call->body_len : msgs ? msgs->end - msgs->start : 0);
     long completion = count_words(text.data, text.len);
     snprintf(id, sizeof id, "%s-mock-%lu", call->route == ROUTE_CHAT ? "chatcmpl" : "cmpl", ++seq);
     if (call->route == ROUTE_CHAT && call->stream) {

@@ -60,7 +60,7 @@ static int prepare_compatible(gw_deployment *d, char *err, size_t errlen)
 static const char *route_path(gw_route r)
 {
     switch (r) {
-    case ROUTE_CHAT: case ROUTE_MESSAGES: return "/chat/completions";
+    case ROUTE_CHAT: case ROUTE_MESSAGES: case ROUTE_RESPONSES: return "/chat/completions";
     case ROUTE_COMPLETIONS: return "/completions";
     case ROUTE_EMBEDDINGS: return "/embeddings";
     }

@@ -18,7 +18,7 @@
 
 struct gw_deployment;
 
-typedef enum { ROUTE_CHAT, ROUTE_COMPLETIONS, ROUTE_EMBEDDINGS, ROUTE_MESSAGES } gw_route;
+typedef enum { ROUTE_CHAT, ROUTE_COMPLETIONS, ROUTE_EMBEDDINGS, ROUTE_MESSAGES, ROUTE_RESPONSES } gw_route;
 
 /* The wire format a provider speaks natively: a client speaking the same one
  * takes the pass-through path (bytes forwarded, only the model rewritten). */

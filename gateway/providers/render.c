@@ -1,5 +1,6 @@
 /* render: answers and streams written in the client's dialect (OpenAI chat
- * completions, legacy completions, Anthropic Messages), from the internal
+ * completions, legacy completions, Anthropic Messages; Responses in
+ * render_responses.c), from the internal
  * chat_resp and chat_event forms whatever provider produced them. */
 #include "chat.h"
 
@@ -57,6 +58,7 @@ static void str_member(buf_t *out, const char *name, const char *v)
 int chat_render_response(chat_client cl, const chat_resp *r, const char *id, const char *model, buf_t *out)
 {
     long created = (long)time(NULL);
+    if (cl == CLIENT_OPENAI_RESPONSES) return rsp_render_response(r, id, model, NULL, created, out);
     if (cl == CLIENT_ANTHROPIC) {
         str_member(out, "{\"id\":", id);
         str_member(out, ",\"type\":\"message\",\"role\":\"assistant\",\"model\":", model);
@@ -126,6 +128,7 @@ void chat_enc_init(chat_enc *e, chat_client cl, const char *id, const char *mode
     snprintf(e->id, sizeof e->id, "%s", id);
     e->created = (long)time(NULL);
     e->include_usage = include_usage;
+    if (cl == CLIENT_OPENAI_RESPONSES) rsp_enc_start(e);
 }
 
 /* OpenAI: "data: {chunk head ... "choices":[" */
@@ -310,12 +313,14 @@ void chat_enc_event(chat_enc *e, const chat_event *ev, buf_t *out)
         return;
     }
     if (ev->type == CEV_TEXT && ev->text.n == 0) return;
-    if (e->cl == CLIENT_ANTHROPIC) an_event(e, ev, out);
+    if (e->cl == CLIENT_OPENAI_RESPONSES) rsp_enc_event(e, ev, out);
+    else if (e->cl == CLIENT_ANTHROPIC) an_event(e, ev, out);
     else oai_event(e, ev, out);
 }
 
 void chat_enc_end(chat_enc *e, const char *error, buf_t *out)
 {
+    if (e->cl == CLIENT_OPENAI_RESPONSES) { rsp_enc_end(e, error, out); return; }
     if (e->cl == CLIENT_ANTHROPIC) {
         if (!error) {
             an_start(e, out);

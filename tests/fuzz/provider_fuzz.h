@@ -76,6 +76,7 @@ static void run_stream(const provider *p, chat_client cl, const char *s, size_t 
     if (!bad) bad = p->stream_end(d, fz_emit, &o) < 0;
     chat_enc_end(&o.enc, bad || o.errors ? "stream failed" : NULL, &o.out);
     p->stream_free(d);
+    chat_enc_free(&o.enc);
     check_stream_output(&o.out);
     buf_reset(result);
     buf_append(result, o.out.data ? o.out.data : "", o.out.len);
@@ -101,7 +102,7 @@ static void drop_generated_ids(buf_t *b)
 static __attribute__((unused)) int fuzz_provider(const provider *p, const uint8_t *data, size_t size, size_t max_line)
 {
     if (size < 1) return 0;
-    chat_client cl = (chat_client)(data[0] % 3);
+    chat_client cl = (chat_client)(data[0] % 4);   /* OpenAI chat, completions, Anthropic, Responses */
     int stream = (data[0] >> 2) & 1;
     size_t ncuts = (data[0] >> 3) % 32;
     if (ncuts > size - 1) ncuts = size - 1;

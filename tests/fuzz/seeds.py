@@ -267,4 +267,13 @@ for lit in c_literals("tests/unit/chat_test.c") + c_literals("tests/unit/provide
     if lit.lstrip().startswith(b"{"):
         for kind in (0, 1, 2, 0x80, 0x82):
             write("chat_inbound", bytes([kind]) + lit)
+# the Responses parser: the unit test's requests, alone and after a stored response
+stored = (b'{"input":[{"type":"message","role":"user","content":[{"type":"input_text","text":"weather?"}]}],'
+          b'"response":{"id":"resp_1","output":[{"id":"fc_1_0","type":"function_call","status":"completed",'
+          b'"arguments":"{}","call_id":"call_7","name":"get_weather"}]}}')
+for lit in c_literals("tests/unit/responses_test.c"):
+    if lit.lstrip().startswith(b"{"):
+        for kind in (0, 0x80):
+            write("responses_inbound", bytes([kind]) + lit)
+        write("responses_inbound", b"\x01" + lit + b"\0" + stored)
 print("seeds written under", os.path.join(HERE, "corpus"))

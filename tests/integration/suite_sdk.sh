@@ -40,9 +40,11 @@ aliases=$(echo "$ready" | cut -d' ' -f4 | tr ',' ' ')
 
 # both scripts' counts are summed into one result line
 passed=0; failed=0; rc=0
-for script in openai_sdk_test.mjs providers_sdk_test.mjs; do
+for script in openai_sdk_test.mjs providers_sdk_test.mjs responses_sdk_test.mjs; do
+  extra=""
+  [ "$script" = responses_sdk_test.mjs ] && extra="mock-alias:mock"   # the Responses API through the built-in mock too
   # shellcheck disable=SC2086 # one argument per alias
-  timeout 180 node "tests/sdk/$script" "$url" "$key" $aliases >"$tmp/node.out"
+  timeout 180 node "tests/sdk/$script" "$url" "$key" $aliases $extra >"$tmp/node.out"
   src=$?
   grep -vE '^[0-9]+ passed, [0-9]+ failed' "$tmp/node.out" >&2
   line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$tmp/node.out" | tail -1)

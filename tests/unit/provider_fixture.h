@@ -100,6 +100,7 @@ static __attribute__((unused)) char *fx_stream(const provider *p, const char *t,
     p->stream_free(d);
     *rc = bad ? -1 : 0;
     if (u) *u = s.enc.usage;
+    chat_enc_free(&s.enc);
     return buf_steal(&s.out);
 }
 
