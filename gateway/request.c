@@ -36,6 +36,7 @@
 #include "cache.h"
 #include "classify.h"
 #include "config.h"
+#include "decorate.h"
 #include "httputil.h"
 #include "json.h"
 #include "log.h"
@@ -1608,6 +1609,32 @@ static int cache_begin(gw_req *r)
     return 0;
 }
 
+/* The alias's prompt decoration (decorate.h): the body is replaced by the
+ * decorated one, so pass-through, translation, hedges and the cache key all
+ * see it. 0 go on (*len updated), -1 answered (out of memory). */
+static int decorate(gw_req *r, size_t *len)
+{
+    if (r->route == ROUTE_EMBEDDINGS) return 0;
+    struct evbuffer *in = r->req->buffer_in;
+    const char *body = (const char *)evbuffer_pullup(in, -1);
+    buf_t out; buf_init(&out);
+    int rc = decorate_body(r->model->prompt, r->route == ROUTE_MESSAGES, body, *len, json_root(r->doc), &out);
+    json_doc *doc = NULL;
+    if (rc > 0) {
+        json_limits lim = { .max_depth = JSON_MAX_DEPTH, .max_bytes = 0 };
+        if (!(doc = json_parse(out.data, out.len, &lim, NULL)) ||
+            evbuffer_drain(in, *len) < 0 || evbuffer_add(in, out.data, out.len) < 0) rc = -1;
+    }
+    if (rc > 0) {
+        json_doc_free(r->doc);
+        r->doc = doc;
+        *len = out.len;
+    } else json_doc_free(doc);
+    buf_free(&out);
+    if (rc < 0) reply_error(r, 500, "server_error", "internal_error", NULL, "Out of memory while decorating the prompt.");
+    return rc < 0 ? -1 : 0;
+}
+
 static void handle_api(evhtp_request_t *req, gw_route route, worker_t *w)
 {
     gw_req *r = req_acquire(w);
@@ -1678,6 +1705,7 @@ static void handle_api(evhtp_request_t *req, gw_route route, worker_t *w)
         reply_error(r, 403, "permission_error", "model_not_allowed", "model", msg);
         goto done;
     }
+    if (r->model->prompt && decorate(r, &len) < 0) goto done;   /* before routing: every variant gets it */
     trace_mark(&r->tr, TR_LIMITS, 0);
     int admitted = check_limits(r, len);
     trace_mark(&r->tr, TR_LIMITS, 1);

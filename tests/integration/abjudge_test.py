@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""Prompt decoration and structured-output validation on the wire (Python 3
+stdlib only): what the upstream receives (mocks record every body), what the
+client gets when an answer breaks its JSON schema, and the retries.
+"""
+import json
+import os
+import secrets
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402
+
+KEY = "sk-gw-" + secrets.token_urlsafe(32)
+PREFIX = "You are the ACME assistant."
+SUFFIX = "Answer in English."
+
+
+class Env:
+    a = gw = None
+
+
+ENV = Env()
+
+
+def setup():
+    ENV.a = h.Mock("A")
+    a = ENV.a
+    oa = {"provider": "openai_compatible", "model": "m", "base_url": a.base_url, "api_key": "sk-up"}
+    an = {"provider": "anthropic", "model": "claude-3-5-haiku-20241022", "base_url": a.base_url[:-len("/v1")],
+          "api_key": "sk-up"}
+    prompt = {"system_prefix": PREFIX, "system_suffix": SUFFIX,
+              "defaults": {"temperature": 0.2, "max_tokens": 300, "top_k": 40}}
+    cfg = {
+        "listen": "127.0.0.1:%d" % h.free_port(),
+        "metrics_listen": "off",
+        "workers": 1,
+        "models": [
+            {"alias": "deco", "deployments": [oa], "prompt": prompt},
+            {"alias": "deco-anth", "deployments": [an], "prompt": prompt},
+            {"alias": "plain", "deployments": [oa]},
+            {"alias": "schema", "deployments": [oa], "router": {"backoff_ms": 1}},
+            {"alias": "schema3", "deployments": [oa], "router": {"schema_retries": 2, "backoff_ms": 1}},
+            {"alias": "schema0", "deployments": [oa], "router": {"schema_retries": 0}},
+        ],
+        "keys": [{"name": "t", "key": KEY}],
+    }
+    ENV.gw = h.Gateway(cfg)
+
+
+def post(path, body, **kw):
+    return h.http_request(ENV.gw.port, "POST", path, json.dumps(body).encode(), key=KEY, **kw)
+
+
+def last_body(tag):
+    return ENV.a.wait_find(tag)[-1]["body"]
+
+
+@h.test
+def test_chat_gets_a_system_message_and_defaults():
+    ENV.a.reset()
+    r = post("/v1/chat/completions", {"model": "deco", "messages": [{"role": "user", "content": "hello t1"}],
+                                      "max_tokens": 7})
+    h.expect_status(r, 200)
+    b = last_body("hello t1")
+    h.check(b["messages"][0] == {"role": "system", "content": PREFIX + "\n\n" + SUFFIX}, "system: %r" % b["messages"])
+    h.check(b["messages"][1] == {"role": "user", "content": "hello t1"}, "user message kept: %r" % b["messages"])
+    h.check(b["temperature"] == 0.2 and b["top_k"] == 40, "defaults added: %r" % b)
+    h.check(b["max_tokens"] == 7, "the client's max_tokens wins: %r" % b)
+    h.check(b["model"] == "m", "model rewritten: %r" % b)
+
+
+@h.test
+def test_chat_system_message_is_wrapped():
+    ENV.a.reset()
+    r = post("/v1/chat/completions", {"model": "deco", "temperature": 1.5, "max_completion_tokens": 9,
+                                      "messages": [{"role": "system", "content": "Be brief."},
+                                                   {"role": "user", "content": "hello t2"}]})
+    h.expect_status(r, 200)
+    b = last_body("hello t2")
+    h.check(b["messages"][0]["content"] == PREFIX + "\n\nBe brief.\n\n" + SUFFIX, "system: %r" % b["messages"])
+    h.check(len(b["messages"]) == 2, "no extra message: %r" % b["messages"])
+    h.check(b["temperature"] == 1.5, "client temperature wins: %r" % b)
+    h.check("max_tokens" not in b, "max_tokens default skipped when max_completion_tokens is set: %r" % b)
+
+
+@h.test
+def test_messages_pass_through_system_decorated():
+    ENV.a.reset()
+    r = post("/v1/messages", {"model": "deco-anth", "max_tokens": 50, "system": "Be kind.",
+                              "messages": [{"role": "user", "content": "hello t3"}]})
+    h.expect_status(r, 200)
+    b = last_body("hello t3")
+    h.check(b["system"] == PREFIX + "\n\nBe kind.\n\n" + SUFFIX, "system: %r" % b.get("system"))
+    h.check(b["temperature"] == 0.2 and b["max_tokens"] == 50 and b["top_k"] == 40, "defaults: %r" % b)
+    ENV.a.reset()
+    r = post("/v1/messages", {"model": "deco-anth", "max_tokens": 50,
+                              "system": [{"type": "text", "text": "Block."}],
+                              "messages": [{"role": "user", "content": "hello t3b"}]})
+    h.expect_status(r, 200)
+    b = last_body("hello t3b")
+    texts = [x.get("text") for x in b["system"]] if isinstance(b["system"], list) else [b["system"]]
+    h.check(texts == [PREFIX, "Block.", SUFFIX], "system blocks: %r" % b["system"])
+
+
+@h.test
+def test_chat_translated_to_anthropic_is_decorated():
+    ENV.a.reset()
+    r = post("/v1/chat/completions", {"model": "deco-anth", "messages": [{"role": "user", "content": "hello t4"}]})
+    h.expect_status(r, 200)
+    b = last_body("hello t4")
+    sysv = b.get("system")
+    text = sysv if isinstance(sysv, str) else " ".join(x.get("text", "") for x in sysv or [])
+    h.check(PREFIX in text and SUFFIX in text, "system: %r" % sysv)
+    h.check(b.get("temperature") == 0.2 and b.get("max_tokens") == 300, "defaults: %r" % b)
+
+
+@h.test
+def test_messages_without_system_and_plain_alias_untouched():
+    ENV.a.reset()
+    r = post("/v1/messages", {"model": "deco-anth", "max_tokens": 50,
+                              "messages": [{"role": "user", "content": "hello t5"}]})
+    h.expect_status(r, 200)
+    h.check(last_body("hello t5")["system"] == PREFIX + "\n\n" + SUFFIX, "system added")
+    body = {"model": "plain", "messages": [{"role": "user", "content": "hello t6"}]}
+    r = post("/v1/chat/completions", body)
+    h.expect_status(r, 200)
+    b = last_body("hello t6")
+    h.check(b == dict(body, model="m"), "undecorated alias changed the body: %r" % b)
+
+
+@h.test
+def test_bad_prompt_config_is_refused():
+    d = h.make_tmpdir("gwtest-deco-")
+    path = os.path.join(d, "gw.yaml")
+    cfg = {"models": [{"alias": "x", "deployments": [{"provider": "mock", "model": "m"}],
+                       "prompt": {"defaults": {"temprature": 1}}}], "keys": [{"name": "k", "key": "sk-1"}]}
+    h.write_file_atomic(path, h.to_yaml(cfg))
+    rc, o1, o2 = h.check_config(path)
+    out = o1 + o2
+    h.check(rc != 0 and "models[0].prompt.defaults.temprature" in out, "check-config: %r %r" % (rc, out))
+    cfg["models"][0]["prompt"] = {"defaults": {"temperature": 9}}
+    h.write_file_atomic(path, h.to_yaml(cfg))
+    rc, o1, o2 = h.check_config(path)
+    out = o1 + o2
+    h.check(rc != 0 and "from 0 to 2" in out, "check-config: %r %r" % (rc, out))
+
+
+def teardown():
+    if ENV.gw:
+        ENV.gw.stop()
+        rep = ENV.gw.sanitizer_reports()
+        if rep:
+            h.log("sanitizer reports:\n" + "\n".join(rep[:20]))
+            h._state["failed"] += 1
+    if ENV.a:
+        ENV.a.stop()
+
+
+if __name__ == "__main__":
+    try:
+        setup()
+    except Exception as e:  # noqa: BLE001
+        h.log("setup failed: %s" % e)
+        h.kill_all()
+        print("0 passed, 1 failed")
+        sys.exit(1)
+    sys.exit(h.run(teardown=teardown, suite_timeout=240))
