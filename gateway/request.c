@@ -49,6 +49,7 @@
 #include "budget.h"
 #include "router.h"
 #include "sse.h"
+#include "structout.h"
 #include "trace.h"
 #include "translate.h"
 #include "upstream.h"
@@ -62,6 +63,7 @@
 #define OUTPUT_HIGH_WATER     (1u << 20)   /* pause the upstream above this much unsent to the client */
 #define OUTPUT_LOW_WATER      (256u << 10)
 #define JSON_MAX_DEPTH        64
+#define MAX_ATTEMPTS_TOTAL    10           /* over every alias of a fallback chain */
 
 struct hedge;
 
@@ -153,6 +155,9 @@ typedef struct gw_req {
     const char          *tier;         /* classifier: "cheap" or "flagship" */
     double               complexity;   /* classifier: the prompt's score */
     const char          *split;        /* traffic split: the alias this request was sent to */
+    int                  schema_retries;   /* structured output (structout.h): answers retried */
+    int                  schema_pending;   /* the last answer broke the schema: the reply if none follows */
+    char                 schema_msg[300];
 } gw_req;
 
 /* What one attempt owns; a hedge swaps its own in and out of gw_req. */
@@ -843,6 +848,42 @@ static void reply_attempt(gw_req *r)
 
 static int plan_retry(gw_req *r, attempt_outcome o);
 static int hedge_take_over(gw_req *r);
+static int schedule_attempt(gw_req *r, long delay_ms);
+
+/* ---- structured outputs (structout.h): a whole chat answer checked
+ * against the request's strict JSON schema before the client sees it ---- */
+
+/* 1: nothing to check or the answer holds; 0: r->schema_msg says why not. */
+static int schema_holds(gw_req *r)
+{
+    if (r->stream || r->route != ROUTE_CHAT || r->up_status < 200 || r->up_status >= 300 || r->error) return 1;
+    const json_value *s = structout_schema(json_root(r->doc));
+    if (!s) return 1;
+    return structout_check(r->dep->provider, s, r->resp.data, r->resp.len, r->schema_msg, sizeof r->schema_msg)
+           == STRUCTOUT_OK;
+}
+
+/* Asks again (router.schema_retries times, on any deployment of the alias):
+ * 1 if another attempt is on its way. */
+static int schema_retry(gw_req *r)
+{
+    const gw_route_policy *p = &r->model->policy;
+    if (!r->req || r->schema_retries >= p->schema_retries || r->attempts >= MAX_ATTEMPTS_TOTAL) return 0;
+    r->schema_retries++;
+    r->schema_pending = 1;
+    /* a bad answer is no failure of the deployment: not charged to the failover budget */
+    if (r->alias_attempts >= r->serving->policy.max_attempts) r->alias_attempts = r->serving->policy.max_attempts - 1;
+    return schedule_attempt(r, 0);
+}
+
+static void reply_schema_error(gw_req *r)
+{
+    char msg[420];
+    snprintf(msg, sizeof msg, "The model's answer does not match the response_format JSON schema after %d attempt%s: %s",
+             r->attempts, r->attempts == 1 ? "" : "s", r->schema_msg);
+    r->error = "schema_validation_failed";
+    reply_error(r, 502, "upstream_error", "schema_validation_failed", "response_format", msg);
+}
 
 static void up_on_done(void *ud, upstream_req_t *u, upstream_result res, const char *errmsg)
 {
@@ -867,7 +908,10 @@ static void up_on_done(void *ud, upstream_req_t *u, upstream_result res, const c
     if (o != OUTCOME_OK && o != OUTCOME_CLIENT && hedge_take_over(r)) return;   /* the racing attempt carries on */
     hedge_cancel(r);
     if ((o == OUTCOME_RETRY || o == OUTCOME_CONTEXT) && plan_retry(r, o)) return;   /* another attempt follows */
-    reply_attempt(r);
+    if (o == OUTCOME_OK && !schema_holds(r)) {
+        if (schema_retry(r)) return;
+        reply_schema_error(r);
+    } else reply_attempt(r);
     req_finish(r);
 }
 
@@ -1225,7 +1269,6 @@ static void hedge_arm(gw_req *r)
 /* ---- the attempt loop: pick (router.h), start, and on a failure before the
  * client saw a byte, retry elsewhere or fall back ---- */
 
-#define MAX_ATTEMPTS_TOTAL 10   /* over every alias of a fallback chain */
 
 /* What rendering a call writes: cleared before each attempt renders. */
 static void render_reset(gw_req *r)
@@ -1248,6 +1291,7 @@ static void answer_reset(gw_req *r)
     r->up_status = 0;
     r->error = NULL;
     r->attempt_ttfb_ms = 0;
+    r->schema_pending = 0;
     memset(&r->usage, 0, sizeof r->usage);
 }
 
@@ -1412,7 +1456,8 @@ static void on_retry_timer(evutil_socket_t fd, short what, void *arg)
     int rc = attempt_next(r);
     if (rc == NEXT_STARTED || rc == NEXT_WAITING) return;
     if (r->retry_slot) { router_retry_done(&r->w->router); r->retry_slot = 0; }
-    if (r->attempts > 0) reply_attempt(r);
+    if (r->attempts > 0 && r->schema_pending) reply_schema_error(r);
+    else if (r->attempts > 0) reply_attempt(r);
     else reply_no_attempt(r, rc);
     req_finish(r);
 }

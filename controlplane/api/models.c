@@ -189,6 +189,9 @@ static int check_router(api_req *r, const json_value *v)
         { "breaker_cooldown_ms", 1, 3600000, 0 }, { "hedge_ms", 1, 600000, 0 }, { "split_percent", 0, 100, 0 },
         { "threshold", 0, 1, 0 }, { "context_fallback", 0, 0, 1 }, { "split_alias", 0, 0, 1 },
         { "cheap", 0, 0, 1 }, { "flagship", 0, 0, 1 },
+        /* structured outputs and evaluated A/B (the data plane's README) */
+        { "schema_retries", 0, 5, 0 }, { "judge", 0, 0, 1 }, { "judge_sample_ratio", 0, 1, 0 },
+        { "judge_rubric", 1, 4000, 2 },   /* text: 1-4000 bytes */
     };
     if (v->type != JSON_OBJECT) {
         api_error(r, 400, "invalid_request_error", "router must be an object such as {\"max_attempts\": 3}");
@@ -201,11 +204,14 @@ static int check_router(api_req *r, const json_value *v)
             api_error(r, 400, "invalid_request_error", "router.%.40s is not a router setting", f->key);
             return -1;
         }
-        int ok = known[i].alias ? f->type == JSON_STRING && valid_alias(f->str, f->str_len)
+        int ok = known[i].alias == 2 ? f->type == JSON_STRING && f->str_len >= 1 && f->str_len <= 4000 &&
+                                       strlen(f->str) == f->str_len
+               : known[i].alias ? f->type == JSON_STRING && valid_alias(f->str, f->str_len)
                : (f->type == JSON_NUMBER && isfinite(f->num) && f->num >= known[i].min && f->num <= known[i].max) ||
                  (!strcmp(f->key, "hedge_ms") && f->type == JSON_STRING && !strcmp(f->str, "p95"));
         if (!ok) {
-            if (known[i].alias) api_error(r, 400, "invalid_request_error", "router.%s must be a model alias", f->key);
+            if (known[i].alias == 2) api_error(r, 400, "invalid_request_error", "router.%s must be text of 1-4000 bytes", f->key);
+            else if (known[i].alias) api_error(r, 400, "invalid_request_error", "router.%s must be a model alias", f->key);
             else api_error(r, 400, "invalid_request_error", "router.%s must be a number from %g to %g", f->key,
                            known[i].min, known[i].max);
             return -1;

@@ -146,6 +146,75 @@ def test_bad_prompt_config_is_refused():
     h.check(rc != 0 and "from 0 to 2" in out, "check-config: %r %r" % (rc, out))
 
 
+SCHEMA = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": ["string", "null"]}},
+          "required": ["a", "b"], "additionalProperties": False}
+
+
+def queue(*texts):
+    r = h.http_request(ENV.a.port, "POST", "/_mock/replies", json.dumps(list(texts)).encode())
+    h.check(r.status == 200, "queue: %r" % r)
+
+
+def schema_req(alias, strict=True, tag="s"):
+    return {"model": alias, "messages": [{"role": "user", "content": "give json " + tag}],
+            "response_format": {"type": "json_schema",
+                                "json_schema": {"name": "x", "schema": SCHEMA, "strict": strict}}}
+
+
+def content(r):
+    return r.json()["choices"][0]["message"]["content"]
+
+
+@h.test
+def test_schema_invalid_then_valid_is_retried():
+    ENV.a.reset()
+    queue('{"a":"one","b":null}', '{"a":1,"b":null}')
+    r = post("/v1/chat/completions", schema_req("schema"))
+    h.expect_status(r, 200)
+    h.check(content(r) == '{"a":1,"b":null}', "answer: %r" % r)
+    h.check(r.header("x-gateway-attempts") == "2", "attempts: %r" % r.header("x-gateway-attempts"))
+    h.check(len(ENV.a.requests()) == 2, "upstream calls: %d" % len(ENV.a.requests()))
+
+
+@h.test
+def test_schema_still_invalid_fails_with_the_path():
+    ENV.a.reset()
+    queue('{"a":1,"b":2}', '{"a":1,"b":null,"c":true}')
+    r = post("/v1/chat/completions", schema_req("schema"))
+    h.expect_status(r, 502)
+    err = h.expect_openai_error(r)
+    h.check(err["code"] == "schema_validation_failed" and err["param"] == "response_format", "error: %r" % err)
+    h.check("$.c" in err["message"] and "2 attempts" in err["message"], "message: %r" % err["message"])
+    h.check(r.header("x-gateway-attempts") == "2", "attempts: %r" % r.header("x-gateway-attempts"))
+    line = h.wait_for(lambda: [x for x in ENV.gw.access_log()
+                               if x.get("request_id") == r.header("x-gateway-request-id")], 5, what="log line")[0]
+    h.check(line.get("error") == "schema_validation_failed" and line.get("status") == 502, "log: %r" % line)
+
+
+@h.test
+def test_schema_retries_are_configurable():
+    ENV.a.reset()
+    queue("not json at all", '{"a":1}', '{"a":2,"b":"x"}')
+    r = post("/v1/chat/completions", schema_req("schema3"))
+    h.expect_status(r, 200)
+    h.check(content(r) == '{"a":2,"b":"x"}' and r.header("x-gateway-attempts") == "3", "answer: %r" % r)
+    ENV.a.reset()
+    queue("not json at all")
+    r = post("/v1/chat/completions", schema_req("schema0"))
+    h.expect_status(r, 502)
+    err = h.expect_openai_error(r)
+    h.check("not valid JSON" in err["message"] and r.header("x-gateway-attempts") == "1", "error: %r" % err)
+
+
+@h.test
+def test_schema_not_strict_is_not_checked():
+    ENV.a.reset()
+    queue('{"a":"x"}')
+    r = post("/v1/chat/completions", schema_req("schema", strict=False))
+    h.expect_status(r, 200)
+    h.check(content(r) == '{"a":"x"}' and r.header("x-gateway-attempts") == "1", "answer: %r" % r)
+
+
 def teardown():
     if ENV.gw:
         ENV.gw.stop()

@@ -1,0 +1,293 @@
+#include "jschema.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+typedef struct ctx {
+    const json_value *root;
+    long   steps;
+    int    depth;
+    int    unchecked;          /* a bound was hit */
+    char   path[256];
+    size_t plen;
+    char  *out_path;  size_t out_pathlen;
+    char  *why;       size_t whylen;
+    int    reported;           /* the first violation is kept */
+} ctx;
+
+static int validate(ctx *c, const json_value *s, const json_value *v);
+
+static int unchecked(ctx *c, const char *reason)
+{
+    if (!c->unchecked) snprintf(c->why, c->whylen, "%s", reason);
+    c->unchecked = 1;
+    return 0;
+}
+
+static int fail(ctx *c, const char *fmt, const char *a, double x)
+{
+    if (c->reported || c->unchecked) return 0;
+    c->reported = 1;
+    snprintf(c->out_path, c->out_pathlen, "%s", c->path);
+    snprintf(c->why, c->whylen, fmt, a ? a : "", x);
+    return 0;
+}
+
+/* path segments: ".name" (names are cut to fit) or "[i]" */
+static size_t push_key(ctx *c, const char *k, size_t n)
+{
+    size_t saved = c->plen, room = sizeof c->path - c->plen;
+    if (room > 2) {
+        int w = snprintf(c->path + c->plen, room, ".%.*s", (int)(n > 64 ? 64 : n), k);
+        c->plen += w > 0 && (size_t)w < room ? (size_t)w : 0;
+    }
+    c->path[c->plen] = '\0';
+    return saved;
+}
+
+static size_t push_index(ctx *c, size_t i)
+{
+    size_t saved = c->plen, room = sizeof c->path - c->plen;
+    int w = snprintf(c->path + c->plen, room, "[%zu]", i);
+    c->plen += w > 0 && (size_t)w < room ? (size_t)w : 0;
+    c->path[c->plen] = '\0';
+    return saved;
+}
+
+static void pop(ctx *c, size_t saved) { c->plen = saved; c->path[saved] = '\0'; }
+
+static const char *type_name(const json_value *v)
+{
+    switch (v->type) {
+    case JSON_NULL: return "null";
+    case JSON_FALSE: case JSON_TRUE: return "boolean";
+    case JSON_NUMBER: return "number";
+    case JSON_STRING: return "string";
+    case JSON_ARRAY: return "array";
+    case JSON_OBJECT: return "object";
+    }
+    return "?";
+}
+
+static int has_type(const json_value *v, const char *t)
+{
+    if (!strcmp(t, "integer")) return v->type == JSON_NUMBER && isfinite(v->num) && v->num == floor(v->num);
+    if (!strcmp(t, "number")) return v->type == JSON_NUMBER;
+    return !strcmp(t, type_name(v));
+}
+
+/* Deep equality for enum and const, charged to the step budget. */
+static int equal(ctx *c, const json_value *a, const json_value *b, int depth)
+{
+    if (++c->steps > JSCHEMA_MAX_STEPS || depth > JSCHEMA_MAX_DEPTH) return unchecked(c, "schema too large to check");
+    if (a->type != b->type) return 0;
+    switch (a->type) {
+    case JSON_NULL: case JSON_TRUE: case JSON_FALSE: return 1;
+    case JSON_NUMBER: return a->num == b->num;
+    case JSON_STRING: return a->str_len == b->str_len && !memcmp(a->str, b->str, a->str_len);
+    case JSON_ARRAY: {
+        if (a->count != b->count) return 0;
+        for (const json_value *x = a->first, *y = b->first; x && y; x = x->next, y = y->next)
+            if (!equal(c, x, y, depth + 1)) return 0;
+        return 1;
+    }
+    case JSON_OBJECT: {
+        if (a->count != b->count) return 0;
+        for (const json_value *x = a->first; x; x = x->next) {
+            const json_value *y = b->first;
+            while (y && !(y->key_len == x->key_len && !memcmp(y->key, x->key, x->key_len))) {
+                if (++c->steps > JSCHEMA_MAX_STEPS) return unchecked(c, "schema too large to check");
+                y = y->next;
+            }
+            if (!y || !equal(c, x, y, depth + 1)) return 0;
+        }
+        return 1;
+    }
+    }
+    return 0;
+}
+
+/* "#", "#/$defs/name", "#/definitions/a/b" (JSON pointer, ~0 and ~1 decoded). */
+static const json_value *resolve(ctx *c, const char *ref)
+{
+    if (ref[0] != '#') return NULL;
+    const json_value *cur = c->root;
+    const char *p = ref + 1;
+    while (*p == '/' && cur) {
+        char seg[128];
+        size_t n = 0;
+        for (p++; *p && *p != '/'; p++) {
+            char ch = *p;
+            if (ch == '~' && (p[1] == '0' || p[1] == '1')) ch = *++p == '0' ? '~' : '/';
+            if (n + 1 >= sizeof seg) return NULL;
+            seg[n++] = ch;
+        }
+        seg[n] = '\0';
+        cur = json_get(cur, seg);
+    }
+    return *p ? NULL : cur;
+}
+
+static double num_of(const json_value *s, const char *k, int *present)
+{
+    const json_value *x = json_get(s, k);
+    *present = x && x->type == JSON_NUMBER;
+    return *present ? x->num : 0;
+}
+
+static size_t utf8_len(const char *s, size_t n)
+{
+    size_t cps = 0;
+    for (size_t i = 0; i < n; i++) cps += ((unsigned char)s[i] & 0xC0) != 0x80;
+    return cps;
+}
+
+static int check_type(ctx *c, const json_value *t, const json_value *v)
+{
+    char msg[160];
+    if (t->type == JSON_STRING) {
+        if (has_type(v, t->str)) return 1;
+        snprintf(msg, sizeof msg, "expected %.20s, got %s", t->str, type_name(v));
+        return fail(c, "%s", msg, 0);
+    }
+    if (t->type != JSON_ARRAY) return 1;
+    char names[96] = "";
+    size_t nl = 0;
+    for (const json_value *e = t->first; e; e = e->next) {
+        if (e->type != JSON_STRING) continue;
+        if (has_type(v, e->str)) return 1;
+        int w = snprintf(names + nl, sizeof names - nl, "%s%s", nl ? " or " : "", e->str);
+        if (w > 0 && nl + (size_t)w < sizeof names) nl += (size_t)w;
+    }
+    snprintf(msg, sizeof msg, "expected %s, got %s", names, type_name(v));
+    return fail(c, "%s", msg, 0);
+}
+
+static int check_number(ctx *c, const json_value *s, const json_value *v)
+{
+    int has;
+    double x = v->num, b;
+    b = num_of(s, "minimum", &has);
+    if (has && !(x >= b)) return fail(c, "%sless than the minimum %g", "", b);
+    b = num_of(s, "maximum", &has);
+    if (has && !(x <= b)) return fail(c, "%smore than the maximum %g", "", b);
+    b = num_of(s, "exclusiveMinimum", &has);
+    if (has && !(x > b)) return fail(c, "%snot more than the exclusive minimum %g", "", b);
+    b = num_of(s, "exclusiveMaximum", &has);
+    if (has && !(x < b)) return fail(c, "%snot less than the exclusive maximum %g", "", b);
+    b = num_of(s, "multipleOf", &has);
+    if (has && b > 0) {
+        double q = x / b;
+        if (!isfinite(q) || fabs(q - nearbyint(q)) > 1e-9 * fmax(1, fabs(q))) return fail(c, "%snot a multiple of %g", "", b);
+    }
+    return 1;
+}
+
+static int check_object(ctx *c, const json_value *s, const json_value *v)
+{
+    const json_value *props = json_get(s, "properties");
+    const json_value *req = json_get(s, "required");
+    const json_value *addl = json_get(s, "additionalProperties");
+    if (req && req->type == JSON_ARRAY)
+        for (const json_value *k = req->first; k; k = k->next) {
+            if (++c->steps > JSCHEMA_MAX_STEPS) return unchecked(c, "schema too large to check");
+            if (k->type == JSON_STRING && !json_get(v, k->str)) return fail(c, "required property \"%.64s\" is missing", k->str, 0);
+        }
+    for (const json_value *m = v->first; m; m = m->next) {
+        const json_value *ps = props && props->type == JSON_OBJECT ? json_get(props, m->key) : NULL;
+        size_t saved = push_key(c, m->key, m->key_len);
+        int ok = 1;
+        if (ps) ok = validate(c, ps, m);
+        else if (addl && addl->type == JSON_FALSE) ok = fail(c, "%sunexpected property (additionalProperties is false)", "", 0);
+        else if (addl && addl->type == JSON_OBJECT) ok = validate(c, addl, m);
+        pop(c, saved);
+        if (!ok) return 0;
+    }
+    return 1;
+}
+
+static int check_array(ctx *c, const json_value *s, const json_value *v)
+{
+    int has;
+    double b = num_of(s, "minItems", &has);
+    if (has && (double)v->count < b) return fail(c, "%sfewer items than minItems %g", "", b);
+    b = num_of(s, "maxItems", &has);
+    if (has && (double)v->count > b) return fail(c, "%smore items than maxItems %g", "", b);
+    const json_value *items = json_get(s, "items");
+    if (!items || items->type != JSON_OBJECT) return 1;
+    size_t i = 0;
+    for (const json_value *e = v->first; e; e = e->next, i++) {
+        size_t saved = push_index(c, i);
+        int ok = validate(c, items, e);
+        pop(c, saved);
+        if (!ok) return 0;
+    }
+    return 1;
+}
+
+static int validate(ctx *c, const json_value *s, const json_value *v)
+{
+    if (c->unchecked) return 0;
+    if (++c->steps > JSCHEMA_MAX_STEPS) return unchecked(c, "schema too large to check");
+    if (c->depth >= JSCHEMA_MAX_DEPTH) return unchecked(c, "schema nested too deeply (or a $ref cycle)");
+    if (s->type == JSON_TRUE) return 1;
+    if (s->type == JSON_FALSE) return fail(c, "%sno value is allowed here", "", 0);
+    if (s->type != JSON_OBJECT) return 1;
+    c->depth++;
+    int ok = 1;
+    const json_value *k;
+    if ((k = json_get(s, "$ref")) && k->type == JSON_STRING) {
+        const json_value *target = resolve(c, k->str);
+        if (!target) { c->depth--; return unchecked(c, "a $ref of the schema does not resolve"); }
+        ok = validate(c, target, v);
+    }
+    if (ok && (k = json_get(s, "type"))) ok = check_type(c, k, v);
+    if (ok && (k = json_get(s, "const")) && !equal(c, k, v, 0)) ok = fail(c, "%snot the constant value", "", 0);
+    if (ok && (k = json_get(s, "enum")) && k->type == JSON_ARRAY) {
+        int found = 0;
+        for (const json_value *e = k->first; e && !found && !c->unchecked; e = e->next) found = equal(c, e, v, 0);
+        if (!found) ok = fail(c, "%snot one of the enum values", "", 0);
+    }
+    if (ok && (k = json_get(s, "anyOf")) && k->type == JSON_ARRAY) {
+        int any = 0;
+        int was = c->reported;
+        for (const json_value *e = k->first; e && !any && !c->unchecked; e = e->next) {
+            any = validate(c, e, v);
+            if (!was) c->reported = 0;   /* a failing branch is not the answer's violation */
+        }
+        if (!any) ok = fail(c, "%smatches none of anyOf", "", 0);
+    }
+    if (ok && (k = json_get(s, "allOf")) && k->type == JSON_ARRAY)
+        for (const json_value *e = k->first; e && ok; e = e->next) ok = validate(c, e, v);
+    if (ok && v->type == JSON_STRING) {
+        int has;
+        size_t n = utf8_len(v->str, v->str_len);
+        double b = num_of(s, "minLength", &has);
+        if (has && (double)n < b) ok = fail(c, "%sshorter than minLength %g", "", b);
+        b = num_of(s, "maxLength", &has);
+        if (ok && has && (double)n > b) ok = fail(c, "%slonger than maxLength %g", "", b);
+    }
+    if (ok && v->type == JSON_NUMBER) ok = check_number(c, s, v);
+    if (ok && v->type == JSON_OBJECT) ok = check_object(c, s, v);
+    if (ok && v->type == JSON_ARRAY) ok = check_array(c, s, v);
+    c->depth--;
+    return ok && !c->unchecked;
+}
+
+int jschema_validate(const json_value *schema, const json_value *inst, char *path, size_t pathlen,
+                     char *why, size_t whylen)
+{
+    ctx c;
+    memset(&c, 0, sizeof c);
+    c.root = schema;
+    c.out_path = path; c.out_pathlen = pathlen;
+    c.why = why; c.whylen = whylen;
+    c.path[0] = '$'; c.plen = 1;
+    path[0] = why[0] = '\0';
+    int ok = validate(&c, schema, inst);
+    if (c.unchecked) return JSCHEMA_UNCHECKED;
+    if (ok) return JSCHEMA_VALID;
+    if (!c.reported) { snprintf(path, pathlen, "$"); snprintf(why, whylen, "does not match the schema"); }
+    return JSCHEMA_INVALID;
+}
