@@ -30,6 +30,7 @@
 #include <event2/event.h>
 #include <openssl/sha.h>
 
+#include "abjudge.h"
 #include "accesslog.h"
 #include "auth.h"
 #include "buf.h"
@@ -158,6 +159,8 @@ typedef struct gw_req {
     int                  schema_retries;   /* structured output (structout.h): answers retried */
     int                  schema_pending;   /* the last answer broke the schema: the reply if none follows */
     char                 schema_msg[300];
+    int                  ab_sampled;   /* evaluated A/B: this request is judged (abjudge.h) */
+    buf_t                ab_answer;    /* ... its answer as the client got it */
 } gw_req;
 
 /* What one attempt owns; a hedge swaps its own in and out of gw_req. */
@@ -385,6 +388,7 @@ static void req_free(gw_req *r)
     buf_free(&r->http.hdrs);
     buf_free(&r->local);
     buf_free(&r->resp);
+    buf_free(&r->ab_answer);
     config_unref(r->cfg);
     req_release(r);
 }
@@ -480,9 +484,23 @@ static void attempt_report(gw_req *r, attempt_outcome o, long retry_after_ms)
     if (r->retry_slot) { router_retry_done(&r->w->router); r->retry_slot = 0; }
 }
 
+/* A judged request's sample goes to abjudge (which works on it later, from a timer). */
+static void ab_sample(gw_req *r)
+{
+    if (!r->ab_sampled || !r->req || r->status != 200 || !r->ab_answer.len || r->fallback || !r->serving) return;
+    struct evbuffer *in = r->req->buffer_in;
+    abjudge_sample s = {
+        .cfg = r->cfg, .model = r->model, .served = r->serving, .route = r->route,
+        .body = (const char *)evbuffer_pullup(in, -1), .body_len = evbuffer_get_length(in),
+        .answer = r->ab_answer.data, .answer_len = r->ab_answer.len, .request_id = r->id, .ts_ms = r->ts_ms,
+    };
+    if (s.body) abjudge_start(r->w->ab, &s);
+}
+
 static void req_finish(gw_req *r)
 {
     account(r);
+    ab_sample(r);
     /* the reply goes to the socket first; the bookkeeping below then runs
      * off the client's critical path (and the access log's latency
      * includes the write) */
@@ -700,6 +718,7 @@ static void reply_buffered(gw_req *r, int status, const char *content_type, cons
         evhtp_header_new("Content-Type", content_type ? content_type : "application/json", 0, 1));
     if (status == 200 && r->dep && !r->cache_hit) cache_store(r, content_type ? content_type : "application/json", body, len);
     if (r->log_prompt) prompt_log(r, body, len);
+    if (r->ab_sampled && status == 200 && len <= (1u << 20)) buf_append(&r->ab_answer, body, len);
     evbuffer_add(r->req->buffer_out, body, len);
     r->bytes_out += len;
     evhtp_send_reply(r->req, (evhtp_res)status);
@@ -1609,6 +1628,8 @@ static int route_start(gw_req *r)
 {
     r->serving = r->model;
     route_alias(r);
+    if (r->model->policy.judge_alias)
+        r->ab_sampled = abjudge_wanted(r->model, r->route, r->stream, router_random(&r->w->router));
     router_begin(&r->w->router);
     r->routed = 1;
     int next = attempt_next(r);

@@ -17,7 +17,7 @@ SUFFIX = "Answer in English."
 
 
 class Env:
-    a = gw = None
+    a = gw = good = bad = None
 
 
 ENV = Env()
@@ -25,7 +25,12 @@ ENV = Env()
 
 def setup():
     ENV.a = h.Mock("A")
+    ENV.good = h.Mock("good")
+    ENV.bad = h.Mock("bad")
     a = ENV.a
+
+    def on(mock, model="m"):
+        return {"provider": "openai_compatible", "model": model, "base_url": mock.base_url, "api_key": "sk-up"}
     oa = {"provider": "openai_compatible", "model": "m", "base_url": a.base_url, "api_key": "sk-up"}
     an = {"provider": "anthropic", "model": "claude-3-5-haiku-20241022", "base_url": a.base_url[:-len("/v1")],
           "api_key": "sk-up"}
@@ -42,6 +47,11 @@ def setup():
             {"alias": "schema", "deployments": [oa], "router": {"backoff_ms": 1}},
             {"alias": "schema3", "deployments": [oa], "router": {"schema_retries": 2, "backoff_ms": 1}},
             {"alias": "schema0", "deployments": [oa], "router": {"schema_retries": 0}},
+            {"alias": "ab", "deployments": [on(ENV.good)],
+             "router": {"split_alias": "ab-b", "split_percent": 50, "judge": "judge", "judge_sample_ratio": 1,
+                        "judge_rubric": "Prefer the correct answer."}},
+            {"alias": "ab-b", "deployments": [on(ENV.bad)]},
+            {"alias": "judge", "deployments": [on(a, "m-judge")]},
         ],
         "keys": [{"name": "t", "key": KEY}],
     }
@@ -215,6 +225,28 @@ def test_schema_not_strict_is_not_checked():
     h.check(content(r) == '{"a":"x"}' and r.header("x-gateway-attempts") == "1", "answer: %r" % r)
 
 
+@h.test
+def test_ab_judge_verdicts_in_the_log():
+    """YAML mode: verdicts go to the gateway's log (no control plane); the good variant wins."""
+    ENV.a.reset()
+    n = 20
+    for i in range(n):
+        r = post("/v1/chat/completions", {"model": "ab", "messages": [{"role": "user", "content": "question %d" % i}]})
+        h.expect_status(r, 200)
+
+    def verdicts():
+        return [ln for ln in ENV.gw.stderr_text().splitlines() if "ab verdict:" in ln]
+    lines = h.wait_for(lambda: len(verdicts()) >= n and verdicts(), 15, what="%d verdicts" % n)
+    h.check(all("winner=a" in ln for ln in lines), "the good variant (a) should win every time: %r" % lines[:5])
+    h.check(not any("question" in ln for ln in lines), "prompt text in a verdict line")
+    judged = [x for x in ENV.a.requests() if x["body"].get("model") == "m-judge"]
+    h.check(len(judged) == n, "judge calls: %d" % len(judged))
+    msgs = judged[0]["body"]["messages"]
+    h.check(msgs[0]["role"] == "system" and "Prefer the correct answer." in msgs[0]["content"], "rubric: %r" % msgs[0])
+    first = [("mock[good]" in x["body"]["messages"][1]["content"].split("Answer B:")[0]) for x in judged]
+    h.check(0 < sum(first) < n, "answers shown in one order only: %r" % first)
+
+
 def teardown():
     if ENV.gw:
         ENV.gw.stop()
@@ -222,8 +254,9 @@ def teardown():
         if rep:
             h.log("sanitizer reports:\n" + "\n".join(rep[:20]))
             h._state["failed"] += 1
-    if ENV.a:
-        ENV.a.stop()
+    for m in (ENV.a, ENV.good, ENV.bad):
+        if m:
+            m.stop()
 
 
 if __name__ == "__main__":
