@@ -166,6 +166,10 @@ int abjudge_parse_verdict(const char *text, size_t len)
         }
     }
     static tok toks[MAX_TOKENS];   /* one worker, one thread */
+    if (len > 16384) {   /* judges conclude at the end: read the tail */
+        text += len - 16384;
+        len = 16384;
+    }
     size_t n = 0;
     for (size_t i = 0; i < len && n < MAX_TOKENS;) {
         if (!isalnum((unsigned char)text[i])) { i++; continue; }

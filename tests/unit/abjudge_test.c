@@ -1,0 +1,113 @@
+/* abjudge's verdict reading and decorate's body rewrite. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "abjudge.h"
+#include "buf.h"
+#include "config.h"
+#include "decorate.h"
+#include "json.h"
+#include "test.h"
+
+static int v(const char *s) { return abjudge_parse_verdict(s, strlen(s)); }
+
+static void test_verdicts(void)
+{
+    CHECK(v("A") == 1);
+    CHECK(v("B") == 2);
+    CHECK(v("tie") == 0);
+    CHECK(v("  b.\n") == 2);
+    CHECK(v("**A**") == 1);
+    CHECK(v("Tie.") == 0);
+    CHECK(v("After comparing both, the better one is **Answer B**.") == 2);
+    CHECK(v("Answer A is wrong about the date. Answer B is better.") == 2);
+    CHECK(v("Answer B rambles. I prefer Answer A.") == 1);
+    CHECK(v("Winner: A") == 1);
+    CHECK(v("Verdict: B") == 2);
+    CHECK(v("{\"winner\": \"B\", \"reason\": \"Answer A is shorter\"}") == 2);
+    CHECK(v("```json\n{\"verdict\":\"tie\"}\n```") == 0);
+    CHECK(v("Both are equally good: tie.") == 0);
+    CHECK(v("It is a tie.") == 0);                      /* "a" as an article */
+    CHECK(v("Response A") == 1);
+    CHECK(v("I think this is a hard question with a long answer") == -1);
+    CHECK(v("") == -1);
+    CHECK(v("Answer A and Answer B are both fine") == -1 || v("Answer A and Answer B are both fine") == 0);
+    CHECK(abjudge_parse_verdict(NULL, 0) == -1);
+    /* hostile: long text, many tokens, nested JSON strings */
+    buf_t b; buf_init(&b);
+    for (int i = 0; i < 20000; i++) buf_puts(&b, "blah ");
+    buf_puts(&b, "winner: B");
+    CHECK(abjudge_parse_verdict(b.data, b.len) == 2);   /* the tail is read */
+    buf_reset(&b);
+    for (int i = 0; i < 5000; i++) buf_puts(&b, "{\"winner\":");
+    CHECK(abjudge_parse_verdict(b.data, b.len) == -1);
+    buf_free(&b);
+}
+
+static void test_sampling(void)
+{
+    gw_model m;
+    memset(&m, 0, sizeof m);
+    config_route_policy_defaults(&m.policy);
+    CHECK(!abjudge_wanted(&m, ROUTE_CHAT, 0, 0.0));               /* no judge */
+    m.policy.judge_alias = "j";
+    m.policy.split_alias = "b";
+    m.policy.judge_sample_ratio = 0.25;
+    CHECK(abjudge_wanted(&m, ROUTE_CHAT, 0, 0.2));
+    CHECK(!abjudge_wanted(&m, ROUTE_CHAT, 0, 0.3));
+    CHECK(!abjudge_wanted(&m, ROUTE_CHAT, 1, 0.0));               /* streams are not judged */
+    CHECK(abjudge_wanted(&m, ROUTE_MESSAGES, 0, 0.0));
+    CHECK(!abjudge_wanted(&m, ROUTE_EMBEDDINGS, 0, 0.0));
+}
+
+static int deco(const gw_prompt *p, int anthropic, const char *body, buf_t *out)
+{
+    json_doc *d = json_parse(body, strlen(body), NULL, NULL);
+    if (!d) return -2;
+    int rc = decorate_body(p, anthropic, body, strlen(body), json_root(d), out);
+    json_doc_free(d);
+    return rc;
+}
+
+static void test_decorate(void)
+{
+    gw_prompt p;
+    memset(&p, 0, sizeof p);
+    char err[200];
+    CHECK(prompt_set(&p, "system_prefix", "P", err, sizeof err) == 0);
+    CHECK(prompt_set(&p, "defaults.temperature", "0.5", err, sizeof err) == 0);
+    CHECK(prompt_set(&p, "defaults.seed", "7", err, sizeof err) == 0);
+    CHECK(prompt_set(&p, "defaults.seed", "7.5", err, sizeof err) < 0 && strstr(err, "integer"));
+    CHECK(prompt_set(&p, "defaults.temperature", "3", err, sizeof err) < 0);
+    CHECK(prompt_set(&p, "defaults.logit_bias", "1", err, sizeof err) < 0 && strstr(err, "unknown parameter"));
+    CHECK(prompt_set(&p, "colour", "x", err, sizeof err) < 0);
+    buf_t out; buf_init(&out);
+    CHECK(deco(&p, 0, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", &out) == 1);
+    CHECK_STR(out.data, "{\"model\":\"m\",\"messages\":[{\"role\":\"system\",\"content\":\"P\"},"
+                        "{\"role\":\"user\",\"content\":\"hi\"}],\"temperature\":0.5,\"seed\":7}");
+    CHECK(deco(&p, 0, "{\"model\":\"m\",\"seed\":1,\"temperature\":1,\"messages\":[{\"role\":\"developer\","
+                      "\"content\":[{\"type\":\"text\",\"text\":\"d\"}]}]}", &out) == 1);
+    CHECK_STR(out.data, "{\"model\":\"m\",\"seed\":1,\"temperature\":1,\"messages\":[{\"role\":\"developer\","
+                        "\"content\":[{\"type\":\"text\",\"text\":\"P\"},{\"type\":\"text\",\"text\":\"d\"}]}]}");
+    /* Anthropic: seed is not one of its parameters */
+    CHECK(deco(&p, 1, "{\"model\":\"m\",\"max_tokens\":5,\"messages\":[]}", &out) == 1);
+    CHECK_STR(out.data, "{\"model\":\"m\",\"max_tokens\":5,\"messages\":[],\"system\":\"P\",\"temperature\":0.5}");
+    /* completions: no messages, only the defaults */
+    CHECK(deco(&p, 0, "{\"model\":\"m\",\"prompt\":\"x\",\"temperature\":0,\"seed\":3}", &out) == 0);
+    gw_prompt *j = prompt_from_json("{\"system_suffix\":\"S\",\"defaults\":{\"top_p\":0.9}}", err, sizeof err);
+    CHECK(j && j->system_suffix && !strcmp(j->system_suffix, "S") && j->ndefaults == 1);
+    prompt_free(j);
+    CHECK(!prompt_from_json("{\"defaults\":{\"top_p\":9}}", err, sizeof err) && strstr(err, "top_p"));
+    CHECK(!prompt_from_json("[1]", err, sizeof err));
+    free(p.system_prefix);
+    buf_free(&out);
+}
+
+int main(void)
+{
+    RUN(test_verdicts);
+    RUN(test_sampling);
+    RUN(test_decorate);
+    TEST_MAIN_END();
+}
