@@ -140,7 +140,7 @@ static int is_tie(const char *w)
     return !strcmp(w, "tie") || !strcmp(w, "draw") || !strcmp(w, "tied") || !strcmp(w, "equal") || !strcmp(w, "equally");
 }
 
-#define MAX_TOKENS 2048
+#define MAX_TOKENS 4096   /* a token and its separator take 2 bytes: the whole tail fits */
 
 typedef struct tok { char w[16]; int ref; } tok;   /* ref: -1 none, 0 tie, 1 A, 2 B */
 
@@ -166,9 +166,9 @@ int abjudge_parse_verdict(const char *text, size_t len)
         }
     }
     static tok toks[MAX_TOKENS];   /* one worker, one thread */
-    if (len > 16384) {   /* judges conclude at the end: read the tail */
-        text += len - 16384;
-        len = 16384;
+    if (len > 8192) {   /* judges conclude at the end: read the tail */
+        text += len - 8192;
+        len = 8192;
     }
     size_t n = 0;
     for (size_t i = 0; i < len && n < MAX_TOKENS;) {
