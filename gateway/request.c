@@ -159,6 +159,7 @@ typedef struct gw_req {
     int                  schema_retries;   /* structured output (structout.h): answers retried */
     int                  schema_pending;   /* the last answer broke the schema: the reply if none follows */
     char                 schema_msg[300];
+    structout_stream    *sos;          /* a streamed answer checked against its schema at the end */
     int                  ab_sampled;   /* evaluated A/B: this request is judged (abjudge.h) */
     buf_t                ab_answer;    /* ... its answer as the client got it */
 } gw_req;
@@ -379,6 +380,7 @@ static void req_free(gw_req *r)
     if (r->hedge_timer) event_free(r->hedge_timer);
     if (r->chunk) evbuffer_free(r->chunk);
     if (r->relaying) sse_free(&r->sse);
+    if (r->sos) { structout_stream_free(r->sos); free(r->sos); }
     if (r->strip_usage) usagestrip_free(&r->strip);
     if (r->xs_on) xlate_stream_free(&r->xs);
     chat_req_free(&r->chat);
@@ -564,6 +566,7 @@ static void prompt_log(gw_req *r, const char *answer, size_t len)
 }
 
 static void relay_start(gw_req *r, int status, const char *content_type);
+static void relay_out(void *ud, const char *p, size_t n);
 static int relay_chunk(gw_req *r, const char *data, size_t len);
 static void relay_end(gw_req *r, upstream_result res);
 
@@ -621,6 +624,8 @@ static void relay_start(gw_req *r, int status, const char *content_type)
     r->status = status;
     r->relaying = 1;
     sse_init(&r->sse, 1u << 20, on_stream_event, r);
+    if (r->route == ROUTE_CHAT && status == 200 && structout_schema(json_root(r->doc)) && (r->sos = malloc(sizeof *r->sos)))
+        structout_stream_init(r->sos, relay_out, r);
     add_gateway_headers(r);
     evhtp_headers_add_header(r->req->headers_out,
         evhtp_header_new("Content-Type", content_type ? content_type : "text/event-stream", 0, 1));
@@ -629,7 +634,15 @@ static void relay_start(gw_req *r, int status, const char *content_type)
     http_conn_flush(r->req);   /* the client sees the status line before the first token */
 }
 
+/* Client-bound bytes; a stream with a strict schema passes through its checker first. */
 static void relay_emit(void *ud, const char *p, size_t n)
+{
+    gw_req *r = ud;
+    if (r->sos) structout_stream_feed(r->sos, p, n);
+    else relay_out(r, p, n);
+}
+
+static void relay_out(void *ud, const char *p, size_t n)
 {
     gw_req *r = ud;
     evbuffer_add(r->chunk, p, n);
@@ -662,6 +675,14 @@ static int relay_chunk(gw_req *r, const char *data, size_t len)
     return client_unsent(r) > OUTPUT_HIGH_WATER;
 }
 
+/* A checked stream's end: its [DONE], or the schema's error event (structout.h). */
+static void schema_stream_end(gw_req *r, int ok)
+{
+    if (!r->sos || (!r->chunk && !(r->chunk = evbuffer_new()))) return;
+    if (structout_stream_end(r->sos, structout_schema(json_root(r->doc)), ok, r->schema_msg, sizeof r->schema_msg)
+        == STRUCTOUT_VIOLATION) r->error = "schema_validation_failed";
+}
+
 static void relay_end(gw_req *r, upstream_result res)
 {
     if (r->xs_on) {
@@ -671,6 +692,7 @@ static void relay_end(gw_req *r, upstream_result res)
         if (r->chunk || (r->chunk = evbuffer_new())) {
             relay_emit(r, r->xs.out.data, r->xs.out.len);
             buf_reset(&r->xs.out);
+            schema_stream_end(r, res == UPSTREAM_OK && !r->xs.failed);
             if (evbuffer_get_length(r->chunk)) evhtp_send_reply_chunk(r->req, r->chunk);
         }
         evhtp_send_reply_chunk_end(r->req);
@@ -692,6 +714,10 @@ static void relay_end(gw_req *r, upstream_result res)
                 upstream_result_name(res), upstream_result_name(res));
         relay_chunk(r, ev, (size_t)n);
         r->error = upstream_result_name(res);
+    }
+    if (r->sos) {
+        schema_stream_end(r, res == UPSTREAM_OK);
+        if (r->chunk && evbuffer_get_length(r->chunk)) evhtp_send_reply_chunk(r->req, r->chunk);
     }
     if (r->cache_rec && !r->cache_hit && res == UPSTREAM_OK && r->status == 200)
         cache_store(r, "text/event-stream", r->cache_buf.data, r->cache_buf.len);

@@ -11,8 +11,10 @@
 
 #include <stddef.h>
 
+#include "buf.h"
 #include "json.h"
 #include "providers/provider.h"
+#include "sse.h"
 
 /* The schema a chat body asks its answer to follow in strict mode, or NULL. */
 const json_value *structout_schema(const json_value *root);
@@ -27,5 +29,31 @@ int structout_check(const provider *p, const json_value *schema, const char *bod
                     char *msg, size_t msglen);
 /* Same for the content text itself (streams). */
 int structout_check_text(const json_value *schema, const char *text, size_t len, char *msg, size_t msglen);
+
+/* Streams cannot be retried once the client has bytes: the content of a
+ * streamed answer (the client's OpenAI chunks) is gathered as it is relayed
+ * and checked at the end; the [DONE] is held back until then, and a
+ * violation ends the stream with an error event (code
+ * schema_validation_failed) instead, as a broken upstream stream does. */
+#define STRUCTOUT_STREAM_MAX (1u << 20)   /* longer content is not checked */
+
+typedef void (*structout_emit_fn)(void *ud, const char *p, size_t n);
+
+typedef struct structout_stream {
+    sse_parser        sse;
+    buf_t             text;        /* choices[0].delta.content so far */
+    int               too_large;
+    int               done_seen;   /* the held-back [DONE] */
+    structout_emit_fn emit;
+    void             *ud;
+} structout_stream;
+
+void structout_stream_init(structout_stream *s, structout_emit_fn emit, void *ud);
+/* Client-bound SSE bytes: every event is passed on to emit but [DONE]. */
+void structout_stream_feed(structout_stream *s, const char *p, size_t n);
+/* The stream's end (ok: it ended cleanly): emits [DONE], or the error event
+ * for a violation (then returns VIOLATION with msg). */
+int  structout_stream_end(structout_stream *s, const json_value *schema, int ok, char *msg, size_t msglen);
+void structout_stream_free(structout_stream *s);
 
 #endif

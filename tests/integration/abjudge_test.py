@@ -226,6 +226,33 @@ def test_schema_not_strict_is_not_checked():
 
 
 @h.test
+def test_schema_checked_at_the_end_of_a_stream():
+    ENV.a.reset()
+    queue('{"a":1,"b":"streamed"}')
+    r = post("/v1/chat/completions", dict(schema_req("schema"), stream=True), sse=True)
+    h.expect_status(r, 200)
+    data = r.events and [e["data"] for e in r.events]
+    h.check(data[-1] == "[DONE]", "a valid stream ends with [DONE]: %r" % data[-3:])
+    text = "".join((json.loads(d)["choices"][0]["delta"].get("content") or "") for d in data[:-1]
+                   if json.loads(d).get("choices"))
+    h.check(text == '{"a":1,"b":"streamed"}', "content: %r" % text)
+    ENV.a.reset()
+    queue('{"a":"x","b":null}')
+    r = post("/v1/chat/completions", dict(schema_req("schema"), stream=True), sse=True)
+    h.expect_status(r, 200)
+    data = [e["data"] for e in r.events]
+    h.check("[DONE]" not in data, "a violating stream must not end with [DONE]: %r" % data[-3:])
+    err = json.loads(data[-1]).get("error") or {}
+    h.check(err.get("code") == "schema_validation_failed" and "$.a" in err.get("message", ""), "error: %r" % err)
+    h.check(len(ENV.a.requests()) == 1, "a stream is never retried")
+    ENV.a.reset()   # the translated path: an Anthropic stream checked the same way
+    r = post("/v1/chat/completions", dict(schema_req("deco-anth"), stream=True), sse=True)
+    h.expect_status(r, 200)
+    data = [e["data"] for e in r.events]
+    h.check("[DONE]" not in data and "schema_validation_failed" in data[-1], "translated: %r" % data[-2:])
+
+
+@h.test
 def test_ab_judge_verdicts_in_the_log():
     """YAML mode: verdicts go to the gateway's log (no control plane); the good variant wins."""
     ENV.a.reset()

@@ -503,6 +503,8 @@ class Handler(BaseHTTPRequestHandler, mock_dialects.Dialects):
     def stream(self, body, d, rec, kind, rid, model, created, ptoks, reset_after):
         n = int_directive(d, "CHUNKS", 5)
         gap = int_directive(d, "GAP_MS", 0) / 1000.0
+        with self.server.lock:   # a queued answer is streamed in n pieces
+            queued = self.server.replies.popleft() if self.server.replies else None
         so = body.get("stream_options")
         include_usage = isinstance(so, dict) and so.get("include_usage") is True
         self.start(200, "text/event-stream", None,
@@ -533,7 +535,7 @@ class Handler(BaseHTTPRequestHandler, mock_dialects.Dialects):
                 return
             if self.peer_closed():
                 raise ClientGone()
-            piece = "chunk-%d " % i
+            piece = "chunk-%d " % i if queued is None else queued[len(queued) * i // n:len(queued) * (i + 1) // n]
             if kind == "chat":
                 delta = {"role": "assistant", "content": piece} if i == 0 else {"content": piece}
                 event(chunk(delta))
