@@ -1,6 +1,12 @@
+-- 008: evaluated A/B verdicts, and the prompt decoration of an alias.
+--
 -- Evaluated A/B (gateway/abjudge.h): one row per judged request, idempotent
 -- by request_id (a replayed usage batch inserts nothing). No prompt or
 -- answer text is ever stored.
+-- Prompt decoration (gateway/decorate.h) per alias: the YAML `prompt:`
+-- mapping as a JSON object; NULL: none.
+ALTER TABLE models ADD COLUMN prompt jsonb CHECK (prompt IS NULL OR jsonb_typeof(prompt) = 'object');
+
 CREATE TABLE ab_verdicts (
     request_id   text PRIMARY KEY,
     ts           timestamptz NOT NULL,

@@ -102,6 +102,37 @@ def test_ab_api_filters_and_refuses_bad_input():
     h.check(code == 400, "bad since: %s" % code)
 
 
+@h.test
+def test_prompt_decoration_through_the_control_plane():
+    code, body = u.call("POST", "/api/models", {"alias": "deco-bad", "deployments": [dep(M.good)],
+                                                "prompt": {"defaults": {"temperature": 5}}})
+    h.check(code == 400 and "temperature" in body["error"]["message"], "bad prompt: %s %r" % (code, body))
+    code, body = u.call("POST", "/api/models", {"alias": "deco-bad", "deployments": [dep(M.good)],
+                                                "prompt": {"system_prefx": "x"}})
+    h.check(code == 400, "unknown prompt field: %s %r" % (code, body))
+    m = u.api("POST", "/api/models", {"alias": "deco-cp", "deployments": [dep(M.good)],
+                                      "prompt": {"system_prefix": "CP prefix.", "defaults": {"top_p": 0.5}}})
+    h.check(m["prompt"] == {"system_prefix": "CP prefix.", "defaults": {"top_p": 0.5}}, "prompt: %r" % m)
+
+    def sent(tag):
+        r = h.http_request(ENV.gw_port, "POST", "/v1/chat/completions", key=ENV.key, timeout=10, body={
+            "model": "deco-cp", "messages": [{"role": "user", "content": tag}]})
+        if r.status != 200:
+            return None
+        got = M.good.find(tag)
+        return got[-1]["body"] if got else None
+    b = h.wait_for(lambda: sent("deco one"), 15, what="the gateway to serve deco-cp")
+    h.check(b["messages"][0] == {"role": "system", "content": "CP prefix."} and b["top_p"] == 0.5, "body: %r" % b)
+    u.api("PATCH", "/api/models/deco-cp", {"prompt": {"system_suffix": "CP suffix."}})
+    b = h.wait_for(lambda: [x for x in [sent("deco two")] if x and "CP suffix." in str(x["messages"][0])], 15,
+                   what="the new prompt on the gateway")[0]
+    h.check(b["messages"][0]["content"] == "CP suffix." and "top_p" not in b, "patched: %r" % b)
+    u.api("PATCH", "/api/models/deco-cp", {"prompt": None})
+    b = h.wait_for(lambda: [x for x in [sent("deco three")] if x and x["messages"][0]["role"] == "user"], 15,
+                   what="the prompt removed on the gateway")[0]
+    h.check(len(b["messages"]) == 1, "removed: %r" % b)
+
+
 def teardown():
     u.teardown()
     for m in (M.good, M.bad, M.judge):
