@@ -1,6 +1,7 @@
 #include "jschema.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -18,6 +19,34 @@ typedef struct ctx {
 
 static int validate(ctx *c, const json_value *s, const json_value *v);
 
+/* A schema object's keywords, found in one pass over its members. */
+typedef struct kw {
+    const json_value *ref, *type, *cnst, *enm, *any_of, *all_of, *props, *req, *addl, *items;
+    const json_value *min_len, *max_len, *min, *max, *xmin, *xmax, *mult, *min_items, *max_items;
+} kw;
+
+static void scan(const json_value *s, kw *k)
+{
+    static const struct { const char *name; size_t off; } names[] = {
+        { "$ref", offsetof(kw, ref) }, { "type", offsetof(kw, type) }, { "const", offsetof(kw, cnst) },
+        { "enum", offsetof(kw, enm) }, { "anyOf", offsetof(kw, any_of) }, { "allOf", offsetof(kw, all_of) },
+        { "properties", offsetof(kw, props) }, { "required", offsetof(kw, req) },
+        { "additionalProperties", offsetof(kw, addl) }, { "items", offsetof(kw, items) },
+        { "minLength", offsetof(kw, min_len) }, { "maxLength", offsetof(kw, max_len) },
+        { "minimum", offsetof(kw, min) }, { "maximum", offsetof(kw, max) },
+        { "exclusiveMinimum", offsetof(kw, xmin) }, { "exclusiveMaximum", offsetof(kw, xmax) },
+        { "multipleOf", offsetof(kw, mult) }, { "minItems", offsetof(kw, min_items) }, { "maxItems", offsetof(kw, max_items) },
+    };
+    memset(k, 0, sizeof *k);
+    for (const json_value *m = s->first; m; m = m->next)
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+            if (m->key[0] == names[i].name[0] && !strcmp(m->key, names[i].name)) {
+                const json_value **slot = (const json_value **)(void *)((char *)k + names[i].off);
+                if (!*slot) *slot = m;   /* the first of duplicates, as json_get */
+                break;
+            }
+}
+
 static int unchecked(ctx *c, const char *reason)
 {
     if (!c->unchecked) snprintf(c->why, c->whylen, "%s", reason);
@@ -34,25 +63,32 @@ static int fail(ctx *c, const char *fmt, const char *a, double x)
     return 0;
 }
 
-/* path segments: ".name" (names are cut to fit) or "[i]" */
-static size_t push_key(ctx *c, const char *k, size_t n)
+/* path segments: ".name" (names cut to 64 bytes, the path to its buffer) or
+ * "[i]"; no printf: this runs for every value of an answer */
+static size_t push_bytes(ctx *c, char lead, const char *p, size_t n, char tail)
 {
-    size_t saved = c->plen, room = sizeof c->path - c->plen;
-    if (room > 2) {
-        int w = snprintf(c->path + c->plen, room, ".%.*s", (int)(n > 64 ? 64 : n), k);
-        c->plen += w > 0 && (size_t)w < room ? (size_t)w : 0;
+    size_t saved = c->plen, need = 1 + n + (tail ? 1 : 0);
+    if (c->plen + need < sizeof c->path) {
+        c->path[c->plen++] = lead;
+        memcpy(c->path + c->plen, p, n);
+        c->plen += n;
+        if (tail) c->path[c->plen++] = tail;
     }
     c->path[c->plen] = '\0';
     return saved;
 }
 
+static size_t push_key(ctx *c, const char *k, size_t n)
+{
+    return push_bytes(c, '.', k, strnlen(k, n > 64 ? 64 : n), 0);   /* a key may hold \0 (from \u0000) */
+}
+
 static size_t push_index(ctx *c, size_t i)
 {
-    size_t saved = c->plen, room = sizeof c->path - c->plen;
-    int w = snprintf(c->path + c->plen, room, "[%zu]", i);
-    c->plen += w > 0 && (size_t)w < room ? (size_t)w : 0;
-    c->path[c->plen] = '\0';
-    return saved;
+    char d[24];
+    size_t n = sizeof d;
+    do { d[--n] = (char)('0' + i % 10); i /= 10; } while (i);
+    return push_bytes(c, '[', d + n, sizeof d - n, ']');
 }
 
 static void pop(ctx *c, size_t saved) { c->plen = saved; c->path[saved] = '\0'; }
@@ -129,9 +165,8 @@ static const json_value *resolve(ctx *c, const char *ref)
     return *p ? NULL : cur;
 }
 
-static double num_of(const json_value *s, const char *k, int *present)
+static double num_of(const json_value *x, int *present)
 {
-    const json_value *x = json_get(s, k);
     *present = x && x->type == JSON_NUMBER;
     return *present ? x->num : 0;
 }
@@ -164,19 +199,19 @@ static int check_type(ctx *c, const json_value *t, const json_value *v)
     return fail(c, "%s", msg, 0);
 }
 
-static int check_number(ctx *c, const json_value *s, const json_value *v)
+static int check_number(ctx *c, const kw *k, const json_value *v)
 {
     int has;
     double x = v->num, b;
-    b = num_of(s, "minimum", &has);
+    b = num_of(k->min, &has);
     if (has && !(x >= b)) return fail(c, "%sless than the minimum %g", "", b);
-    b = num_of(s, "maximum", &has);
+    b = num_of(k->max, &has);
     if (has && !(x <= b)) return fail(c, "%smore than the maximum %g", "", b);
-    b = num_of(s, "exclusiveMinimum", &has);
+    b = num_of(k->xmin, &has);
     if (has && !(x > b)) return fail(c, "%snot more than the exclusive minimum %g", "", b);
-    b = num_of(s, "exclusiveMaximum", &has);
+    b = num_of(k->xmax, &has);
     if (has && !(x < b)) return fail(c, "%snot less than the exclusive maximum %g", "", b);
-    b = num_of(s, "multipleOf", &has);
+    b = num_of(k->mult, &has);
     if (has && b > 0) {
         double q = x / b;
         if (!isfinite(q) || fabs(q - nearbyint(q)) > 1e-9 * fmax(1, fabs(q))) return fail(c, "%snot a multiple of %g", "", b);
@@ -184,15 +219,13 @@ static int check_number(ctx *c, const json_value *s, const json_value *v)
     return 1;
 }
 
-static int check_object(ctx *c, const json_value *s, const json_value *v)
+static int check_object(ctx *c, const kw *k, const json_value *v)
 {
-    const json_value *props = json_get(s, "properties");
-    const json_value *req = json_get(s, "required");
-    const json_value *addl = json_get(s, "additionalProperties");
+    const json_value *props = k->props, *req = k->req, *addl = k->addl;
     if (req && req->type == JSON_ARRAY)
-        for (const json_value *k = req->first; k; k = k->next) {
+        for (const json_value *q = req->first; q; q = q->next) {
             if (++c->steps > JSCHEMA_MAX_STEPS) return unchecked(c, "schema too large to check");
-            if (k->type == JSON_STRING && !json_get(v, k->str)) return fail(c, "required property \"%.64s\" is missing", k->str, 0);
+            if (q->type == JSON_STRING && !json_get(v, q->str)) return fail(c, "required property \"%.64s\" is missing", q->str, 0);
         }
     for (const json_value *m = v->first; m; m = m->next) {
         const json_value *ps = props && props->type == JSON_OBJECT ? json_get(props, m->key) : NULL;
@@ -207,14 +240,14 @@ static int check_object(ctx *c, const json_value *s, const json_value *v)
     return 1;
 }
 
-static int check_array(ctx *c, const json_value *s, const json_value *v)
+static int check_array(ctx *c, const kw *k, const json_value *v)
 {
     int has;
-    double b = num_of(s, "minItems", &has);
+    double b = num_of(k->min_items, &has);
     if (has && (double)v->count < b) return fail(c, "%sfewer items than minItems %g", "", b);
-    b = num_of(s, "maxItems", &has);
+    b = num_of(k->max_items, &has);
     if (has && (double)v->count > b) return fail(c, "%smore items than maxItems %g", "", b);
-    const json_value *items = json_get(s, "items");
+    const json_value *items = k->items;
     if (!items || items->type != JSON_OBJECT) return 1;
     size_t i = 0;
     for (const json_value *e = v->first; e; e = e->next, i++) {
@@ -236,20 +269,23 @@ static int validate(ctx *c, const json_value *s, const json_value *v)
     if (s->type != JSON_OBJECT) return 1;
     c->depth++;
     int ok = 1;
+    kw kws;
+    scan(s, &kws);
+    c->steps += (long)s->count;
     const json_value *k;
-    if ((k = json_get(s, "$ref")) && k->type == JSON_STRING) {
+    if ((k = kws.ref) && k->type == JSON_STRING) {
         const json_value *target = resolve(c, k->str);
         if (!target) { c->depth--; return unchecked(c, "a $ref of the schema does not resolve"); }
         ok = validate(c, target, v);
     }
-    if (ok && (k = json_get(s, "type"))) ok = check_type(c, k, v);
-    if (ok && (k = json_get(s, "const")) && !equal(c, k, v, 0)) ok = fail(c, "%snot the constant value", "", 0);
-    if (ok && (k = json_get(s, "enum")) && k->type == JSON_ARRAY) {
+    if (ok && (k = kws.type)) ok = check_type(c, k, v);
+    if (ok && (k = kws.cnst) && !equal(c, k, v, 0)) ok = fail(c, "%snot the constant value", "", 0);
+    if (ok && (k = kws.enm) && k->type == JSON_ARRAY) {
         int found = 0;
         for (const json_value *e = k->first; e && !found && !c->unchecked; e = e->next) found = equal(c, e, v, 0);
         if (!found) ok = fail(c, "%snot one of the enum values", "", 0);
     }
-    if (ok && (k = json_get(s, "anyOf")) && k->type == JSON_ARRAY) {
+    if (ok && (k = kws.any_of) && k->type == JSON_ARRAY) {
         int any = 0;
         int was = c->reported;
         for (const json_value *e = k->first; e && !any && !c->unchecked; e = e->next) {
@@ -258,19 +294,19 @@ static int validate(ctx *c, const json_value *s, const json_value *v)
         }
         if (!any) ok = fail(c, "%smatches none of anyOf", "", 0);
     }
-    if (ok && (k = json_get(s, "allOf")) && k->type == JSON_ARRAY)
+    if (ok && (k = kws.all_of) && k->type == JSON_ARRAY)
         for (const json_value *e = k->first; e && ok; e = e->next) ok = validate(c, e, v);
     if (ok && v->type == JSON_STRING) {
         int has;
         size_t n = utf8_len(v->str, v->str_len);
-        double b = num_of(s, "minLength", &has);
+        double b = num_of(kws.min_len, &has);
         if (has && (double)n < b) ok = fail(c, "%sshorter than minLength %g", "", b);
-        b = num_of(s, "maxLength", &has);
+        b = num_of(kws.max_len, &has);
         if (ok && has && (double)n > b) ok = fail(c, "%slonger than maxLength %g", "", b);
     }
-    if (ok && v->type == JSON_NUMBER) ok = check_number(c, s, v);
-    if (ok && v->type == JSON_OBJECT) ok = check_object(c, s, v);
-    if (ok && v->type == JSON_ARRAY) ok = check_array(c, s, v);
+    if (ok && v->type == JSON_NUMBER) ok = check_number(c, &kws, v);
+    if (ok && v->type == JSON_OBJECT) ok = check_object(c, &kws, v);
+    if (ok && v->type == JSON_ARRAY) ok = check_array(c, &kws, v);
     c->depth--;
     return ok && !c->unchecked;
 }

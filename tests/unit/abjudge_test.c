@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "abjudge.h"
 #include "buf.h"
@@ -100,6 +101,29 @@ static void test_decorate(void)
     prompt_free(j);
     CHECK(!prompt_from_json("{\"defaults\":{\"top_p\":9}}", err, sizeof err) && strstr(err, "top_p"));
     CHECK(!prompt_from_json("[1]", err, sizeof err));
+    /* the cost per request of a decorated alias: rewrite + parse again, a 1.3 KB chat body (printed) */
+    buf_t body; buf_init(&body);
+    buf_puts(&body, "{\"model\":\"m\",\"messages\":[{\"role\":\"system\",\"content\":\"Be brief.\"}");
+    for (int i = 0; i < 10; i++) buf_printf(&body, ",{\"role\":\"%s\",\"content\":\"message number %d of the conversation, "
+                                                   "with some words in it to look like a real turn\"}", i % 2 ? "assistant" : "user", i);
+    buf_puts(&body, "]}");
+    json_doc *d = json_parse(body.data, body.len, NULL, NULL);
+    CHECK(d != NULL);
+    struct timespec t0, t1;
+    int rounds = 20000, ok = 1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int i = 0; i < rounds && d; i++) {
+        ok &= decorate_body(&p, 0, body.data, body.len, json_root(d), &out) == 1;
+        json_doc *again = json_parse(out.data, out.len, NULL, NULL);
+        ok &= again != NULL;
+        json_doc_free(again);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    CHECK(ok);
+    printf("  decorate + parse again a %zu-byte body: %.2f us\n", body.len,
+           ((double)(t1.tv_sec - t0.tv_sec) * 1e6 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e3) / rounds);
+    json_doc_free(d);
+    buf_free(&body);
     free(p.system_prefix);
     buf_free(&out);
 }
