@@ -6,7 +6,9 @@ client gets when an answer breaks its JSON schema, and the retries.
 import json
 import os
 import secrets
+import statistics
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
@@ -257,13 +259,21 @@ def test_ab_judge_verdicts_in_the_log():
     """YAML mode: verdicts go to the gateway's log (no control plane); the good variant wins."""
     ENV.a.reset()
     n = 20
+    judged_ms, plain_ms = [], []
+    t0 = time.monotonic()
     for i in range(n):
-        r = post("/v1/chat/completions", {"model": "ab", "messages": [{"role": "user", "content": "question %d" % i}]})
-        h.expect_status(r, 200)
+        for alias, out in (("ab", judged_ms), ("ab-b", plain_ms)):
+            t = time.monotonic()
+            r = post("/v1/chat/completions", {"model": alias, "messages": [{"role": "user", "content": "question %d" % i}]})
+            out.append((time.monotonic() - t) * 1000)
+            h.expect_status(r, 200)
 
     def verdicts():
         return [ln for ln in ENV.gw.stderr_text().splitlines() if "ab verdict:" in ln]
     lines = h.wait_for(lambda: len(verdicts()) >= n and verdicts(), 15, what="%d verdicts" % n)
+    h.log("  client latency, median of %d: judged alias %.2f ms, same mock without a judge %.2f ms; "
+          "%d verdicts logged %.2f s after the first request" % (n, statistics.median(judged_ms),
+                                                                 statistics.median(plain_ms), n, time.monotonic() - t0))
     h.check(all("winner=a" in ln for ln in lines), "the good variant (a) should win every time: %r" % lines[:5])
     h.check(not any("question" in ln for ln in lines), "prompt text in a verdict line")
     judged = [x for x in ENV.a.requests() if x["body"].get("model") == "m-judge"]
