@@ -683,6 +683,11 @@ static int build_indexes(parse_ctx *p, gw_config *c, const yaml_key *keys, size_
                 fail(p, fp, "unknown alias or the alias itself: \"%s\"", refs[j]);
                 return -1;
             }
+        if (rp->judge_alias && !rp->split_alias) {   /* a judge compares the alias with its split */
+            snprintf(fp, sizeof fp, "models[%zu].router.judge", i);
+            fail(p, fp, "needs router.split_alias (the variant it is compared with)");
+            return -1;
+        }
         if (m->strategy_id == STRATEGY_CLASSIFIER && (!rp->cheap_alias || !rp->flagship_alias)) {
             snprintf(fp, sizeof fp, "models[%zu].router", i);
             fail(p, fp, "strategy classifier needs cheap and flagship aliases");

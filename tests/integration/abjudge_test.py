@@ -146,7 +146,7 @@ def test_bad_prompt_config_is_refused():
     d = h.make_tmpdir("gwtest-deco-")
     path = os.path.join(d, "gw.yaml")
     cfg = {"models": [{"alias": "x", "deployments": [{"provider": "mock", "model": "m"}],
-                       "prompt": {"defaults": {"temprature": 1}}}], "keys": [{"name": "k", "key": "sk-1"}]}
+                       "prompt": {"defaults": {"temprature": 1}}}], "keys": [{"name": "k", "key": "sk-test-12345678"}]}
     h.write_file_atomic(path, h.to_yaml(cfg))
     rc, o1, o2 = h.check_config(path)
     out = o1 + o2
@@ -156,6 +156,12 @@ def test_bad_prompt_config_is_refused():
     rc, o1, o2 = h.check_config(path)
     out = o1 + o2
     h.check(rc != 0 and "from 0 to 2" in out, "check-config: %r %r" % (rc, out))
+    cfg["models"][0]["prompt"] = {"system_prefix": "p"}
+    cfg["models"][0]["router"] = {"judge": "x"}
+    h.write_file_atomic(path, h.to_yaml(cfg))
+    rc, o1, o2 = h.check_config(path)
+    out = o1 + o2
+    h.check(rc != 0 and "models[0].router.judge" in out, "check-config: %r %r" % (rc, out))
 
 
 SCHEMA = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": ["string", "null"]}},
