@@ -12,6 +12,7 @@
 #include "json.h"
 #include "log.h"
 #include "router.h"
+#include "sse.h"
 #include "translate.h"
 #include "upstream.h"
 #include "usagelog.h"
@@ -38,6 +39,7 @@ typedef struct ab_job {
     chat_req             chat;         /* ... in the internal form */
     char                *client_raw;   /* the client's answer as sent, owned */
     size_t               client_raw_len;
+    int                  stream;       /* ... as an SSE transcript */
     buf_t                a_client, a_other;   /* the two answers' text */
     buf_t                jtext;        /* the judge's prompt */
     chat_req             jreq;
@@ -109,10 +111,10 @@ static uint64_t next_rand(abjudge *j)
     return j->rng;
 }
 
-int abjudge_wanted(const gw_model *model, gw_route route, int stream, double random01)
+int abjudge_wanted(const gw_model *model, gw_route route, double random01)
 {
     const gw_route_policy *p = &model->policy;
-    if (!p->judge_alias || !p->split_alias || stream) return 0;
+    if (!p->judge_alias || !p->split_alias) return 0;
     if (route != ROUTE_CHAT && route != ROUTE_MESSAGES) return 0;
     return random01 < p->judge_sample_ratio;
 }
@@ -207,6 +209,41 @@ int abjudge_parse_verdict(const char *text, size_t len)
     if (seen[1] + seen[2] == 1) return seen[1] ? 1 : 2;
     if (seen[0]) return 0;
     return -1;
+}
+
+/* ---- streamed answers ---- */
+
+typedef struct stream_text_ctx { gw_route route; buf_t *out; } stream_text_ctx;
+
+static void on_stream_event(void *ud, const char *event, const char *data, size_t len)
+{
+    stream_text_ctx *c = ud;
+    (void)event;
+    if (len == 0 || data[0] != '{' || c->out->len >= ABJUDGE_TEXT_MAX) return;
+    json_doc *d = json_parse(data, len, NULL, NULL);
+    const json_value *root = d ? json_root(d) : NULL, *t = NULL;
+    if (root && c->route == ROUTE_MESSAGES) {   /* content_block_delta / text_delta */
+        const char *type = json_get_str(root, "type");
+        const json_value *delta = json_get(root, "delta");
+        const char *dt = delta ? json_get_str(delta, "type") : NULL;
+        if (type && !strcmp(type, "content_block_delta") && dt && !strcmp(dt, "text_delta")) t = json_get(delta, "text");
+    } else if (root) {
+        t = json_get(json_get(json_at(json_get(root, "choices"), 0), "delta"), "content");
+    }
+    if (t && t->type == JSON_STRING)
+        buf_append(c->out, t->str, utf8_prefix(t->str, t->str_len, ABJUDGE_TEXT_MAX - c->out->len));
+    json_doc_free(d);
+}
+
+int abjudge_stream_text(gw_route route, const char *sse, size_t len, buf_t *out)
+{
+    stream_text_ctx c = { route, out };
+    sse_parser p;
+    buf_reset(out);
+    sse_init(&p, 1u << 20, on_stream_event, &c);
+    sse_feed(&p, sse, len);
+    sse_free(&p);
+    return out->oom ? -1 : 0;
 }
 
 /* ---- the calls ---- */
@@ -389,7 +426,9 @@ static void job_step(evutil_socket_t fd, short what, void *arg)
         job->chat.include_usage = 0;
         /* the client's answer in its own dialect: OpenAI chat or an Anthropic message */
         const provider *cp = job->route == ROUTE_MESSAGES ? &provider_anthropic : &provider_openai;
-        if (answer_text(cp, job->client_raw, job->client_raw_len, &job->a_client) < 0) {
+        if ((job->stream ? abjudge_stream_text(job->route, job->client_raw, job->client_raw_len, &job->a_client)
+                         : answer_text(cp, job->client_raw, job->client_raw_len, &job->a_client)) < 0 ||
+            job->a_client.len == 0) {
             fail_job(job, "the client's answer could not be read");
             return;
         }
@@ -428,6 +467,7 @@ int abjudge_start(abjudge *j, const abjudge_sample *s)
     job->other = s->served == s->model ? split : s->model;
     job->judge = judge;
     job->route = s->route;
+    job->stream = s->stream;
     job->ts_ms = s->ts_ms;
     snprintf(job->request_id, sizeof job->request_id, "%s", s->request_id);
     chat_req_init(&job->chat);

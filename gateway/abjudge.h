@@ -1,7 +1,7 @@
 /* abjudge: evaluated A/B for an alias with a traffic split.
  *
  * An alias with router.split_alias and router.judge has router.judge_sample_ratio
- * of its (non-streaming chat and /v1/messages) requests judged: after the
+ * of its chat and /v1/messages requests (streamed or not) judged: after the
  * client's answer is written, the worker asks the other variant the same
  * (decorated) prompt through that alias's router pick and provider, then asks
  * the judge alias, with the rubric, which answer is better. The two answers
@@ -46,8 +46,9 @@ typedef struct abjudge_sample {
     gw_route               route;      /* ROUTE_CHAT or ROUTE_MESSAGES */
     const char            *body;       /* the client's (decorated) body; copied */
     size_t                 body_len;
-    const char            *answer;     /* the client's answer as sent (client dialect); copied */
+    const char            *answer;     /* the client's answer as sent (client dialect, SSE when stream); copied */
     size_t                 answer_len;
+    int                    stream;
     const char            *request_id;
     int64_t                ts_ms;
 } abjudge_sample;
@@ -55,7 +56,10 @@ typedef struct abjudge_sample {
 /* Queues a judged sample; 0 queued, -1 dropped (too many in flight, memory). */
 int  abjudge_start(abjudge *j, const abjudge_sample *s);
 /* Decides whether this request is sampled (the alias's judge_sample_ratio). */
-int  abjudge_wanted(const struct gw_model *model, gw_route route, int stream, double random01);
+int  abjudge_wanted(const struct gw_model *model, gw_route route, double random01);
+/* The text of a streamed answer as the client got it (OpenAI chunks or
+ * Anthropic events), bounded by ABJUDGE_TEXT_MAX; -1 out of memory. */
+int  abjudge_stream_text(gw_route route, const char *sse, size_t len, buf_t *out);
 
 /* The judge's answer read robustly: 1 the first answer shown ("A"), 2 the
  * second ("B"), 0 a tie, -1 no verdict found. */

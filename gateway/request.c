@@ -489,12 +489,13 @@ static void attempt_report(gw_req *r, attempt_outcome o, long retry_after_ms)
 /* A judged request's sample goes to abjudge (which works on it later, from a timer). */
 static void ab_sample(gw_req *r)
 {
-    if (!r->ab_sampled || !r->req || r->status != 200 || !r->ab_answer.len || r->fallback || !r->serving) return;
+    const buf_t *a = r->stream ? &r->cache_buf : &r->ab_answer;   /* a stream: its recorded bytes */
+    if (!r->ab_sampled || !r->req || r->status != 200 || r->error || !a->len || r->fallback || !r->serving) return;
     struct evbuffer *in = r->req->buffer_in;
     abjudge_sample s = {
         .cfg = r->cfg, .model = r->model, .served = r->serving, .route = r->route,
         .body = (const char *)evbuffer_pullup(in, -1), .body_len = evbuffer_get_length(in),
-        .answer = r->ab_answer.data, .answer_len = r->ab_answer.len, .request_id = r->id, .ts_ms = r->ts_ms,
+        .answer = a->data, .answer_len = a->len, .stream = r->stream, .request_id = r->id, .ts_ms = r->ts_ms,
     };
     if (s.body) abjudge_start(r->w->ab, &s);
 }
@@ -1654,8 +1655,8 @@ static int route_start(gw_req *r)
 {
     r->serving = r->model;
     route_alias(r);
-    if (r->model->policy.judge_alias)
-        r->ab_sampled = abjudge_wanted(r->model, r->route, r->stream, router_random(&r->w->router));
+    if (r->model->policy.judge_alias && (r->ab_sampled = abjudge_wanted(r->model, r->route, router_random(&r->w->router))))
+        r->cache_rec |= r->stream;   /* a judged stream's bytes are kept (bounded) for the judge */
     router_begin(&r->w->router);
     r->routed = 1;
     int next = attempt_next(r);

@@ -290,6 +290,30 @@ def test_ab_judge_verdicts_in_the_log():
     h.check(0 < sum(first) < n, "answers shown in one order only: %r" % first)
 
 
+@h.test
+def test_ab_judge_streams_and_messages():
+    def verdicts():
+        return [ln for ln in ENV.gw.stderr_text().splitlines() if "ab verdict:" in ln]
+    before = len(verdicts())
+
+    def answers():   # mock streams say "chunk-N": each variant is given its answer (client or shadow call)
+        for m in (ENV.good, ENV.bad):
+            for _ in range(2):
+                q = h.http_request(m.port, "POST", "/_mock/replies",
+                                   json.dumps(["mock[%s] answer" % m.name]).encode())
+                h.check(q.status == 200, "queue: %r" % q)
+    for i in range(4):
+        answers()
+        r = post("/v1/chat/completions", {"model": "ab", "stream": True,
+                                          "messages": [{"role": "user", "content": "streamed %d" % i}]}, sse=True)
+        h.expect_status(r, 200)
+        r = post("/v1/messages", {"model": "ab", "max_tokens": 50, "stream": i % 2 == 0,
+                                  "messages": [{"role": "user", "content": "anthropic client %d" % i}]}, sse=i % 2 == 0)
+        h.expect_status(r, 200)
+    lines = h.wait_for(lambda: len(verdicts()) >= before + 8 and verdicts()[before:], 15, what="8 more verdicts")
+    h.check(len(lines) == 8 and all("winner=a" in ln for ln in lines), "verdicts: %r" % lines)
+
+
 def teardown():
     if ENV.gw:
         ENV.gw.stop()

@@ -51,15 +51,37 @@ static void test_sampling(void)
     gw_model m;
     memset(&m, 0, sizeof m);
     config_route_policy_defaults(&m.policy);
-    CHECK(!abjudge_wanted(&m, ROUTE_CHAT, 0, 0.0));               /* no judge */
+    CHECK(!abjudge_wanted(&m, ROUTE_CHAT, 0.0));                  /* no judge */
     m.policy.judge_alias = "j";
     m.policy.split_alias = "b";
     m.policy.judge_sample_ratio = 0.25;
-    CHECK(abjudge_wanted(&m, ROUTE_CHAT, 0, 0.2));
-    CHECK(!abjudge_wanted(&m, ROUTE_CHAT, 0, 0.3));
-    CHECK(!abjudge_wanted(&m, ROUTE_CHAT, 1, 0.0));               /* streams are not judged */
-    CHECK(abjudge_wanted(&m, ROUTE_MESSAGES, 0, 0.0));
-    CHECK(!abjudge_wanted(&m, ROUTE_EMBEDDINGS, 0, 0.0));
+    CHECK(abjudge_wanted(&m, ROUTE_CHAT, 0.2));
+    CHECK(!abjudge_wanted(&m, ROUTE_CHAT, 0.3));
+    CHECK(abjudge_wanted(&m, ROUTE_MESSAGES, 0.0));
+    CHECK(!abjudge_wanted(&m, ROUTE_EMBEDDINGS, 0.0));
+    CHECK(!abjudge_wanted(&m, ROUTE_COMPLETIONS, 0.0));
+}
+
+/* A streamed answer's text, from either client dialect, split anywhere. */
+static void test_stream_text(void)
+{
+    static const char oa[] =
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hel\"}}]}\n\n"
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo \\u00e9\"}}]}\n\n"
+        "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1}}\n\n"
+        "data: [DONE]\n\n";
+    static const char an[] =
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{}}\n\n"
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n"
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{}\"}}\n\n"
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\" there\"}}\n\n";
+    buf_t out; buf_init(&out);
+    CHECK(abjudge_stream_text(ROUTE_CHAT, oa, sizeof oa - 1, &out) == 0);
+    CHECK_STR(out.data, "Hello \xc3\xa9");
+    CHECK(abjudge_stream_text(ROUTE_MESSAGES, an, sizeof an - 1, &out) == 0);
+    CHECK_STR(out.data, "Hi there");
+    CHECK(abjudge_stream_text(ROUTE_CHAT, "data: {nope\n\n", 14, &out) == 0 && out.len == 0);
+    buf_free(&out);
 }
 
 static int deco(const gw_prompt *p, int anthropic, const char *body, buf_t *out)
@@ -132,6 +154,7 @@ int main(void)
 {
     RUN(test_verdicts);
     RUN(test_sampling);
+    RUN(test_stream_text);
     RUN(test_decorate);
     TEST_MAIN_END();
 }
