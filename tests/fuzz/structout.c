@@ -5,7 +5,8 @@
  *
  * Invariants: the validator always ends with valid / invalid / unchecked and
  * an invalid answer names a JSON path starting with "$"; a decorated body is
- * valid JSON whose first message is a system message; a verdict is -1..2. */
+ * valid JSON whose first message is a system message; a verdict is -1..2;
+ * a stream transcript's text stays within its bound. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +58,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     int v = abjudge_parse_verdict((const char *)data, size);
     CHECK(v >= -1 && v <= 2);
+    buf_t text; buf_init(&text);   /* a judged stream's transcript, either dialect */
+    CHECK(abjudge_stream_text(ROUTE_CHAT, (const char *)data, size, &text) == 0 && text.len <= ABJUDGE_TEXT_MAX);
+    CHECK(abjudge_stream_text(ROUTE_MESSAGES, (const char *)data, size, &text) == 0 && text.len <= ABJUDGE_TEXT_MAX);
+    buf_free(&text);
     const uint8_t *sep = memchr(data, 0xff, size);
     if (!sep) return 0;
     size_t sn = (size_t)(sep - data);
