@@ -54,13 +54,22 @@ static int unchecked(ctx *c, const char *reason)
     return 0;
 }
 
-static int fail(ctx *c, const char *fmt, const char *a, double x)
+/* The first violation is kept: its path and what is wrong. */
+static int fail(ctx *c, const char *why)
 {
     if (c->reported || c->unchecked) return 0;
     c->reported = 1;
     snprintf(c->out_path, c->out_pathlen, "%s", c->path);
-    snprintf(c->why, c->whylen, fmt, a ? a : "", x);
+    snprintf(c->why, c->whylen, "%s", why);
     return 0;
+}
+
+/* ... with the bound it broke: "less than the minimum 3" */
+static int fail_bound(ctx *c, const char *what, double bound)
+{
+    char why[128];
+    snprintf(why, sizeof why, "%s %g", what, bound);
+    return fail(c, why);
 }
 
 /* path segments: ".name" (names cut to 64 bytes, the path to its buffer) or
@@ -184,7 +193,7 @@ static int check_type(ctx *c, const json_value *t, const json_value *v)
     if (t->type == JSON_STRING) {
         if (has_type(v, t->str)) return 1;
         snprintf(msg, sizeof msg, "expected %.20s, got %s", t->str, type_name(v));
-        return fail(c, "%s", msg, 0);
+        return fail(c, msg);
     }
     if (t->type != JSON_ARRAY) return 1;
     char names[96] = "";
@@ -196,7 +205,7 @@ static int check_type(ctx *c, const json_value *t, const json_value *v)
         if (w > 0 && nl + (size_t)w < sizeof names) nl += (size_t)w;
     }
     snprintf(msg, sizeof msg, "expected %s, got %s", names, type_name(v));
-    return fail(c, "%s", msg, 0);
+    return fail(c, msg);
 }
 
 static int check_number(ctx *c, const kw *k, const json_value *v)
@@ -204,17 +213,17 @@ static int check_number(ctx *c, const kw *k, const json_value *v)
     int has;
     double x = v->num, b;
     b = num_of(k->min, &has);
-    if (has && !(x >= b)) return fail(c, "%sless than the minimum %g", "", b);
+    if (has && !(x >= b)) return fail_bound(c, "less than the minimum", b);
     b = num_of(k->max, &has);
-    if (has && !(x <= b)) return fail(c, "%smore than the maximum %g", "", b);
+    if (has && !(x <= b)) return fail_bound(c, "more than the maximum", b);
     b = num_of(k->xmin, &has);
-    if (has && !(x > b)) return fail(c, "%snot more than the exclusive minimum %g", "", b);
+    if (has && !(x > b)) return fail_bound(c, "not more than the exclusive minimum", b);
     b = num_of(k->xmax, &has);
-    if (has && !(x < b)) return fail(c, "%snot less than the exclusive maximum %g", "", b);
+    if (has && !(x < b)) return fail_bound(c, "not less than the exclusive maximum", b);
     b = num_of(k->mult, &has);
     if (has && b > 0) {
         double q = x / b;
-        if (!isfinite(q) || fabs(q - nearbyint(q)) > 1e-9 * fmax(1, fabs(q))) return fail(c, "%snot a multiple of %g", "", b);
+        if (!isfinite(q) || fabs(q - nearbyint(q)) > 1e-9 * fmax(1, fabs(q))) return fail_bound(c, "not a multiple of", b);
     }
     return 1;
 }
@@ -225,14 +234,18 @@ static int check_object(ctx *c, const kw *k, const json_value *v)
     if (req && req->type == JSON_ARRAY)
         for (const json_value *q = req->first; q; q = q->next) {
             if (++c->steps > JSCHEMA_MAX_STEPS) return unchecked(c, "schema too large to check");
-            if (q->type == JSON_STRING && !json_get(v, q->str)) return fail(c, "required property \"%.64s\" is missing", q->str, 0);
+            if (q->type == JSON_STRING && !json_get(v, q->str)) {
+                char why[128];
+                snprintf(why, sizeof why, "required property \"%.64s\" is missing", q->str);
+                return fail(c, why);
+            }
         }
     for (const json_value *m = v->first; m; m = m->next) {
         const json_value *ps = props && props->type == JSON_OBJECT ? json_get(props, m->key) : NULL;
         size_t saved = push_key(c, m->key, m->key_len);
         int ok = 1;
         if (ps) ok = validate(c, ps, m);
-        else if (addl && addl->type == JSON_FALSE) ok = fail(c, "%sunexpected property (additionalProperties is false)", "", 0);
+        else if (addl && addl->type == JSON_FALSE) ok = fail(c, "unexpected property (additionalProperties is false)");
         else if (addl && addl->type == JSON_OBJECT) ok = validate(c, addl, m);
         pop(c, saved);
         if (!ok) return 0;
@@ -244,9 +257,9 @@ static int check_array(ctx *c, const kw *k, const json_value *v)
 {
     int has;
     double b = num_of(k->min_items, &has);
-    if (has && (double)v->count < b) return fail(c, "%sfewer items than minItems %g", "", b);
+    if (has && (double)v->count < b) return fail_bound(c, "fewer items than minItems", b);
     b = num_of(k->max_items, &has);
-    if (has && (double)v->count > b) return fail(c, "%smore items than maxItems %g", "", b);
+    if (has && (double)v->count > b) return fail_bound(c, "more items than maxItems", b);
     const json_value *items = k->items;
     if (!items || items->type != JSON_OBJECT) return 1;
     size_t i = 0;
@@ -265,7 +278,7 @@ static int validate(ctx *c, const json_value *s, const json_value *v)
     if (++c->steps > JSCHEMA_MAX_STEPS) return unchecked(c, "schema too large to check");
     if (c->depth >= JSCHEMA_MAX_DEPTH) return unchecked(c, "schema nested too deeply (or a $ref cycle)");
     if (s->type == JSON_TRUE) return 1;
-    if (s->type == JSON_FALSE) return fail(c, "%sno value is allowed here", "", 0);
+    if (s->type == JSON_FALSE) return fail(c, "no value is allowed here");
     if (s->type != JSON_OBJECT) return 1;
     c->depth++;
     int ok = 1;
@@ -279,11 +292,11 @@ static int validate(ctx *c, const json_value *s, const json_value *v)
         ok = validate(c, target, v);
     }
     if (ok && (k = kws.type)) ok = check_type(c, k, v);
-    if (ok && (k = kws.cnst) && !equal(c, k, v, 0)) ok = fail(c, "%snot the constant value", "", 0);
+    if (ok && (k = kws.cnst) && !equal(c, k, v, 0)) ok = fail(c, "not the constant value");
     if (ok && (k = kws.enm) && k->type == JSON_ARRAY) {
         int found = 0;
         for (const json_value *e = k->first; e && !found && !c->unchecked; e = e->next) found = equal(c, e, v, 0);
-        if (!found) ok = fail(c, "%snot one of the enum values", "", 0);
+        if (!found) ok = fail(c, "not one of the enum values");
     }
     if (ok && (k = kws.any_of) && k->type == JSON_ARRAY) {
         int any = 0;
@@ -292,7 +305,7 @@ static int validate(ctx *c, const json_value *s, const json_value *v)
             any = validate(c, e, v);
             if (!was) c->reported = 0;   /* a failing branch is not the answer's violation */
         }
-        if (!any) ok = fail(c, "%smatches none of anyOf", "", 0);
+        if (!any) ok = fail(c, "matches none of anyOf");
     }
     if (ok && (k = kws.all_of) && k->type == JSON_ARRAY)
         for (const json_value *e = k->first; e && ok; e = e->next) ok = validate(c, e, v);
@@ -300,9 +313,9 @@ static int validate(ctx *c, const json_value *s, const json_value *v)
         int has;
         size_t n = utf8_len(v->str, v->str_len);
         double b = num_of(kws.min_len, &has);
-        if (has && (double)n < b) ok = fail(c, "%sshorter than minLength %g", "", b);
+        if (has && (double)n < b) ok = fail_bound(c, "shorter than minLength", b);
         b = num_of(kws.max_len, &has);
-        if (ok && has && (double)n > b) ok = fail(c, "%slonger than maxLength %g", "", b);
+        if (ok && has && (double)n > b) ok = fail_bound(c, "longer than maxLength", b);
     }
     if (ok && v->type == JSON_NUMBER) ok = check_number(c, &kws, v);
     if (ok && v->type == JSON_OBJECT) ok = check_object(c, &kws, v);
