@@ -87,6 +87,7 @@ static const route g_routes[] = {
     /* Read-only aggregates and identity for the admin UI (api/overview.c). */
     { "GET",    "/api/me",                         api_me,                  ACCESS_READ },
     { "GET",    "/api/overview",                   api_overview,            ACCESS_READ },
+    { "GET",    "/api/ab",                         api_ab,                  ACCESS_READ },   /* evaluated A/B */
 };
 #define NROUTES (sizeof g_routes / sizeof g_routes[0])
 #define MAX_PARAM 512

@@ -92,6 +92,42 @@ static int build_json(const Gw__UsageBatch *ub, buf_t *b)
     return b->oom ? -1 : 0;
 }
 
+/* A/B verdicts (gateway/abjudge.h) as the JSON ab_verdicts_insert_batch takes. */
+static int build_verdicts_json(const Gw__UsageBatch *ub, buf_t *b)
+{
+    buf_reset(b);
+    buf_putc(b, '[');
+    for (size_t i = 0; i < ub->n_verdicts; i++) {
+        const Gw__AbVerdict *v = ub->verdicts[i];
+        if (i) buf_putc(b, ',');
+        put_str_or_null(b, "{\"request_id\":", v->request_id, 128);
+        buf_puts(b, ",\"ts\":");
+        put_ts(b, v->ts_ms);
+        put_str_or_null(b, ",\"alias\":", v->alias, 256);
+        put_str_or_null(b, ",\"variant_a\":", v->variant_a, 256);
+        put_str_or_null(b, ",\"variant_b\":", v->variant_b, 256);
+        put_str_or_null(b, ",\"winner\":", v->winner, 3);
+        put_str_or_null(b, ",\"judge_alias\":", v->judge_alias, 256);
+        put_str_or_null(b, ",\"judge_model\":", v->judge_model, 256);
+        put_str_or_null(b, ",\"dataplane_id\":", ub->dataplane_id, 200);
+        buf_putc(b, '}');
+    }
+    buf_putc(b, ']');
+    return b->oom ? -1 : 0;
+}
+
+/* 0 stored (or none), -1 the database refused (the batch is retried: both inserts are idempotent). */
+static int store_verdicts(cp_dbconn *c, const Gw__UsageBatch *ub, buf_t *scratch)
+{
+    if (ub->n_verdicts == 0) return 0;
+    if (build_verdicts_json(ub, scratch) < 0) return -1;
+    const char *params[] = { scratch->data };
+    PGresult *r = cp_db_exec(c, "SELECT ab_verdicts_insert_batch($1::jsonb)", 1, params);
+    if (!r) log_warn("%zu A/B verdicts not stored: %s", ub->n_verdicts, cp_db_errmsg(c));
+    PQclear(r);
+    return r ? 0 : -1;
+}
+
 static void ack(buf_t *reply, uint64_t id, int ok, const char *error, uint32_t inserted)
 {
     Gw__UsageAck a = GW__USAGE_ACK__INIT;
@@ -111,7 +147,8 @@ void cp_ingest_usage(cp_dbconn *c, const uint8_t *data, size_t len, buf_t *scrat
     Gw__UsageBatch *ub = gw__usage_batch__unpack(NULL, len, data);
     if (!ub) { ack(reply, 0, 0, "malformed UsageBatch", 0); return; }
     const char *why = NULL;
-    if (ub->n_events == 0 || ub->n_events > CPLINK_USAGE_EVENTS_MAX) why = "batch size out of range";
+    if ((ub->n_events == 0 && ub->n_verdicts == 0) || ub->n_events > CPLINK_USAGE_EVENTS_MAX ||
+        ub->n_verdicts > CPLINK_USAGE_EVENTS_MAX) why = "batch size out of range";
     else if (!text_ok(ub->dataplane_id, 200)) why = "bad dataplane_id";
     for (size_t i = 0; !why && i < ub->n_events; i++)
         if (!ub->events[i]->request_id[0] || !text_ok(ub->events[i]->request_id, 128)) why = "bad request_id";
@@ -119,6 +156,16 @@ void cp_ingest_usage(cp_dbconn *c, const uint8_t *data, size_t len, buf_t *scrat
         log_warn("usage batch from %.100s refused: %s", text_ok(ub->dataplane_id, 200) ? ub->dataplane_id : "?", why);
         cp_metrics_usage_batch(0, 0, 0, 0);
         ack(reply, ub->batch_id, 0, why, 0);
+        gw__usage_batch__free_unpacked(ub, NULL);
+        return;
+    }
+    if (store_verdicts(c, ub, scratch) < 0) {
+        ack(reply, ub->batch_id, 0, "database unavailable", 0);
+        gw__usage_batch__free_unpacked(ub, NULL);
+        return;
+    }
+    if (ub->n_events == 0) {   /* verdicts only */
+        ack(reply, ub->batch_id, 1, NULL, 0);
         gw__usage_batch__free_unpacked(ub, NULL);
         return;
     }

@@ -434,6 +434,8 @@ void config_route_policy_defaults(gw_route_policy *p)
     p->breaker_min_requests = 20;
     p->breaker_cooldown_ms = 5000;
     p->classifier_threshold = 0.5;
+    p->schema_retries = 1;
+    p->judge_sample_ratio = 0.1;
 }
 
 int config_strategy_id(const char *name)
@@ -468,7 +470,7 @@ void config_model_finish(gw_model *m)
 
 /* The router settings of an alias by name, with their bounds: YAML and the
  * control plane's JSON go through the same table. */
-enum { RP_INT, RP_LONG, RP_DOUBLE, RP_ALIAS, RP_HEDGE };
+enum { RP_INT, RP_LONG, RP_DOUBLE, RP_ALIAS, RP_HEDGE, RP_TEXT };
 static const struct {
     const char *name;
     int         kind;
@@ -490,6 +492,10 @@ static const struct {
     { "cheap",                RP_ALIAS,  0, 0,       offsetof(gw_route_policy, cheap_alias) },
     { "flagship",             RP_ALIAS,  0, 0,       offsetof(gw_route_policy, flagship_alias) },
     { "threshold",            RP_DOUBLE, 0, 1,       offsetof(gw_route_policy, classifier_threshold) },
+    { "schema_retries",       RP_INT,    0, 5,       offsetof(gw_route_policy, schema_retries) },
+    { "judge",                RP_ALIAS,  0, 0,       offsetof(gw_route_policy, judge_alias) },
+    { "judge_rubric",         RP_TEXT,   0, 0,       offsetof(gw_route_policy, judge_rubric) },
+    { "judge_sample_ratio",   RP_DOUBLE, 0, 1,       offsetof(gw_route_policy, judge_sample_ratio) },
 };
 
 int config_route_policy_set(gw_route_policy *p, const char *key, const char *value, char *err, size_t errlen)
@@ -499,8 +505,12 @@ int config_route_policy_set(gw_route_policy *p, const char *key, const char *val
     if (i == n) { snprintf(err, errlen, "unknown field"); return -1; }
     char *field = (char *)p + route_settings[i].off;
     int kind = route_settings[i].kind;
-    if (kind == RP_ALIAS) {
-        if (!*value || strlen(value) > 200) { snprintf(err, errlen, "must be a model alias"); return -1; }
+    if (kind == RP_ALIAS || kind == RP_TEXT) {
+        size_t max = kind == RP_ALIAS ? 200 : 4000;
+        if (!*value || strlen(value) > max) {
+            snprintf(err, errlen, kind == RP_ALIAS ? "must be a model alias" : "must be text of 1-4000 bytes");
+            return -1;
+        }
         char **dst = (char **)(void *)field, *copy = strdup(value);
         if (!copy) { snprintf(err, errlen, "out of memory"); return -1; }
         free(*dst);
@@ -539,6 +549,36 @@ static void parse_route_policy(parse_ctx *p, const char *path, yaml_node_t *m, g
     }
 }
 
+/* prompt: { system_prefix, system_suffix, defaults: { temperature: 0.2, ... } } (decorate.h) */
+static void parse_model_prompt(parse_ctx *p, const char *path, yaml_node_t *m, gw_model *md)
+{
+    char fp[256], key[96], why[200];
+    if (m->type != YAML_MAPPING_NODE) { fail(p, path, "must be a mapping"); return; }
+    if (!md->prompt && !(md->prompt = calloc(1, sizeof *md->prompt))) { fail(p, path, "out of memory"); return; }
+    for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top && !p->failed; pr++) {
+        const char *k = scalar(node(p, pr->key));
+        yaml_node_t *v = node(p, pr->value);
+        if (!k) { fail(p, path, "keys must be strings"); return; }
+        snprintf(fp, sizeof fp, "%s.%s", path, k);
+        if (dup_key(p, fp, m, pr, k)) return;
+        if (!strcmp(k, "defaults") && v->type == YAML_MAPPING_NODE) {
+            for (yaml_node_pair_t *d = v->data.mapping.pairs.start; d < v->data.mapping.pairs.top; d++) {
+                const char *dk = scalar(node(p, d->key)), *dv = scalar(node(p, d->value));
+                snprintf(key, sizeof key, "defaults.%.60s", dk ? dk : "");
+                snprintf(fp, sizeof fp, "%s.%s", path, key);
+                if (!dk || !dv) { fail(p, fp, "must be a number"); return; }
+                if (dup_key(p, fp, v, d, dk)) return;
+                if (prompt_set(md->prompt, key, dv, why, sizeof why) < 0) { fail(p, fp, "%s", why); return; }
+            }
+            continue;
+        }
+        const char *sv = scalar(v);
+        if (!strcmp(k, "defaults")) fail(p, fp, "must be a mapping such as { temperature: 0.2 }");
+        else if (!sv) fail(p, fp, "must be a string");
+        else if (prompt_set(md->prompt, k, sv, why, sizeof why) < 0) fail(p, fp, "%s", why);
+    }
+}
+
 static int parse_model(parse_ctx *p, const char *path, yaml_node_t *m, gw_model *md, const upstream_timeouts *defaults)
 {
     char fp[256];
@@ -574,6 +614,8 @@ static int parse_model(parse_ctx *p, const char *path, yaml_node_t *m, gw_model 
             parse_string_list(p, fp, v, &md->fallbacks, &md->nfallbacks);
         } else if (!strcmp(k, "router")) {
             parse_route_policy(p, fp, v, &md->policy);
+        } else if (!strcmp(k, "prompt")) {
+            parse_model_prompt(p, fp, v, md);
         } else fail(p, fp, "unknown field");
         if (p->failed) break;
     }
@@ -645,8 +687,8 @@ static int build_indexes(parse_ctx *p, gw_config *c, const yaml_key *keys, size_
         gw_model *m = &c->models[i];
         config_model_finish(m);
         const gw_route_policy *rp = &m->policy;
-        const char *refs[] = { rp->context_fallback, rp->split_alias, rp->cheap_alias, rp->flagship_alias };
-        const char *names[] = { "router.context_fallback", "router.split_alias", "router.cheap", "router.flagship" };
+        const char *refs[] = { rp->context_fallback, rp->split_alias, rp->cheap_alias, rp->flagship_alias, rp->judge_alias };
+        const char *names[] = { "router.context_fallback", "router.split_alias", "router.cheap", "router.flagship", "router.judge" };
         char fp[128];
         for (size_t j = 0; j < m->nfallbacks; j++)
             if (!config_find_model(c, m->fallbacks[j], strlen(m->fallbacks[j])) || !strcmp(m->fallbacks[j], m->alias)) {
@@ -654,12 +696,17 @@ static int build_indexes(parse_ctx *p, gw_config *c, const yaml_key *keys, size_
                 fail(p, fp, "unknown alias or the alias itself: \"%s\"", m->fallbacks[j]);
                 return -1;
             }
-        for (size_t j = 0; j < 4; j++)
+        for (size_t j = 0; j < 5; j++)
             if (refs[j] && (!config_find_model(c, refs[j], strlen(refs[j])) || !strcmp(refs[j], m->alias))) {
                 snprintf(fp, sizeof fp, "models[%zu].%s", i, names[j]);
                 fail(p, fp, "unknown alias or the alias itself: \"%s\"", refs[j]);
                 return -1;
             }
+        if (rp->judge_alias && !rp->split_alias) {   /* a judge compares the alias with its split */
+            snprintf(fp, sizeof fp, "models[%zu].router.judge", i);
+            fail(p, fp, "needs router.split_alias (the variant it is compared with)");
+            return -1;
+        }
         if (m->strategy_id == STRATEGY_CLASSIFIER && (!rp->cheap_alias || !rp->flagship_alias)) {
             snprintf(fp, sizeof fp, "models[%zu].router", i);
             fail(p, fp, "strategy classifier needs cheap and flagship aliases");
@@ -817,6 +864,8 @@ void config_model_free(gw_model *m)
     free(m->fallbacks);
     free(m->policy.context_fallback); free(m->policy.split_alias);
     free(m->policy.cheap_alias); free(m->policy.flagship_alias);
+    free(m->policy.judge_alias); free(m->policy.judge_rubric);
+    prompt_free(m->prompt);
     free(m->deployments); free(m->alias); free(m->strategy);
 }
 

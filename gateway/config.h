@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "decorate.h"
 #include "keytab.h"
 #include "pricing.h"
 #include "upstream.h"
@@ -64,6 +65,10 @@ typedef struct gw_route_policy {
     char  *cheap_alias;          /* classifier: tiers by complexity score */
     char  *flagship_alias;
     double classifier_threshold; /* score >= threshold: flagship */
+    int    schema_retries;       /* structured output: attempts after an answer failing its schema (default 1) */
+    char  *judge_alias;          /* evaluated A/B (abjudge.h): the alias judging split_alias against this one */
+    char  *judge_rubric;         /* what "better" means, for the judge (NULL: a generic rubric) */
+    double judge_sample_ratio;   /* fraction of requests judged (default 0.1 when judge is set) */
 } gw_route_policy;
 
 void config_route_policy_defaults(gw_route_policy *p);
@@ -83,6 +88,7 @@ typedef struct gw_model {
     char         **fallbacks;    /* aliases tried in order when every deployment failed */
     size_t         nfallbacks;
     gw_route_policy policy;
+    gw_prompt     *prompt;       /* prompt decoration (decorate.h), or NULL */
 } gw_model;
 
 typedef struct gw_config {

@@ -104,6 +104,7 @@ static int price_ok(double v) { return v < 0 || (v >= 0 && v <= PRICE_MAX_PER_MT
 static int check_model(const Gw__ModelAlias *m, char *err, size_t errlen)
 {
     if (!check_str(m->alias, 1, ALIAS_MAX) || !check_str(m->strategy, 0, 64) || !check_str(m->router_json, 0, 8192) ||
+        !check_str(m->prompt_json, 0, 4 * PROMPT_TEXT_MAX) ||
         m->n_deployments == 0 || m->n_deployments > DEPLOYMENTS_MAX || m->n_fallbacks > DEPLOYMENTS_MAX) {
         snprintf(err, errlen, "model: bad alias, strategy, deployments or fallbacks");
         return -1;
@@ -498,6 +499,8 @@ gw_config *cpstate_build_config(const cpstate *s, const gw_config *base, char *e
         m->deployments = calloc(in->n_deployments, sizeof *m->deployments);
         config_route_policy_defaults(&m->policy);
         route_policy_from_json(in->alias, in->router_json, &m->policy);
+        if (!(m->prompt = prompt_from_json(in->prompt_json, why, sizeof why)) && why[0])   /* a bad one: no decoration */
+            log_warn("model %s: prompt ignored: %s", in->alias, why);
         if (in->n_fallbacks && (m->fallbacks = calloc(in->n_fallbacks, sizeof *m->fallbacks)))
             for (size_t j = 0; j < in->n_fallbacks; j++)
                 if (in->fallbacks[j][0] && !(m->fallbacks[m->nfallbacks++] = strdup(in->fallbacks[j]))) oom = 1;

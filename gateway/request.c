@@ -30,12 +30,14 @@
 #include <event2/event.h>
 #include <openssl/sha.h>
 
+#include "abjudge.h"
 #include "accesslog.h"
 #include "auth.h"
 #include "buf.h"
 #include "cache.h"
 #include "classify.h"
 #include "config.h"
+#include "decorate.h"
 #include "httputil.h"
 #include "json.h"
 #include "log.h"
@@ -49,6 +51,7 @@
 #include "budget.h"
 #include "router.h"
 #include "sse.h"
+#include "structout.h"
 #include "trace.h"
 #include "translate.h"
 #include "upstream.h"
@@ -62,6 +65,7 @@
 #define OUTPUT_HIGH_WATER     (1u << 20)   /* pause the upstream above this much unsent to the client */
 #define OUTPUT_LOW_WATER      (256u << 10)
 #define JSON_MAX_DEPTH        64
+#define MAX_ATTEMPTS_TOTAL    10           /* over every alias of a fallback chain */
 
 struct hedge;
 
@@ -155,6 +159,12 @@ typedef struct gw_req {
     const char          *split;        /* traffic split: the alias this request was sent to */
     char                 guard[128];   /* guardrail verdicts for the usage event (no matched text) */
     double               cache_similarity;  /* semantic cache: nearest cached prompt's score, 0: none */
+    int                  schema_retries;   /* structured output (structout.h): answers retried */
+    int                  schema_pending;   /* the last answer broke the schema: the reply if none follows */
+    char                 schema_msg[300];
+    structout_stream    *sos;          /* a streamed answer checked against its schema at the end */
+    int                  ab_sampled;   /* evaluated A/B: this request is judged (abjudge.h) */
+    buf_t                ab_answer;    /* ... its answer as the client got it */
 } gw_req;
 
 /* What one attempt owns; a hedge swaps its own in and out of gw_req. */
@@ -374,6 +384,7 @@ static void req_free(gw_req *r)
     if (r->hedge_timer) event_free(r->hedge_timer);
     if (r->chunk) evbuffer_free(r->chunk);
     if (r->relaying) sse_free(&r->sse);
+    if (r->sos) { structout_stream_free(r->sos); free(r->sos); }
     if (r->strip_usage) usagestrip_free(&r->strip);
     if (r->xs_on) xlate_stream_free(&r->xs);
     chat_req_free(&r->chat);
@@ -383,6 +394,7 @@ static void req_free(gw_req *r)
     buf_free(&r->http.hdrs);
     buf_free(&r->local);
     buf_free(&r->resp);
+    buf_free(&r->ab_answer);
     config_unref(r->cfg);
     req_release(r);
 }
@@ -479,9 +491,24 @@ static void attempt_report(gw_req *r, attempt_outcome o, long retry_after_ms)
     if (r->retry_slot) { router_retry_done(&r->w->router); r->retry_slot = 0; }
 }
 
+/* A judged request's sample goes to abjudge (which works on it later, from a timer). */
+static void ab_sample(gw_req *r)
+{
+    const buf_t *a = r->stream ? &r->cache_buf : &r->ab_answer;   /* a stream: its recorded bytes */
+    if (!r->ab_sampled || !r->req || r->status != 200 || r->error || !a->len || r->fallback || !r->serving) return;
+    struct evbuffer *in = r->req->buffer_in;
+    abjudge_sample s = {
+        .cfg = r->cfg, .model = r->model, .served = r->serving, .route = r->route,
+        .body = (const char *)evbuffer_pullup(in, -1), .body_len = evbuffer_get_length(in),
+        .answer = a->data, .answer_len = a->len, .stream = r->stream, .request_id = r->id, .ts_ms = r->ts_ms,
+    };
+    if (s.body) abjudge_start(r->w->ab, &s);
+}
+
 static void req_finish(gw_req *r)
 {
     account(r);
+    ab_sample(r);
     /* the reply goes to the socket first; the bookkeeping below then runs
      * off the client's critical path (and the access log's latency
      * includes the write) */
@@ -545,6 +572,7 @@ static void prompt_log(gw_req *r, const char *answer, size_t len)
 }
 
 static void relay_start(gw_req *r, int status, const char *content_type);
+static void relay_out(void *ud, const char *p, size_t n);
 static int relay_chunk(gw_req *r, const char *data, size_t len);
 static void relay_end(gw_req *r, upstream_result res);
 
@@ -602,6 +630,8 @@ static void relay_start(gw_req *r, int status, const char *content_type)
     r->status = status;
     r->relaying = 1;
     sse_init(&r->sse, 1u << 20, on_stream_event, r);
+    if (r->route == ROUTE_CHAT && status == 200 && structout_schema(json_root(r->doc)) && (r->sos = malloc(sizeof *r->sos)))
+        structout_stream_init(r->sos, relay_out, r);
     add_gateway_headers(r);
     evhtp_headers_add_header(r->req->headers_out,
         evhtp_header_new("Content-Type", content_type ? content_type : "text/event-stream", 0, 1));
@@ -610,7 +640,15 @@ static void relay_start(gw_req *r, int status, const char *content_type)
     http_conn_flush(r->req);   /* the client sees the status line before the first token */
 }
 
+/* Client-bound bytes; a stream with a strict schema passes through its checker first. */
 static void relay_emit(void *ud, const char *p, size_t n)
+{
+    gw_req *r = ud;
+    if (r->sos) structout_stream_feed(r->sos, p, n);
+    else relay_out(r, p, n);
+}
+
+static void relay_out(void *ud, const char *p, size_t n)
 {
     gw_req *r = ud;
     evbuffer_add(r->chunk, p, n);
@@ -643,6 +681,14 @@ static int relay_chunk(gw_req *r, const char *data, size_t len)
     return client_unsent(r) > OUTPUT_HIGH_WATER;
 }
 
+/* A checked stream's end: its [DONE], or the schema's error event (structout.h). */
+static void schema_stream_end(gw_req *r, int ok)
+{
+    if (!r->sos || (!r->chunk && !(r->chunk = evbuffer_new()))) return;
+    if (structout_stream_end(r->sos, structout_schema(json_root(r->doc)), ok, r->schema_msg, sizeof r->schema_msg)
+        == STRUCTOUT_VIOLATION) r->error = "schema_validation_failed";
+}
+
 static void relay_end(gw_req *r, upstream_result res)
 {
     if (r->xs_on) {
@@ -652,6 +698,7 @@ static void relay_end(gw_req *r, upstream_result res)
         if (r->chunk || (r->chunk = evbuffer_new())) {
             relay_emit(r, r->xs.out.data, r->xs.out.len);
             buf_reset(&r->xs.out);
+            schema_stream_end(r, res == UPSTREAM_OK && !r->xs.failed);
             if (evbuffer_get_length(r->chunk)) evhtp_send_reply_chunk(r->req, r->chunk);
         }
         evhtp_send_reply_chunk_end(r->req);
@@ -673,6 +720,10 @@ static void relay_end(gw_req *r, upstream_result res)
                 upstream_result_name(res), upstream_result_name(res));
         relay_chunk(r, ev, (size_t)n);
         r->error = upstream_result_name(res);
+    }
+    if (r->sos) {
+        schema_stream_end(r, res == UPSTREAM_OK);
+        if (r->chunk && evbuffer_get_length(r->chunk)) evhtp_send_reply_chunk(r->req, r->chunk);
     }
     if (r->cache_rec && !r->cache_hit && res == UPSTREAM_OK && r->status == 200)
         cache_store(r, "text/event-stream", r->cache_buf.data, r->cache_buf.len);
@@ -699,6 +750,7 @@ static void reply_buffered(gw_req *r, int status, const char *content_type, cons
         evhtp_header_new("Content-Type", content_type ? content_type : "application/json", 0, 1));
     if (status == 200 && r->dep && !r->cache_hit) cache_store(r, content_type ? content_type : "application/json", body, len);
     if (r->log_prompt) prompt_log(r, body, len);
+    if (r->ab_sampled && status == 200 && len <= (1u << 20)) buf_append(&r->ab_answer, body, len);
     evbuffer_add(r->req->buffer_out, body, len);
     r->bytes_out += len;
     evhtp_send_reply(r->req, (evhtp_res)status);
@@ -847,6 +899,42 @@ static void reply_attempt(gw_req *r)
 
 static int plan_retry(gw_req *r, attempt_outcome o);
 static int hedge_take_over(gw_req *r);
+static int schedule_attempt(gw_req *r, long delay_ms);
+
+/* ---- structured outputs (structout.h): a whole chat answer checked
+ * against the request's strict JSON schema before the client sees it ---- */
+
+/* 1: nothing to check or the answer holds; 0: r->schema_msg says why not. */
+static int schema_holds(gw_req *r)
+{
+    if (r->stream || r->route != ROUTE_CHAT || r->up_status < 200 || r->up_status >= 300 || r->error) return 1;
+    const json_value *s = structout_schema(json_root(r->doc));
+    if (!s) return 1;
+    return structout_check(r->dep->provider, s, r->resp.data, r->resp.len, r->schema_msg, sizeof r->schema_msg)
+           == STRUCTOUT_OK;
+}
+
+/* Asks again (router.schema_retries times, on any deployment of the alias):
+ * 1 if another attempt is on its way. */
+static int schema_retry(gw_req *r)
+{
+    const gw_route_policy *p = &r->model->policy;
+    if (!r->req || r->schema_retries >= p->schema_retries || r->attempts >= MAX_ATTEMPTS_TOTAL) return 0;
+    r->schema_retries++;
+    r->schema_pending = 1;
+    /* a bad answer is no failure of the deployment: not charged to the failover budget */
+    if (r->alias_attempts >= r->serving->policy.max_attempts) r->alias_attempts = r->serving->policy.max_attempts - 1;
+    return schedule_attempt(r, 0);
+}
+
+static void reply_schema_error(gw_req *r)
+{
+    char msg[420];
+    snprintf(msg, sizeof msg, "The model's answer does not match the response_format JSON schema after %d attempt%s: %s",
+             r->attempts, r->attempts == 1 ? "" : "s", r->schema_msg);
+    r->error = "schema_validation_failed";
+    reply_error(r, 502, "upstream_error", "schema_validation_failed", "response_format", msg);
+}
 
 static void up_on_done(void *ud, upstream_req_t *u, upstream_result res, const char *errmsg)
 {
@@ -871,7 +959,10 @@ static void up_on_done(void *ud, upstream_req_t *u, upstream_result res, const c
     if (o != OUTCOME_OK && o != OUTCOME_CLIENT && hedge_take_over(r)) return;   /* the racing attempt carries on */
     hedge_cancel(r);
     if ((o == OUTCOME_RETRY || o == OUTCOME_CONTEXT) && plan_retry(r, o)) return;   /* another attempt follows */
-    reply_attempt(r);
+    if (o == OUTCOME_OK && !schema_holds(r)) {
+        if (schema_retry(r)) return;
+        reply_schema_error(r);
+    } else reply_attempt(r);
     req_finish(r);
 }
 
@@ -1230,7 +1321,6 @@ static void hedge_arm(gw_req *r)
 /* ---- the attempt loop: pick (router.h), start, and on a failure before the
  * client saw a byte, retry elsewhere or fall back ---- */
 
-#define MAX_ATTEMPTS_TOTAL 10   /* over every alias of a fallback chain */
 
 /* What rendering a call writes: cleared before each attempt renders. */
 static void render_reset(gw_req *r)
@@ -1253,6 +1343,7 @@ static void answer_reset(gw_req *r)
     r->up_status = 0;
     r->error = NULL;
     r->attempt_ttfb_ms = 0;
+    r->schema_pending = 0;
     memset(&r->usage, 0, sizeof r->usage);
 }
 
@@ -1417,7 +1508,8 @@ static void on_retry_timer(evutil_socket_t fd, short what, void *arg)
     int rc = attempt_next(r);
     if (rc == NEXT_STARTED || rc == NEXT_WAITING) return;
     if (r->retry_slot) { router_retry_done(&r->w->router); r->retry_slot = 0; }
-    if (r->attempts > 0) reply_attempt(r);
+    if (r->attempts > 0 && r->schema_pending) reply_schema_error(r);
+    else if (r->attempts > 0) reply_attempt(r);
     else reply_no_attempt(r, rc);
     req_finish(r);
 }
@@ -1566,6 +1658,8 @@ static int route_start(gw_req *r)
 {
     r->serving = r->model;
     route_alias(r);
+    if (r->model->policy.judge_alias && (r->ab_sampled = abjudge_wanted(r->model, r->route, router_random(&r->w->router))))
+        r->cache_rec |= r->stream;   /* a judged stream's bytes are kept (bounded) for the judge */
     router_begin(&r->w->router);
     r->routed = 1;
     int next = attempt_next(r);
@@ -1609,6 +1703,32 @@ static int cache_begin(gw_req *r)
     if (rc == 2) return 2;
     metrics_cache(MX_CACHE_MISS);
     return 0;
+}
+
+/* The alias's prompt decoration (decorate.h): the body is replaced by the
+ * decorated one, so pass-through, translation, hedges and the cache key all
+ * see it. 0 go on (*len updated), -1 answered (out of memory). */
+static int decorate(gw_req *r, size_t *len)
+{
+    if (r->route == ROUTE_EMBEDDINGS) return 0;
+    struct evbuffer *in = r->req->buffer_in;
+    const char *body = (const char *)evbuffer_pullup(in, -1);
+    buf_t out; buf_init(&out);
+    int rc = decorate_body(r->model->prompt, r->route == ROUTE_MESSAGES, body, *len, json_root(r->doc), &out);
+    json_doc *doc = NULL;
+    if (rc > 0) {
+        json_limits lim = { .max_depth = JSON_MAX_DEPTH, .max_bytes = 0 };
+        if (!(doc = json_parse(out.data, out.len, &lim, NULL)) ||
+            evbuffer_drain(in, *len) < 0 || evbuffer_add(in, out.data, out.len) < 0) rc = -1;
+    }
+    if (rc > 0) {
+        json_doc_free(r->doc);
+        r->doc = doc;
+        *len = out.len;
+    } else json_doc_free(doc);
+    buf_free(&out);
+    if (rc < 0) reply_error(r, 500, "server_error", "internal_error", NULL, "Out of memory while decorating the prompt.");
+    return rc < 0 ? -1 : 0;
 }
 
 static void handle_api(evhtp_request_t *req, gw_route route, worker_t *w)
@@ -1689,7 +1809,11 @@ static void handle_api(evhtp_request_t *req, gw_route route, worker_t *w)
             goto done;
         }
         r->chat_parsed = 1;
-    }
+        if (r->model->prompt && decorate_chat(r->model->prompt, &r->chat) < 0) {
+            reply_error(r, 500, "server_error", "internal_error", NULL, "Out of memory while decorating the prompt.");
+            goto done;
+        }
+    } else if (r->model->prompt && decorate(r, &len) < 0) goto done;   /* before routing: every variant gets it */
     trace_mark(&r->tr, TR_LIMITS, 0);
     int admitted = check_limits(r, len);
     trace_mark(&r->tr, TR_LIMITS, 1);

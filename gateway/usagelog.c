@@ -28,6 +28,13 @@ typedef struct rec {
     char    guard[128];
 } rec;
 
+typedef struct vrec {
+    char    request_id[ID_MAX];
+    char    alias[NAME_MAX_], variant_a[NAME_MAX_], variant_b[NAME_MAX_], judge_alias[NAME_MAX_], judge_model[NAME_MAX_];
+    char    winner[4];
+    int64_t ts_ms;
+} vrec;
+
 struct usagelog {
     struct event  *timer;
     char           dir[512];
@@ -38,6 +45,10 @@ struct usagelog {
     rec            recs[USAGELOG_BATCH];
     Gw__UsageEvent pb[USAGELOG_BATCH];
     Gw__UsageEvent *pbp[USAGELOG_BATCH];
+    size_t         nv;
+    vrec           vrecs[USAGELOG_VERDICTS];
+    Gw__AbVerdict  vpb[USAGELOG_VERDICTS];
+    Gw__AbVerdict *vpbp[USAGELOG_VERDICTS];
     buf_t          packed;            /* reused for every batch */
     int64_t        last_error_log;
 };
@@ -93,6 +104,25 @@ void usagelog_add(usagelog *l, const usage_event_in *e)
     }
 }
 
+void usagelog_add_verdict(usagelog *l, const ab_verdict_in *v)
+{
+    if (!l) return;
+    vrec *r = &l->vrecs[l->nv++];
+    copy(r->request_id, sizeof r->request_id, v->request_id);
+    copy(r->alias, sizeof r->alias, v->alias);
+    copy(r->variant_a, sizeof r->variant_a, v->variant_a);
+    copy(r->variant_b, sizeof r->variant_b, v->variant_b);
+    copy(r->winner, sizeof r->winner, v->winner);
+    copy(r->judge_alias, sizeof r->judge_alias, v->judge_alias);
+    copy(r->judge_model, sizeof r->judge_model, v->judge_model);
+    r->ts_ms = v->ts_ms;
+    if (l->nv == USAGELOG_VERDICTS) { usagelog_flush(l); return; }
+    if (l->nv == 1 && l->n == 0) {
+        struct timeval tv = { 0, USAGELOG_FLUSH_MS * 1000 };
+        event_add(l->timer, &tv);
+    }
+}
+
 static int write_all(int fd, const char *p, size_t n)
 {
     while (n) {
@@ -128,7 +158,7 @@ static int write_batch(usagelog *l, const char *data, size_t len)
 
 void usagelog_flush(usagelog *l)
 {
-    if (!l || l->n == 0) return;
+    if (!l || (l->n == 0 && l->nv == 0)) return;
     event_del(l->timer);
     for (size_t i = 0; i < l->n; i++) {
         rec *r = &l->recs[i];
@@ -156,14 +186,30 @@ void usagelog_flush(usagelog *l)
         e->guard = r->guard;
         l->pbp[i] = e;
     }
+    for (size_t i = 0; i < l->nv; i++) {
+        vrec *r = &l->vrecs[i];
+        Gw__AbVerdict *v = &l->vpb[i];
+        gw__ab_verdict__init(v);
+        v->request_id = r->request_id;
+        v->ts_ms = r->ts_ms;
+        v->alias = r->alias;
+        v->variant_a = r->variant_a;
+        v->variant_b = r->variant_b;
+        v->winner = r->winner;
+        v->judge_alias = r->judge_alias;
+        v->judge_model = r->judge_model;
+        l->vpbp[i] = v;
+    }
     Gw__UsageBatch b = GW__USAGE_BATCH__INIT;
     b.dataplane_id = l->dataplane_id;
     b.n_events = l->n;
     b.events = l->pbp;
+    b.n_verdicts = l->nv;
+    b.verdicts = l->vpbp;
     size_t len = gw__usage_batch__get_packed_size(&b);
     buf_reset(&l->packed);
-    size_t n = l->n;
-    l->n = 0;
+    size_t n = l->n + l->nv;
+    l->n = l->nv = 0;
     if (buf_reserve(&l->packed, len) < 0) {
         log_error("out of memory: %zu usage events dropped", n);
         return;

@@ -23,6 +23,7 @@
 #include "usage.h"
 
 #define USAGELOG_BATCH     500
+#define USAGELOG_VERDICTS  64      /* A/B verdicts per batch (abjudge.h) */
 #define USAGELOG_FLUSH_MS  100
 
 struct event_base;
@@ -45,9 +46,20 @@ typedef struct usage_event_in {
     double      cache_similarity;      /* semantic cache lookup score, 0 when none */
 } usage_event_in;
 
+/* One A/B verdict (abjudge.h); strings are copied. */
+typedef struct ab_verdict_in {
+    const char *request_id;
+    int64_t     ts_ms;
+    const char *alias, *variant_a, *variant_b;
+    const char *winner;                /* "a", "b", "tie" */
+    const char *judge_alias, *judge_model;
+} ab_verdict_in;
+
 /* NULL on failure (logged). */
 usagelog *usagelog_open(struct event_base *base, const char *state_dir, const char *dataplane_id, int worker);
 void      usagelog_add(usagelog *l, const usage_event_in *e);
+/* Verdicts travel in the same batches and spool (NULL l: dropped). */
+void      usagelog_add_verdict(usagelog *l, const ab_verdict_in *v);
 /* Writes what is waiting now (drain, exit). */
 void      usagelog_flush(usagelog *l);
 /* Flushes, then frees. */

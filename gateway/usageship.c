@@ -130,12 +130,13 @@ static long add_file(usageship *s, const char *name, buf_t *out)
     close(fd);
     if (got != len) return -1;
     Gw__UsageBatch *b = gw__usage_batch__unpack(NULL, len, (const uint8_t *)out->data + start);
-    if (!b || b->n_events == 0 || b->n_events > USAGELOG_BATCH * 2) {
+    if (!b || b->n_events + b->n_verdicts == 0 || b->n_events > USAGELOG_BATCH * 2 ||
+        b->n_verdicts > USAGELOG_VERDICTS * 2) {
         if (b) gw__usage_batch__free_unpacked(b, NULL);
         quarantine(s, path, "does not parse");
         return 0;
     }
-    long n = (long)b->n_events;
+    long n = (long)(b->n_events + b->n_verdicts);   /* A/B verdicts ride along (abjudge.h) */
     gw__usage_batch__free_unpacked(b, NULL);
     out->len += len;
     return n;

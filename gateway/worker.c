@@ -20,6 +20,7 @@
 #include <event2/listener.h>
 #include <openssl/rand.h>
 
+#include "abjudge.h"
 #include "accesslog.h"
 #include "cache.h"
 #include "config.h"
@@ -344,6 +345,7 @@ int worker_run(int listen_fd, gw_config *cfg, const char *config_path, int index
         goto out;
     }
     if (router_init(&w.router, w.id_prefix ^ (uint64_t)getpid(), node_workers(cfg)) < 0) { log_error("cannot set up the router"); goto out; }
+    if (!(w.ab = abjudge_new(w.base, w.up, &w.router, w.usage))) { log_error("out of memory"); goto out; }
     if (setup_server(&w, listen_fd) < 0) { log_error("cannot start the HTTP server"); goto out; }
     if (metrics_worker_start(&w) < 0) { log_error("cannot start metrics"); goto out; }
     w.ev_term = evsignal_new(w.base, SIGTERM, on_stop_signal, &w);
@@ -359,6 +361,7 @@ int worker_run(int listen_fd, gw_config *cfg, const char *config_path, int index
     if (event_base_dispatch(w.base) < 0) log_error("event loop failed");
     else rc = 0;
 out:
+    abjudge_free(w.ab);        /* judge calls in flight are dropped with their verdicts */
     usagelog_close(w.usage);   /* the last batch goes to the spool */
     metrics_worker_stop();
     if (w.htp) evhtp_free(w.htp);

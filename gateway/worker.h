@@ -40,6 +40,7 @@ typedef struct worker {
     struct cache       *cache;      /* response cache: LRU + Redis (cache.h) */
     struct tracer      *tracer;     /* OTLP span export, when tracing is configured (trace.h) */
     router_t            router;     /* deployment health, latency and usage; retry budget (router.h) */
+    struct abjudge     *ab;         /* evaluated A/B: judge jobs off the request path (abjudge.h) */
     uint64_t            id_prefix;  /* random per worker: request ids are unique across workers */
     uint64_t            req_seq;
     size_t              active;     /* requests in flight (async) */

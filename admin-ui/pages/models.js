@@ -6,10 +6,11 @@ const STRATEGIES = ['weighted', 'least_latency', 'least_cost', 'usage', 'classif
 
 export async function render(main, _args, stale) {
   const list = h('div', h('p.loading', 'Loading…'));
+  const abPanel = h('section.ab-panel', { 'aria-label': 'Evaluated A/B' });
   main.append(h('div.page-head', h('h1', 'Models & deployments'),
     session.admin ? h('button.primary', { type: 'button', onclick: () => edit(null, load) }, 'New model alias') : null),
   h('p.sub', 'An alias is what clients ask for; the gateway routes it to one of its deployments by the strategy, and to the fallbacks when they all fail.'),
-  list);
+  list, abPanel);
   async function load() {
     let models;
     let creds;
@@ -39,8 +40,39 @@ export async function render(main, _args, stale) {
         h('button.secondary.small', { type: 'button', 'aria-label': `Edit ${m.alias}`, onclick: () => edit(m, load) }, 'Edit'),
         h('button.danger.small', { type: 'button', 'aria-label': `Delete ${m.alias}`, onclick: () => remove(m, load) }, 'Delete')) : '') },
     ], models, 'Model aliases'));
+    loadAb(abPanel, stale);
   }
   await load();
+}
+
+const pct = (x) => `${(x * 100).toFixed(1)}%`;
+
+/* Evaluated A/B (GET /api/ab): each split alias with a judge, its variants' win rates (a tie is half a win). */
+async function loadAb(panel, stale) {
+  let doc;
+  try {
+    doc = await api('GET', '/api/ab');
+  } catch (e) {
+    if (!stale()) clear(panel, errorBox(e));
+    return;
+  }
+  if (stale()) return;
+  if (!doc.data.length) {
+    clear(panel);
+    return;
+  }
+  const rows = doc.data.flatMap((t) => t.variants.map((v) => ({ ...v, test: t })));
+  clear(panel, h('h2', 'Evaluated A/B'),
+    h('p.sub', 'Sampled requests of an alias with a traffic split are answered by the other variant too, off the request path, and a judge alias says which answer is better. A tie counts as half a win; the interval is 95% (Wilson).'),
+    table([
+      { label: 'Alias', cell: (r) => (r.variant === 'a' ? h('code', r.test.alias) : '') },
+      { label: 'Variant', cell: (r) => h('span', `${r.variant.toUpperCase()} `, h('code', r.alias)) },
+      { label: 'Win rate', cell: (r) => h('span', h('meter', { min: 0, max: 1, value: r.win_rate, title: pct(r.win_rate) }), ` ${pct(r.win_rate)}`) },
+      { label: '95% interval', cls: 'nowrap', cell: (r) => `${pct(r.ci95_low)} – ${pct(r.ci95_high)}` },
+      { label: 'Wins / ties / losses', cell: (r) => `${r.wins} / ${r.ties} / ${r.losses}` },
+      { label: 'Verdicts', cell: (r) => (r.variant === 'a' ? String(r.test.verdicts) : '') },
+      { label: 'Judge', cell: (r) => (r.variant === 'a' ? h('code', r.test.judge_alias) : '') },
+    ], rows, 'A/B win rates'));
 }
 
 function edit(m, reload) {

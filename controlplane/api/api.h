@@ -160,6 +160,7 @@ void api_audit_list(api_req *r);
 /* overview.c: who is calling, and the dashboard's aggregates. */
 void api_me(api_req *r);
 void api_overview(api_req *r);
+void api_ab(api_req *r);          /* evaluated A/B win rates (ab.c) */
 
 void api_healthz(api_req *r);
 

@@ -6,6 +6,7 @@
  * every config snapshot stay free of plaintext secrets.
  */
 #include "api.h"
+#include "promptcfg.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -15,7 +16,7 @@
 
 #define MODEL_JSON \
     "json_build_object('alias', m.alias, 'strategy', m.strategy, 'deployments', m.deployments, " \
-    "'fallbacks', m.fallbacks, 'cache', m.cache, 'router', m.router, 'created_at', m.created_at, " \
+    "'fallbacks', m.fallbacks, 'cache', m.cache, 'router', m.router, 'prompt', m.prompt, 'created_at', m.created_at, " \
     "'updated_at', m.updated_at)"
 
 #define MAX_DEPLOYMENTS 64
@@ -165,7 +166,8 @@ typedef struct model_in {
     char       *fallbacks;    /* text[] literal */
     char       *cache;        /* JSON text, or NULL */
     char       *router;       /* JSON text, or NULL */
-    int         has_deployments, has_fallbacks, has_cache, has_router;
+    char       *prompt;       /* JSON text, or NULL */
+    int         has_deployments, has_fallbacks, has_cache, has_router, has_prompt;
     cred_refs   refs;
 } model_in;
 
@@ -175,6 +177,7 @@ static void model_in_free(model_in *m)
     free(m->fallbacks);
     free(m->cache);
     free(m->router);
+    free(m->prompt);
 }
 
 /* The alias's router settings (the data plane's README "Router"): known
@@ -189,6 +192,9 @@ static int check_router(api_req *r, const json_value *v)
         { "breaker_cooldown_ms", 1, 3600000, 0 }, { "hedge_ms", 1, 600000, 0 }, { "split_percent", 0, 100, 0 },
         { "threshold", 0, 1, 0 }, { "context_fallback", 0, 0, 1 }, { "split_alias", 0, 0, 1 },
         { "cheap", 0, 0, 1 }, { "flagship", 0, 0, 1 },
+        /* structured outputs and evaluated A/B (the data plane's README) */
+        { "schema_retries", 0, 5, 0 }, { "judge", 0, 0, 1 }, { "judge_sample_ratio", 0, 1, 0 },
+        { "judge_rubric", 1, 4000, 2 },   /* text: 1-4000 bytes */
     };
     if (v->type != JSON_OBJECT) {
         api_error(r, 400, "invalid_request_error", "router must be an object such as {\"max_attempts\": 3}");
@@ -201,11 +207,14 @@ static int check_router(api_req *r, const json_value *v)
             api_error(r, 400, "invalid_request_error", "router.%.40s is not a router setting", f->key);
             return -1;
         }
-        int ok = known[i].alias ? f->type == JSON_STRING && valid_alias(f->str, f->str_len)
+        int ok = known[i].alias == 2 ? f->type == JSON_STRING && f->str_len >= 1 && f->str_len <= 4000 &&
+                                       strlen(f->str) == f->str_len
+               : known[i].alias ? f->type == JSON_STRING && valid_alias(f->str, f->str_len)
                : (f->type == JSON_NUMBER && isfinite(f->num) && f->num >= known[i].min && f->num <= known[i].max) ||
                  (!strcmp(f->key, "hedge_ms") && f->type == JSON_STRING && !strcmp(f->str, "p95"));
         if (!ok) {
-            if (known[i].alias) api_error(r, 400, "invalid_request_error", "router.%s must be a model alias", f->key);
+            if (known[i].alias == 2) api_error(r, 400, "invalid_request_error", "router.%s must be text of 1-4000 bytes", f->key);
+            else if (known[i].alias) api_error(r, 400, "invalid_request_error", "router.%s must be a model alias", f->key);
             else api_error(r, 400, "invalid_request_error", "router.%s must be a number from %g to %g", f->key,
                            known[i].min, known[i].max);
             return -1;
@@ -216,7 +225,8 @@ static int check_router(api_req *r, const json_value *v)
 
 static int parse_model(api_req *r, const json_value *body, int creating, const char *path_alias, model_in *m)
 {
-    static const char *const allowed[] = { "alias", "strategy", "deployments", "fallbacks", "cache", "router", NULL };
+    static const char *const allowed[] = { "alias", "strategy", "deployments", "fallbacks", "cache", "router", "prompt",
+                                           NULL };
     memset(m, 0, sizeof *m);
     if (api_only_fields(r, body, allowed) < 0) return -1;
 
@@ -289,6 +299,21 @@ static int parse_model(api_req *r, const json_value *body, int creating, const c
             if (!(m->router = api_source(r, v))) goto oom;
         }
     }
+    v = json_get(body, "prompt");   /* checked as the data plane reads it (common/promptcfg.h) */
+    if (v) {
+        m->has_prompt = 1;
+        if (v->type != JSON_NULL) {
+            char why[200];
+            if (!(m->prompt = api_source(r, v))) goto oom;
+            gw_prompt *p = v->type == JSON_OBJECT ? prompt_from_json(m->prompt, why, sizeof why) : NULL;
+            if (!p) {
+                api_error(r, 400, "invalid_request_error", "%s", v->type == JSON_OBJECT && why[0] ? why
+                          : "prompt must be an object such as {\"system_prefix\": \"...\", \"defaults\": {\"temperature\": 0.2}}");
+                return -1;
+            }
+            prompt_free(p);
+        }
+    }
     v = json_get(body, "cache");
     if (v) {
         m->has_cache = 1;
@@ -344,12 +369,12 @@ void api_models_create(api_req *r)
     model_in m;
     PGresult *res = NULL;
     if (parse_model(r, body, 1, NULL, &m) < 0) goto out;
-    const char *params[] = { m.alias, m.strategy, m.deployments, m.fallbacks, m.cache, m.router };
+    const char *params[] = { m.alias, m.strategy, m.deployments, m.fallbacks, m.cache, m.router, m.prompt };
     if (cp_db_begin(r->db) < 0) { api_db_error(r, NULL); goto out; }
     if (check_credentials(r, &m.refs) < 0) goto out;
     if (!(res = cp_db_exec(r->db,
-            "INSERT INTO models AS m (alias, strategy, deployments, fallbacks, cache, router) "
-            "VALUES ($1, $2, $3::jsonb, $4::text[], $5::jsonb, $6::jsonb) RETURNING " MODEL_JSON, 6, params)) ||
+            "INSERT INTO models AS m (alias, strategy, deployments, fallbacks, cache, router, prompt) "
+            "VALUES ($1, $2, $3::jsonb, $4::text[], $5::jsonb, $6::jsonb, $7::jsonb) RETURNING " MODEL_JSON, 7, params)) ||
         cp_audit_record(r->db, r->actor, "create", "models", m.alias, NULL, PQgetvalue(res, 0, 0), 1) < 0 ||
         cp_db_commit(r->db) < 0) {
         api_db_error(r, "a model with this alias already exists");
@@ -402,14 +427,15 @@ void api_models_update(api_req *r)
     model_in m;
     PGresult *before = NULL, *after = NULL;
     if (parse_model(r, body, 0, r->param, &m) < 0) goto out;
-    if (!m.strategy && !m.has_deployments && !m.has_fallbacks && !m.has_cache && !m.has_router) {
-        api_error(r, 400, "invalid_request_error", "nothing to update: send strategy, deployments, fallbacks, cache or router");
+    if (!m.strategy && !m.has_deployments && !m.has_fallbacks && !m.has_cache && !m.has_router && !m.has_prompt) {
+        api_error(r, 400, "invalid_request_error",
+                  "nothing to update: send strategy, deployments, fallbacks, cache, router or prompt");
         goto out;
     }
     /* Absent members keep their value: CASE on a "present" flag per column. */
     const char *params[] = { r->param, m.strategy, m.has_deployments ? "1" : NULL, m.deployments,
                              m.has_fallbacks ? "1" : NULL, m.fallbacks, m.has_cache ? "1" : NULL, m.cache,
-                             m.has_router ? "1" : NULL, m.router };
+                             m.has_router ? "1" : NULL, m.router, m.has_prompt ? "1" : NULL, m.prompt };
     if (cp_db_begin(r->db) < 0) { api_db_error(r, NULL); goto out; }
     if (!(before = lock_model(r)) || check_credentials(r, &m.refs) < 0) goto out;
     if (!(after = cp_db_exec(r->db,
@@ -417,8 +443,9 @@ void api_models_update(api_req *r)
             "  deployments = CASE WHEN $3::text IS NULL THEN m.deployments ELSE $4::jsonb END, "
             "  fallbacks = CASE WHEN $5::text IS NULL THEN m.fallbacks ELSE $6::text[] END, "
             "  cache = CASE WHEN $7::text IS NULL THEN m.cache ELSE $8::jsonb END, "
-            "  router = CASE WHEN $9::text IS NULL THEN m.router ELSE $10::jsonb END "
-            "WHERE m.alias = $1 RETURNING " MODEL_JSON, 10, params)) ||
+            "  router = CASE WHEN $9::text IS NULL THEN m.router ELSE $10::jsonb END, "
+            "  prompt = CASE WHEN $11::text IS NULL THEN m.prompt ELSE $12::jsonb END "
+            "WHERE m.alias = $1 RETURNING " MODEL_JSON, 12, params)) ||
         cp_audit_record(r->db, r->actor, "update", "models", r->param, PQgetvalue(before, 0, 0),
                         PQgetvalue(after, 0, 0), 1) < 0 ||
         cp_db_commit(r->db) < 0) {

@@ -19,6 +19,11 @@ prints "PORT <n>" as its first stdout line, then serves:
     POST /_mock/force           {"STATUS": "503", ...}: directives applied to every
                                 request from now on (the router's failure modes);
                                 {} clears them
+    POST /_mock/replies         ["text", ...]: the next chat answers' content, in
+                                order (then the usual reply again)
+
+A chat request for an upstream model named "*-judge" is answered as a judge:
+the answer ("Answer A" / "Answer B" / "tie") that contains "mock[good]" wins.
 
 Behaviour is driven by directives (space-separated tokens) in the LAST user
 message text (chat), the prompt (completions) or the input (embeddings):
@@ -320,6 +325,7 @@ class Handler(BaseHTTPRequestHandler, mock_dialects.Dialects):
                 self.server.records.clear()
                 self.server.count = 0
                 self.server.force = {}
+                self.server.replies.clear()
             return self.send_json(200, {"ok": True})
         if path == "/_mock/count":
             with self.server.lock:
@@ -329,6 +335,12 @@ class Handler(BaseHTTPRequestHandler, mock_dialects.Dialects):
                 return self.error(400, "POST a JSON object of directives")
             with self.server.lock:
                 self.server.force = {str(k).upper(): str(v) for k, v in body.items()}
+            return self.send_json(200, {"ok": True})
+        if path == "/_mock/replies":
+            if method != "POST" or not isinstance(body, list):
+                return self.error(400, "POST a JSON list of answer texts")
+            with self.server.lock:
+                self.server.replies.extend(str(x) for x in body)
             return self.send_json(200, {"ok": True})
         if path == "/_mock/health":
             return self.send_json(200, {"ok": True, "name": self.server.mock_name})
@@ -410,6 +422,18 @@ class Handler(BaseHTTPRequestHandler, mock_dialects.Dialects):
         text = last_user_text(body)
         return ("mock[%s] reply to: %s" % (self.server.mock_name, text))[:600]
 
+    def judge_text(self, body):
+        # the answer holding "mock[good]" wins; worded loosely, as real judges are
+        text = last_user_text(body)
+        a_at, b_at = text.find("Answer A"), text.find("Answer B")
+        if a_at < 0 or b_at < 0:
+            return "I cannot tell."
+        a, b = (text[a_at:b_at], text[b_at:]) if a_at < b_at else (text[a_at:], text[b_at:a_at])
+        ga, gb = "mock[good]" in a, "mock[good]" in b
+        if ga == gb:
+            return "Both are equally good: tie."
+        return "After comparing both, the better one is **Answer %s**." % ("A" if ga else "B")
+
     def chat(self, body, d, rec):
         msgs = body.get("messages") if isinstance(body.get("messages"), list) else []
         # upstream models named "*-dialect" get the full planner (tools, cached tokens, truncation)
@@ -437,7 +461,14 @@ class Handler(BaseHTTPRequestHandler, mock_dialects.Dialects):
         if body.get("stream") is True:
             return self.stream(body, d, rec, kind, rid, model, created, ptoks, reset_after)
 
-        content = self.reply_text(body)
+        with self.server.lock:
+            queued = self.server.replies.popleft() if self.server.replies else None
+        if queued is not None:
+            content = queued
+        elif model.endswith("-judge"):
+            content = self.judge_text(body)
+        else:
+            content = self.reply_text(body)
         ctoks = count_tokens(content)
         if kind == "chat":
             choice = {"index": 0, "message": {"role": "assistant", "content": content,
@@ -472,6 +503,8 @@ class Handler(BaseHTTPRequestHandler, mock_dialects.Dialects):
     def stream(self, body, d, rec, kind, rid, model, created, ptoks, reset_after):
         n = int_directive(d, "CHUNKS", 5)
         gap = int_directive(d, "GAP_MS", 0) / 1000.0
+        with self.server.lock:   # a queued answer is streamed in n pieces
+            queued = self.server.replies.popleft() if self.server.replies else None
         so = body.get("stream_options")
         include_usage = isinstance(so, dict) and so.get("include_usage") is True
         self.start(200, "text/event-stream", None,
@@ -502,7 +535,7 @@ class Handler(BaseHTTPRequestHandler, mock_dialects.Dialects):
                 return
             if self.peer_closed():
                 raise ClientGone()
-            piece = "chunk-%d " % i
+            piece = "chunk-%d " % i if queued is None else queued[len(queued) * i // n:len(queued) * (i + 1) // n]
             if kind == "chat":
                 delta = {"role": "assistant", "content": piece} if i == 0 else {"content": piece}
                 event(chunk(delta))
@@ -578,6 +611,7 @@ def main():
     srv.records = collections.deque(maxlen=MAX_RECORDS)
     srv.count = 0
     srv.force = {}
+    srv.replies = collections.deque()
     print("PORT %d" % srv.server_address[1], flush=True)
     try:
         srv.serve_forever(poll_interval=0.2)

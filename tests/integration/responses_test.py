@@ -45,6 +45,10 @@ def config(mock, mport, **extra):
             {"alias": "claude", "deployments": [{"provider": "anthropic", "model": "claude-3-5-haiku-20241022",
                                                  "base_url": root, "api_key": "sk-ant-" + secrets.token_hex(8)}]},
             {"alias": "mock", "deployments": [{"provider": "mock", "model": "mock-1"}]},
+            {"alias": "decorated", "prompt": {"system_prefix": "You are Acme's assistant.",
+                                              "defaults": {"temperature": 0.2, "max_tokens": 77}},
+             "deployments": [{"provider": "anthropic", "model": "claude-3-5-haiku-20241022",
+                              "base_url": root, "api_key": "sk-ant-" + secrets.token_hex(8)}]},
             {"alias": "cached", "cache": {"ttl_s": 60},
              "deployments": [{"provider": "openai_compatible", "model": "gpt-x-dialect",
                               "base_url": mock.base_url, "api_key": "sk-up-" + secrets.token_hex(8)}]},
@@ -153,6 +157,21 @@ def test_anthropic_provider_receives_translated_items():
     check(body["messages"][1]["content"][0] == {"type": "tool_use", "id": "toolu_9", "name": "get_weather",
                                                  "input": {"city": "Oslo"}}, "tool_use %r" % body["messages"][1])
     check(body["messages"][2]["content"][0]["type"] == "tool_result", "tool_result %r" % body["messages"][2])
+
+
+@test
+def test_prompt_decoration_applies_to_responses():
+    ENV.mock.reset()
+    tag = "TAG" + secrets.token_hex(4)
+    create("hello %s" % tag, model="decorated", instructions="be brief")
+    body = ENV.mock.wait_find(tag)[-1]["body"]
+    check(body["system"] == "You are Acme's assistant.\n\nbe brief", "system %r" % body.get("system"))
+    check(body["temperature"] == 0.2 and body["max_tokens"] == 77, "defaults %r" % body)
+    # the client's own settings win over the defaults
+    create("again %s" % tag, model="decorated", temperature=0.9, max_output_tokens=12)
+    body = ENV.mock.wait_find("again %s" % tag)[-1]["body"]
+    check(body["system"] == "You are Acme's assistant." and body["temperature"] == 0.9 and body["max_tokens"] == 12,
+          "client settings %r" % body)
 
 
 @test

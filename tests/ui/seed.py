@@ -88,6 +88,13 @@ def main():
                      "status": status, "attempts": 1 if status == 200 else 2, "dataplane_id": "gw-eu-1"})
     doc = json.dumps(rows).replace("'", "''")
     psql(f"SELECT spend_log_insert_batch('{doc}'::jsonb)")
+    # evaluated A/B verdicts (gateway/abjudge.h): 30 for the alias, 7 for its canary, 3 ties
+    api("POST", "/api/models", {"alias": "ui-mock-canary", "deployments": [{"provider": "mock", "model": "mock-y"}]})
+    verdicts = [{"request_id": f"seed-ab-{i}", "ts": (now - datetime.timedelta(minutes=i)).isoformat(),
+                 "alias": "ui-mock", "variant_a": "ui-mock", "variant_b": "ui-mock-canary",
+                 "winner": "a" if i < 30 else "b" if i < 37 else "tie", "judge_alias": "claude-haiku",
+                 "judge_model": "claude-3-5-haiku", "dataplane_id": "gw-eu-1"} for i in range(40)]
+    psql(f"SELECT ab_verdicts_insert_batch('{json.dumps(verdicts)}'::jsonb)")
     viewer = api("POST", "/api/admin-tokens", {"name": "finance-viewer", "role": "viewer"})
     print(viewer["token"])
 

@@ -382,6 +382,21 @@ test('request_log_filters_and_pages', async () => {
 
 // ---------------------------------------------------------------- viewer
 
+test('models_page_shows_ab_win_rates', async () => {
+  const { page } = admin;
+  await go(page, '#/models', 'Models & deployments');
+  const panel = page.getByRole('region', { name: 'Evaluated A/B' });
+  await panel.getByRole('heading', { name: 'Evaluated A/B' }).waitFor();
+  const rows = await panel.locator('tbody tr').allInnerTexts();
+  eq(rows.length, 2, 'one row per variant');
+  // 30 wins + 3 ties of 40 = 78.8%; the canary 7 + 1.5 = 21.3%
+  check(rows[0].includes('ui-mock') && rows[0].includes('78.8%') && rows[0].includes('30 / 3 / 7') && rows[0].includes('40'),
+    `variant A row: ${rows[0]}`);
+  check(rows[1].includes('ui-mock-canary') && rows[1].includes('21.3%') && rows[1].includes('7 / 3 / 30'), `variant B row: ${rows[1]}`);
+  eq(await panel.locator('meter').count(), 2, 'a meter per variant');
+  noProblems('models');
+});
+
 test('viewer_sees_everything_but_cannot_write', async () => {
   const v = await newPage(DESKTOP, 'viewer');
   const { page } = v;
