@@ -1,11 +1,13 @@
-/* The region: a header, the entry slots, two hash heads (by id, by subject),
- * a FIFO of entries in insertion order, then the ring of bytes.
+/* The region: a header, the entry slots, the subjects (keys) with their
+ * entries' count and oldest-to-newest list, hash heads by id and by
+ * subject, a FIFO of entries in insertion order, then the ring of bytes.
  *
  * Entries are written one after another into the ring, so insertion order
  * is ring order: the oldest entry is the next one a write overwrites, and
  * the FIFO's front tells which. Lookups go through the id chains, a key's
- * count and its oldest entry through the subject chains; nothing scans the
- * whole table. Deleted entries leave stale FIFO records that are skipped. */
+ * count and oldest entry are its subject record's: every operation is O(1)
+ * but for hash chains, nothing scans the table. Deleted entries leave stale
+ * FIFO records that are skipped. */
 #include "respstore.h"
 
 #include <errno.h>
@@ -19,13 +21,20 @@
 
 typedef struct rs_slot {
     uint64_t seq;                           /* 0: free; else insertion number */
-    uint64_t hash, shash;                   /* of id, of subject */
-    int32_t  id_next, subj_next;            /* chains; free slots: id_next is the free list */
+    uint64_t hash;                          /* of id */
+    int32_t  id_next;                       /* id chain; free slots: the free list */
+    int32_t  subj, older, newer;            /* its subject, and that subject's list */
     char     id[RESPSTORE_ID_MAX + 1];
-    char     subject[RESPSTORE_SUBJECT_MAX + 1];
     size_t   off, len;                      /* bytes in the ring */
     int64_t  expires;                       /* CLOCK_REALTIME seconds */
 } rs_slot;
+
+typedef struct rs_subj {
+    uint64_t shash;
+    int32_t  next;                          /* hash chain; free records: the free list */
+    int32_t  count, oldest, newest;
+    char     subject[RESPSTORE_SUBJECT_MAX + 1];
+} rs_subj;
 
 typedef struct rs_fifo { int32_t slot; uint64_t seq; } rs_fifo;
 
@@ -35,13 +44,14 @@ typedef struct rs_shm {
     size_t   ring_size, head;               /* next write offset */
     uint64_t seq;
     uint32_t nslots, mask;                  /* buckets = mask + 1 */
-    int32_t  free_head;
+    int32_t  free_head, subj_free;
     uint32_t fifo_front, fifo_n;            /* circular, nslots records */
     size_t   live;
 } rs_shm;
 
 static rs_shm  *g_rs;
 static rs_slot *g_slots;
+static rs_subj *g_subjs;
 static int32_t *g_id_head, *g_subj_head;
 static rs_fifo *g_fifo;
 static char    *g_ring;
@@ -68,7 +78,8 @@ int respstore_init(const respstore_limits *lim)
     if (nslots > (1u << 20)) nslots = 1u << 20;
     uint32_t nb = 1;
     while (nb < nslots) nb <<= 1;
-    size_t o_slots = align8(sizeof(rs_shm)), o_id = o_slots + align8(nslots * sizeof(rs_slot));
+    size_t o_slots = align8(sizeof(rs_shm)), o_subjs = o_slots + align8(nslots * sizeof(rs_slot));
+    size_t o_id = o_subjs + align8(nslots * sizeof(rs_subj));
     size_t o_subj = o_id + align8(nb * sizeof(int32_t)), o_fifo = o_subj + align8(nb * sizeof(int32_t));
     size_t o_ring = o_fifo + align8(nslots * sizeof(rs_fifo)), size = o_ring + lim->total_bytes;
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);   /* committed as written */
@@ -86,6 +97,7 @@ int respstore_init(const respstore_limits *lim)
     s->nslots = (uint32_t)nslots;
     s->mask = nb - 1;
     g_slots = (rs_slot *)((char *)p + o_slots);
+    g_subjs = (rs_subj *)((char *)p + o_subjs);
     g_id_head = (int32_t *)((char *)p + o_id);
     g_subj_head = (int32_t *)((char *)p + o_subj);
     g_fifo = (rs_fifo *)((char *)p + o_fifo);
@@ -105,8 +117,10 @@ static void reset(void)
     for (uint32_t i = 0; i < g_rs->nslots; i++) {
         g_slots[i].seq = 0;
         g_slots[i].id_next = i + 1 < g_rs->nslots ? (int32_t)(i + 1) : -1;
+        g_subjs[i].count = 0;
+        g_subjs[i].next = i + 1 < g_rs->nslots ? (int32_t)(i + 1) : -1;
     }
-    g_rs->free_head = 0;
+    g_rs->free_head = g_rs->subj_free = 0;
     g_rs->fifo_front = g_rs->fifo_n = 0;
     g_rs->head = 0;
     g_rs->live = 0;
@@ -132,18 +146,44 @@ static int64_t now_s(void) { return (int64_t)time(NULL); }
 
 static int valid_name(const char *s, size_t max) { size_t n = s ? strlen(s) : 0; return n > 0 && n <= max; }
 
-static void unlink_from(int32_t *head, int32_t i, int by_id)
+static int32_t subj_find(uint64_t sh, const char *subject)
 {
-    for (int32_t *pp = head; *pp >= 0; pp = by_id ? &g_slots[*pp].id_next : &g_slots[*pp].subj_next)
-        if (*pp == i) { *pp = by_id ? g_slots[i].id_next : g_slots[i].subj_next; return; }
+    for (int32_t k = g_subj_head[sh & g_rs->mask]; k >= 0; k = g_subjs[k].next)
+        if (g_subjs[k].shash == sh && !strcmp(g_subjs[k].subject, subject)) return k;
+    return -1;
 }
 
-/* Drops a live entry: out of both chains, onto the free list. */
+/* The subject's record, made when it has none (a record is free whenever a slot is). */
+static int32_t subj_get(uint64_t sh, const char *subject)
+{
+    int32_t k = subj_find(sh, subject);
+    if (k >= 0 || (k = g_rs->subj_free) < 0) return k;
+    rs_subj *r = &g_subjs[k];
+    g_rs->subj_free = r->next;
+    r->shash = sh;
+    strcpy(r->subject, subject);
+    r->count = 0;
+    r->oldest = r->newest = -1;
+    r->next = g_subj_head[sh & g_rs->mask];
+    g_subj_head[sh & g_rs->mask] = k;
+    return k;
+}
+
+/* Drops a live entry: out of its id chain and its subject's list, onto the free list. */
 static void drop(int32_t i)
 {
     rs_slot *s = &g_slots[i];
-    unlink_from(&g_id_head[s->hash & g_rs->mask], i, 1);
-    unlink_from(&g_subj_head[s->shash & g_rs->mask], i, 0);
+    for (int32_t *pp = &g_id_head[s->hash & g_rs->mask]; *pp >= 0; pp = &g_slots[*pp].id_next)
+        if (*pp == i) { *pp = s->id_next; break; }
+    rs_subj *r = &g_subjs[s->subj];
+    if (s->older >= 0) g_slots[s->older].newer = s->newer; else r->oldest = s->newer;
+    if (s->newer >= 0) g_slots[s->newer].older = s->older; else r->newest = s->older;
+    if (--r->count == 0) {   /* the subject's last entry: its record goes too */
+        for (int32_t *pp = &g_subj_head[r->shash & g_rs->mask]; *pp >= 0; pp = &g_subjs[*pp].next)
+            if (*pp == s->subj) { *pp = r->next; break; }
+        r->next = g_rs->subj_free;
+        g_rs->subj_free = s->subj;
+    }
     s->seq = 0;
     s->id_next = g_rs->free_head;
     g_rs->free_head = i;
@@ -169,7 +209,7 @@ static int32_t find(const char *subject, const char *id)
         rs_slot *s = &g_slots[i];
         if (s->hash != h || strcmp(s->id, id)) continue;
         if (s->expires <= now_s()) { drop(i); return -1; }
-        return strcmp(s->subject, subject) ? -1 : i;
+        return strcmp(g_subjs[s->subj].subject, subject) ? -1 : i;
     }
     return -1;
 }
@@ -185,12 +225,9 @@ int respstore_put(const char *subject, const char *id, const char *data, size_t 
     for (int32_t o; (o = fifo_oldest()) >= 0 && g_slots[o].expires <= now;) drop(o);
     int32_t old = find(subject, id);
     if (old >= 0) drop(old);   /* a rewrite replaces */
-    /* the key keeps at most max_per_key: its oldest goes (the chain's last of its own) */
-    int mine = 0;
-    int32_t oldest_mine = -1;
-    for (int32_t i = g_subj_head[sh & g_rs->mask]; i >= 0; i = g_slots[i].subj_next)
-        if (g_slots[i].shash == sh && !strcmp(g_slots[i].subject, subject)) { mine++; oldest_mine = i; }
-    if (mine >= g_rs->lim.max_per_key && oldest_mine >= 0) drop(oldest_mine);
+    /* the key keeps at most max_per_key: its oldest goes */
+    int32_t k = subj_find(sh, subject);
+    if (k >= 0 && g_subjs[k].count >= g_rs->lim.max_per_key) drop(g_subjs[k].oldest);
     /* the ring: when the tail is too short, what lies in it (the oldest) goes and the write wraps;
      * then whatever the new bytes overwrite goes, oldest first */
     size_t off = g_rs->head;
@@ -205,24 +242,30 @@ int respstore_put(const char *subject, const char *id, const char *data, size_t 
         if ((g_rs->free_head >= 0 && g_rs->fifo_n < g_rs->nslots) || o < 0) break;
         drop(o);
     }
-    if (g_rs->free_head < 0 || g_rs->fifo_n >= g_rs->nslots) { unlock(); return -1; }   /* not reached: bounded above */
+    if (g_rs->free_head < 0 || g_rs->fifo_n >= g_rs->nslots || (k = subj_get(sh, subject)) < 0) {
+        unlock();   /* not reached: bounded above */
+        return -1;
+    }
     int32_t i = g_rs->free_head;
     rs_slot *s = &g_slots[i];
+    rs_subj *r = &g_subjs[k];
     g_rs->free_head = s->id_next;
     memcpy(g_ring + off, data, len);
     g_rs->head = off + len;
     s->hash = h;
-    s->shash = sh;
     strcpy(s->id, id);
-    strcpy(s->subject, subject);
     s->off = off;
     s->len = len;
     s->expires = now + g_rs->lim.ttl_s;
     s->seq = ++g_rs->seq;
     s->id_next = g_id_head[h & g_rs->mask];
     g_id_head[h & g_rs->mask] = i;
-    s->subj_next = g_subj_head[sh & g_rs->mask];
-    g_subj_head[sh & g_rs->mask] = i;
+    s->subj = k;   /* the newest of its subject */
+    s->older = r->newest;
+    s->newer = -1;
+    if (r->newest >= 0) g_slots[r->newest].newer = i; else r->oldest = i;
+    r->newest = i;
+    r->count++;
     g_fifo[(g_rs->fifo_front + g_rs->fifo_n) % g_rs->nslots] = (rs_fifo){ i, s->seq };
     g_rs->fifo_n++;
     g_rs->live++;

@@ -360,6 +360,23 @@ static void stream_failure_ends_failed(void)
     free(out);
 }
 
+/* A length stop ends with response.incomplete and its reason; the message is incomplete too. */
+static void stream_length_is_incomplete(void)
+{
+    static const char t[] =
+        "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Once\"},\"finish_reason\":null}]}\n\n"
+        "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"length\"}]}\n\n"
+        "data: [DONE]\n\n";
+    int rc;
+    char *out = fx_stream(&provider_openai, t, sizeof t - 1, 9, CLIENT_OPENAI_RESPONSES, 1, &rc, NULL);
+    CHECK(rc == 0 && out);
+    if (!out) return;
+    CHECK(count_events(out, "response.incomplete") == 1 && count_events(out, "response.completed") == 0);
+    CHECK(strstr(out, "\"status\":\"incomplete\",\"background\":false,\"error\":null,\"incomplete_details\":{\"reason\":\"max_output_tokens\"}") != NULL);
+    CHECK(strstr(out, "\"type\":\"response.output_item.done\",\"sequence_number\":7,\"output_index\":0,\"item\":{\"id\":\"msg_id-1_0\",\"type\":\"message\",\"status\":\"incomplete\"") != NULL);
+    free(out);
+}
+
 static void store_per_key_bounded(void)
 {
     respstore_limits lim = { .total_bytes = 64 << 10, .max_entry_bytes = 8 << 10, .max_per_key = 3, .ttl_s = 3600 };
@@ -489,6 +506,7 @@ int main(void)
     RUN(stream_golden_any_split);
     RUN(stream_tool_call_from_anthropic);
     RUN(stream_failure_ends_failed);
+    RUN(stream_length_is_incomplete);
     RUN(store_per_key_bounded);
     RUN(store_random_ops_keep_invariants);
     RUN(store_cost_printed);
