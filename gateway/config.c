@@ -337,7 +337,36 @@ static int parse_key(parse_ctx *p, const char *path, yaml_node_t *m, yaml_key *k
     return p->failed ? -1 : 0;
 }
 
-/* cache: { ttl_s: 300, shared: false } */
+/* cache: { semantic: { embedding_model: emb, threshold: 0.92, ttl_s: 3600, max_temperature: 1.0 } } */
+static void parse_semantic(parse_ctx *p, const char *path, yaml_node_t *v, gw_model *md)
+{
+    char fp[256];
+    if (v->type != YAML_MAPPING_NODE) { fail(p, path, "must be a mapping such as { embedding_model: emb }"); return; }
+    gw_semantic *s = md->semantic = calloc(1, sizeof *s);
+    if (!s) { fail(p, path, "out of memory"); return; }
+    s->threshold = 0.92;
+    s->ttl_s = 0;   /* resolved once the whole alias is read: its cache ttl_s, else an hour */
+    s->max_temperature = 1.0;
+    for (yaml_node_pair_t *pr = v->data.mapping.pairs.start; pr < v->data.mapping.pairs.top && !p->failed; pr++) {
+        const char *k = scalar(node(p, pr->key));
+        yaml_node_t *cv = node(p, pr->value);
+        if (!k) { fail(p, path, "keys must be strings"); return; }
+        snprintf(fp, sizeof fp, "%s.%s", path, k);
+        if (!strcmp(k, "embedding_model")) want_string(p, fp, cv, &s->embedding_model);
+        else if (!strcmp(k, "threshold")) {
+            if (want_double(p, fp, cv, &s->threshold) == 0 && !(s->threshold >= 0.5 && s->threshold <= 1))
+                fail(p, fp, "must be between 0.5 and 1");
+        } else if (!strcmp(k, "ttl_s")) want_long(p, fp, cv, 1, 30L * 86400, &s->ttl_s);
+        else if (!strcmp(k, "max_temperature")) {
+            if (want_double(p, fp, cv, &s->max_temperature) == 0 && !(s->max_temperature >= 0 && s->max_temperature <= 2))
+                fail(p, fp, "must be between 0 and 2");
+        } else fail(p, fp, "unknown field");
+    }
+    snprintf(fp, sizeof fp, "%s.embedding_model", path);
+    if (!p->failed && !s->embedding_model) fail(p, fp, "is required");
+}
+
+/* cache: { ttl_s: 300, shared: false, semantic: {...} } */
 static void parse_model_cache(parse_ctx *p, const char *path, yaml_node_t *v, gw_model *md)
 {
     char fp[256];
@@ -353,6 +382,9 @@ static void parse_model_cache(parse_ctx *p, const char *path, yaml_node_t *v, gw
             if (s && !strcmp(s, "true")) md->cache_shared = 1;
             else if (s && !strcmp(s, "false")) md->cache_shared = 0;
             else fail(p, fp, "must be true or false");
+        } else if (!strcmp(k, "semantic")) {
+            if (md->semantic) fail(p, fp, "given twice");
+            else parse_semantic(p, fp, cv, md);
         } else fail(p, fp, "unknown field");
     }
 }
@@ -371,6 +403,10 @@ static void parse_cache_settings(parse_ctx *p, const char *path, yaml_node_t *v,
         if (!strcmp(k, "memory_mb")) { if (want_long(p, fp, cv, 0, 1L << 20, &x) == 0) c->cache_memory_bytes = (size_t)x << 20; }
         else if (!strcmp(k, "max_entry_kb")) { if (want_long(p, fp, cv, 1, 1L << 20, &x) == 0) c->cache_max_entry_bytes = (size_t)x << 10; }
         else if (!strcmp(k, "default_ttl_s")) want_long(p, fp, cv, 1, 30L * 86400, &c->cache_default_ttl_s);
+        else if (!strcmp(k, "semantic_max_entries")) want_size(p, fp, cv, 0, 100000000L, &c->sem_max_entries);
+        else if (!strcmp(k, "semantic_memory_mb")) { if (want_long(p, fp, cv, 0, 1L << 20, &x) == 0) c->sem_memory_bytes = (size_t)x << 20; }
+        else if (!strcmp(k, "semantic_m")) want_long(p, fp, cv, 4, 64, &c->sem_m);
+        else if (!strcmp(k, "semantic_ef")) want_long(p, fp, cv, 1, 4096, &c->sem_ef);
         else fail(p, fp, "unknown field");
     }
 }
@@ -614,6 +650,27 @@ static void yaml_keys_free(yaml_key *keys, size_t n)
     free(keys);
 }
 
+/* The embedding alias exists, is not the alias itself, and can embed. */
+static int semantic_check(parse_ctx *p, gw_config *c, gw_model *m, size_t i)
+{
+    char fp[128];
+    gw_semantic *s = m->semantic;
+    if (s->ttl_s <= 0) s->ttl_s = m->cache_ttl_s > 0 ? m->cache_ttl_s : 3600;
+    snprintf(fp, sizeof fp, "models[%zu].cache.semantic.embedding_model", i);
+    const gw_model *e = config_find_model(c, s->embedding_model, strlen(s->embedding_model));
+    if (!e || e == m) { fail(p, fp, "unknown alias or the alias itself: \"%s\"", s->embedding_model); return -1; }
+    for (size_t j = 0; j < e->ndeployments; j++)
+        if (config_deployment_embeds(&e->deployments[j])) return 0;
+    fail(p, fp, "alias \"%s\" has no deployment that serves embeddings", s->embedding_model);
+    return -1;
+}
+
+int config_deployment_embeds(const gw_deployment *d)
+{
+    const provider *pr = d->provider;
+    return pr && (pr->local_reply || pr->build_embed || (pr->dialect == DIALECT_OPENAI && pr->build));
+}
+
 static int build_indexes(parse_ctx *p, gw_config *c, const yaml_key *keys, size_t nkeys)
 {
     char why[256];
@@ -641,6 +698,7 @@ static int build_indexes(parse_ctx *p, gw_config *c, const yaml_key *keys, size_
                 fail(p, fp, "unknown alias or the alias itself: \"%s\"", refs[j]);
                 return -1;
             }
+        if (m->semantic && semantic_check(p, c, m, i) < 0) return -1;
         if (m->strategy_id == STRATEGY_CLASSIFIER && (!rp->cheap_alias || !rp->flagship_alias)) {
             snprintf(fp, sizeof fp, "models[%zu].router", i);
             fail(p, fp, "strategy classifier needs cheap and flagship aliases");
@@ -798,6 +856,7 @@ void config_model_free(gw_model *m)
     free(m->policy.context_fallback); free(m->policy.split_alias);
     free(m->policy.cheap_alias); free(m->policy.flagship_alias);
     free(m->deployments); free(m->alias); free(m->strategy);
+    if (m->semantic) { free(m->semantic->embedding_model); free(m->semantic); }
 }
 
 static void config_free(gw_config *c)
@@ -828,6 +887,10 @@ gw_config *config_parse(const char *yaml, size_t len, const char *path, char *er
     c->cache_memory_bytes = 64u << 20;
     c->cache_max_entry_bytes = 1u << 20;
     c->cache_default_ttl_s = 300;
+    c->sem_max_entries = 10000;
+    c->sem_memory_bytes = 64u << 20;
+    c->sem_m = 16;
+    c->sem_ef = 128;
     c->trace_sample_ratio = 1.0;
     c->trace_queue_spans = 4096;
     c->trace_batch_spans = 512;
@@ -955,6 +1018,10 @@ gw_config *config_with_settings(const gw_config *base, keytab *keys)
     c->cache_memory_bytes = base->cache_memory_bytes;
     c->cache_max_entry_bytes = base->cache_max_entry_bytes;
     c->cache_default_ttl_s = base->cache_default_ttl_s;
+    c->sem_max_entries = base->sem_max_entries;
+    c->sem_memory_bytes = base->sem_memory_bytes;
+    c->sem_m = base->sem_m;
+    c->sem_ef = base->sem_ef;
     c->trace_sample_ratio = base->trace_sample_ratio;
     c->trace_queue_spans = base->trace_queue_spans;
     c->trace_batch_spans = base->trace_batch_spans;
