@@ -270,6 +270,7 @@ static void access_log(gw_req *r)
         buf_put_fixed3(b, r->complexity);
     }
     if (r->split) put_field_str(b, ",\"split\":", r->split);
+    if (r->sem_on) { buf_puts(b, ",\"cache_similarity\":"); buf_put_fixed3(b, r->cache_similarity); }
     buf_puts(b, r->stream ? ",\"stream\":true,\"latency_ms\":" : ",\"stream\":false,\"latency_ms\":");
     buf_put_fixed3(b, ms_since(&r->t0));
     if (r->ttft_ms > 0) { buf_puts(b, ",\"ttft_ms\":"); buf_put_fixed3(b, r->ttft_ms); }
