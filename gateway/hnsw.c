@@ -25,6 +25,7 @@ struct hnsw {
     hitem    *cand, *res, *tmp; /* scratch */
     size_t    cand_cap, res_cap, tmp_cap;
     size_t    up_bytes;
+    uint64_t  ndist;            /* distances computed so far (benchmarks) */
 };
 
 /* ---- vectors ---- */
@@ -55,7 +56,11 @@ int hnsw_normalize(float *v, uint32_t dim)
 }
 
 static const float *V(const hnsw *h, uint32_t id) { return h->vec + (size_t)id * h->dim; }
-static float dist(const hnsw *h, const float *q, uint32_t id) { return 1.0f - hnsw_dot(q, V(h, id), h->dim); }
+static float dist(const hnsw *h, const float *q, uint32_t id)
+{
+    ((hnsw *)h)->ndist++;
+    return 1.0f - hnsw_dot(q, V(h, id), h->dim);
+}
 
 static uint32_t *links(const hnsw *h, uint32_t id, int l)
 {
@@ -397,6 +402,7 @@ size_t hnsw_search(hnsw *h, const float *q, size_t k, size_t ef, hnsw_accept_fn 
 }
 
 size_t hnsw_count(const hnsw *h) { return h->count; }
+uint64_t hnsw_distances(const hnsw *h) { return h->ndist; }
 uint32_t hnsw_dim(const hnsw *h) { return h->dim; }
 const float *hnsw_vector(const hnsw *h, uint32_t id) { return V(h, id); }
 

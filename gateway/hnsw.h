@@ -39,6 +39,8 @@ size_t hnsw_search(hnsw *h, const float *q, size_t k, size_t ef, hnsw_accept_fn 
                    uint32_t *ids, float *sims);
 
 size_t       hnsw_count(const hnsw *h);   /* vectors in the index */
+uint64_t     hnsw_distances(const hnsw *h);   /* vectors compared so far by searches (a cost that does not
+                                                 depend on the machine's load) */
 size_t       hnsw_bytes(const hnsw *h);   /* memory it holds, all included */
 uint32_t     hnsw_dim(const hnsw *h);
 const float *hnsw_vector(const hnsw *h, uint32_t id);
