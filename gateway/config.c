@@ -337,33 +337,69 @@ static int parse_key(parse_ctx *p, const char *path, yaml_node_t *m, yaml_key *k
     return p->failed ? -1 : 0;
 }
 
+gw_semantic *config_semantic_new(void)
+{
+    gw_semantic *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->threshold = 0.92;
+    s->ttl_s = 0;   /* resolved with the whole alias: its cache ttl_s, else an hour */
+    s->max_temperature = 1.0;
+    return s;
+}
+
+void config_semantic_free(gw_semantic *s)
+{
+    if (!s) return;
+    free(s->embedding_model);
+    free(s);
+}
+
+int config_semantic_set(gw_semantic *s, const char *key, const char *value, char *err, size_t errlen)
+{
+    if (!strcmp(key, "embedding_model")) {
+        if (!*value || strlen(value) > 200) { snprintf(err, errlen, "must be a model alias"); return -1; }
+        char *copy = strdup(value);
+        if (!copy) { snprintf(err, errlen, "out of memory"); return -1; }
+        free(s->embedding_model);
+        s->embedding_model = copy;
+        return 0;
+    }
+    static const struct { const char *name; double min, max; int integer; } nums[] = {
+        { "threshold", 0.5, 1, 0 }, { "ttl_s", 1, 30.0 * 86400, 1 }, { "max_temperature", 0, 2, 0 },
+    };
+    size_t i = 0;
+    while (i < 3 && strcmp(nums[i].name, key)) i++;
+    if (i == 3) { snprintf(err, errlen, "unknown field"); return -1; }
+    char *end;
+    errno = 0;
+    double x = strtod(value, &end);
+    if (errno || end == value || *end || !(x >= nums[i].min && x <= nums[i].max) ||
+        (nums[i].integer && x != (double)(long)x)) {
+        snprintf(err, errlen, "must be %s between %.10g and %.10g", nums[i].integer ? "an integer" : "a number",
+                 nums[i].min, nums[i].max);
+        return -1;
+    }
+    if (i == 0) s->threshold = x;
+    else if (i == 1) s->ttl_s = (long)x;
+    else s->max_temperature = x;
+    return 0;
+}
+
 /* cache: { semantic: { embedding_model: emb, threshold: 0.92, ttl_s: 3600, max_temperature: 1.0 } } */
 static void parse_semantic(parse_ctx *p, const char *path, yaml_node_t *v, gw_model *md)
 {
-    char fp[256];
+    char fp[256], why[160];
     if (v->type != YAML_MAPPING_NODE) { fail(p, path, "must be a mapping such as { embedding_model: emb }"); return; }
-    gw_semantic *s = md->semantic = calloc(1, sizeof *s);
-    if (!s) { fail(p, path, "out of memory"); return; }
-    s->threshold = 0.92;
-    s->ttl_s = 0;   /* resolved once the whole alias is read: its cache ttl_s, else an hour */
-    s->max_temperature = 1.0;
+    if (!(md->semantic = config_semantic_new())) { fail(p, path, "out of memory"); return; }
     for (yaml_node_pair_t *pr = v->data.mapping.pairs.start; pr < v->data.mapping.pairs.top && !p->failed; pr++) {
-        const char *k = scalar(node(p, pr->key));
-        yaml_node_t *cv = node(p, pr->value);
+        const char *k = scalar(node(p, pr->key)), *val = scalar(node(p, pr->value));
         if (!k) { fail(p, path, "keys must be strings"); return; }
         snprintf(fp, sizeof fp, "%s.%s", path, k);
-        if (!strcmp(k, "embedding_model")) want_string(p, fp, cv, &s->embedding_model);
-        else if (!strcmp(k, "threshold")) {
-            if (want_double(p, fp, cv, &s->threshold) == 0 && !(s->threshold >= 0.5 && s->threshold <= 1))
-                fail(p, fp, "must be between 0.5 and 1");
-        } else if (!strcmp(k, "ttl_s")) want_long(p, fp, cv, 1, 30L * 86400, &s->ttl_s);
-        else if (!strcmp(k, "max_temperature")) {
-            if (want_double(p, fp, cv, &s->max_temperature) == 0 && !(s->max_temperature >= 0 && s->max_temperature <= 2))
-                fail(p, fp, "must be between 0 and 2");
-        } else fail(p, fp, "unknown field");
+        if (!val) fail(p, fp, "must be a scalar");
+        else if (config_semantic_set(md->semantic, k, val, why, sizeof why) < 0) fail(p, fp, "%s", why);
     }
     snprintf(fp, sizeof fp, "%s.embedding_model", path);
-    if (!p->failed && !s->embedding_model) fail(p, fp, "is required");
+    if (!p->failed && !md->semantic->embedding_model) fail(p, fp, "is required");
 }
 
 /* cache: { ttl_s: 300, shared: false, semantic: {...} } */
@@ -651,17 +687,25 @@ static void yaml_keys_free(yaml_key *keys, size_t n)
 }
 
 /* The embedding alias exists, is not the alias itself, and can embed. */
-static int semantic_check(parse_ctx *p, gw_config *c, gw_model *m, size_t i)
+int config_semantic_resolve(const gw_config *c, gw_model *m, char *err, size_t errlen)
 {
-    char fp[128];
     gw_semantic *s = m->semantic;
     if (s->ttl_s <= 0) s->ttl_s = m->cache_ttl_s > 0 ? m->cache_ttl_s : 3600;
-    snprintf(fp, sizeof fp, "models[%zu].cache.semantic.embedding_model", i);
-    const gw_model *e = config_find_model(c, s->embedding_model, strlen(s->embedding_model));
-    if (!e || e == m) { fail(p, fp, "unknown alias or the alias itself: \"%s\"", s->embedding_model); return -1; }
+    const char *name = s->embedding_model ? s->embedding_model : "";
+    const gw_model *e = config_find_model(c, name, strlen(name));
+    if (!e || e == m) { snprintf(err, errlen, "unknown alias or the alias itself: \"%.200s\"", name); return -1; }
     for (size_t j = 0; j < e->ndeployments; j++)
         if (config_deployment_embeds(&e->deployments[j])) return 0;
-    fail(p, fp, "alias \"%s\" has no deployment that serves embeddings", s->embedding_model);
+    snprintf(err, errlen, "alias \"%.200s\" has no deployment that serves embeddings", name);
+    return -1;
+}
+
+static int semantic_check(parse_ctx *p, gw_config *c, gw_model *m, size_t i)
+{
+    char fp[128], why[300];
+    if (config_semantic_resolve(c, m, why, sizeof why) == 0) return 0;
+    snprintf(fp, sizeof fp, "models[%zu].cache.semantic.embedding_model", i);
+    fail(p, fp, "%s", why);
     return -1;
 }
 
@@ -856,7 +900,7 @@ void config_model_free(gw_model *m)
     free(m->policy.context_fallback); free(m->policy.split_alias);
     free(m->policy.cheap_alias); free(m->policy.flagship_alias);
     free(m->deployments); free(m->alias); free(m->strategy);
-    if (m->semantic) { free(m->semantic->embedding_model); free(m->semantic); }
+    config_semantic_free(m->semantic);
 }
 
 static void config_free(gw_config *c)

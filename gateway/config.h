@@ -79,6 +79,12 @@ typedef struct gw_semantic {
     double max_temperature;      /* hotter requests are never answered from it (absent: 1.0) */
 } gw_semantic;
 
+gw_semantic *config_semantic_new(void);   /* the defaults; NULL on out of memory */
+void         config_semantic_free(gw_semantic *s);
+/* Sets one semantic setting by its YAML name from its text; -1 with the
+ * reason (unknown name, out of range). */
+int          config_semantic_set(gw_semantic *s, const char *key, const char *value, char *err, size_t errlen);
+
 typedef struct gw_model {
     char          *alias;
     char          *strategy;
@@ -156,6 +162,9 @@ int        config_set_models(gw_config *c, gw_model *models, size_t n, char *err
  * weight are set: finds the provider and runs its prepare(). -1 with a reason. */
 int        config_deployment_prepare(gw_deployment *d, char *err, size_t errlen);
 void       config_deployment_free(gw_deployment *d);
+/* Once every alias is indexed: the alias's embedding model exists and can
+ * embed, and its ttl is settled. -1 with the reason. */
+int        config_semantic_resolve(const gw_config *c, gw_model *m, char *err, size_t errlen);
 /* 1 when the deployment's provider serves embeddings (semantic cache). */
 int        config_deployment_embeds(const gw_deployment *d);
 /* Resolves d->price from the built-in table and d->price_override (warns

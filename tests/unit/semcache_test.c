@@ -270,9 +270,9 @@ static void test_config(void)
         { "{ threshold: 0.9 }", "models[0].cache.semantic.embedding_model: is required" },
         { "{ embedding_model: nope }", "models[0].cache.semantic.embedding_model: unknown alias" },
         { "{ embedding_model: a }", "models[0].cache.semantic.embedding_model: unknown alias or the alias itself" },
-        { "{ embedding_model: e, threshold: 0.2 }", "models[0].cache.semantic.threshold: must be between 0.5 and 1" },
-        { "{ embedding_model: e, max_temperature: 3 }", "models[0].cache.semantic.max_temperature: must be between" },
-        { "{ embedding_model: e, ttl_s: 0 }", "models[0].cache.semantic.ttl_s: must be between" },
+        { "{ embedding_model: e, threshold: 0.2 }", "models[0].cache.semantic.threshold: must be a number between 0.5 and 1" },
+        { "{ embedding_model: e, max_temperature: 3 }", "models[0].cache.semantic.max_temperature: must be a number between 0 and 2" },
+        { "{ embedding_model: e, ttl_s: 0 }", "models[0].cache.semantic.ttl_s: must be an integer between 1 and 2592000" },
         { "{ embedding_model: e, nope: 1 }", "models[0].cache.semantic.nope: unknown field" },
         { "5", "models[0].cache.semantic: must be a mapping" },
     };
