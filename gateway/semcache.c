@@ -13,11 +13,11 @@
 #include "log.h"
 
 #define PART_BUCKETS  4096
-#define SYNC_COUNT    "64"      /* stream entries read per lookup at most (answers can be large) */
+#define SYNC_COUNT    "32"      /* stream entries read per lookup at most (answers can be large) */
 #define SWEEP_MS      1000
 #define SWEEP_LIMIT   4096
 #define EF_CONSTRUCTION 100
-#define MAX_FIELD     (64u << 20)
+#define MAX_FIELD     (64u << 20)   /* one answer at most, without the exact cache's bound */
 
 typedef struct part part;
 
@@ -62,6 +62,7 @@ struct semcache {
     struct event_base *base;
     cache             *redis;
     size_t             max_entries, max_bytes, count, bytes;
+    size_t             max_answer;   /* the exact cache's max_entry_kb: one answer at most this big */
     int                M, ef;
     uint64_t           writer;      /* tells this worker's own stream entries apart */
     part              *parts[PART_BUCKETS];
@@ -233,11 +234,11 @@ static void ingest_entry(semcache *s, part *p, const redisReply *fields)
         if (k->str[0] == 'w') w = x; else if (k->str[0] == 'v') v = x; else if (k->str[0] == 'b') b = x;
     }
     if (!w || !v || !b || w->len != sizeof s->writer || !memcmp(w->str, &s->writer, sizeof s->writer)) return;
-    if (v->len == 0 || v->len % sizeof(float) || v->len / sizeof(float) > HNSW_MAX_DIM || b->len > MAX_FIELD) return;
+    if (v->len == 0 || v->len % sizeof(float) || v->len / sizeof(float) > HNSW_MAX_DIM) return;
     uint32_t dim = (uint32_t)(v->len / sizeof(float));
     cache_entry e;
     int64_t exp;
-    if (cache_blob_read(b->str, b->len, &e, &exp) < 0 || exp <= wall_ms(s)) return;
+    if (cache_blob_read(b->str, b->len, &e, &exp) < 0 || exp <= wall_ms(s) || e.len > s->max_answer) return;
     float *vec = malloc(v->len);
     if (!vec) return;
     memcpy(vec, v->str, v->len);
@@ -323,7 +324,8 @@ semcache *semcache_new(struct event_base *base, cache *redis, size_t max_entries
     if (M < 4 || M > 64 || ef < 1) return NULL;
     semcache *s = calloc(1, sizeof *s);
     if (!s) return NULL;
-    *s = (semcache){ .base = base, .redis = redis, .max_entries = max_entries, .max_bytes = max_bytes, .M = M, .ef = ef };
+    *s = (semcache){ .base = base, .redis = redis, .max_entries = max_entries, .max_bytes = max_bytes, .M = M, .ef = ef,
+                     .max_answer = redis ? cache_max_entry(redis) : MAX_FIELD };
     if (getrandom(&s->writer, sizeof s->writer, 0) != sizeof s->writer) s->writer = (uint64_t)(uintptr_t)s ^ (uint64_t)wall_ms(s);
     struct timeval tv = { SWEEP_MS / 1000, (SWEEP_MS % 1000) * 1000 };
     if (!(s->sweep = event_new(base, -1, EV_PERSIST, on_sweep, s)) || event_add(s->sweep, &tv) < 0) {
@@ -379,7 +381,7 @@ void semcache_cancel(semcache_lookup *l)
 void semcache_put(semcache *s, const uint8_t key[32], const float *v, uint32_t dim, long ttl_s, const cache_entry *e)
 {
     if (!s || ttl_s <= 0 || strlen(e->content_type) > 255 || strlen(e->provider) > 255 || strlen(e->upstream_model) > 1024 ||
-        e->len > MAX_FIELD)
+        e->len > s->max_answer)
         return;
     part *p = part_find(s, key, 1);
     size_t n = cache_blob_size(e);

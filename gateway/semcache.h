@@ -28,8 +28,9 @@ struct event_base;
 typedef struct semcache semcache;
 typedef struct semcache_lookup semcache_lookup;
 
-/* redis may be NULL (or have no Redis): per worker only. NULL on bad
- * parameters or out of memory. */
+/* redis may be NULL (or have no Redis): per worker only. Answers larger
+ * than its max entry (cache_max_entry) are not kept. NULL on bad parameters
+ * or out of memory. */
 semcache *semcache_new(struct event_base *base, cache *redis, size_t max_entries, size_t max_bytes, int M, int ef);
 void      semcache_free(semcache *s);
 
