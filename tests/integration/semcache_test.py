@@ -68,6 +68,13 @@ def config(port, workers=2, redis_on=True, mport=None):
     return c
 
 
+def stop_clean(g):
+    """Stops a gateway; under sanitizers, what they reported (leaks at exit too) fails the test."""
+    g.stop()
+    reports = g.sanitizer_reports()
+    check(not reports, "sanitizer report: %s" % reports[:3])
+
+
 def upstream_count():
     r = h.http_request(mock().port, "GET", "/_mock/count")
     h.expect_status(r, 200)
@@ -149,7 +156,7 @@ def paraphrase_hits_unrelated_misses():
         check(abs(s[1] - sim_of(b)) < 0.001 and abs(s[2] - sim_of(c)) < 0.001 and s[1] >= THRESHOLD,
               "access log similarities %r" % s)
     finally:
-        g.stop()
+        stop_clean(g)
 
 
 @test
@@ -164,7 +171,7 @@ def other_key_does_not_see_the_entry():
         check(r.header("x-gateway-cache") == "MISS", "another key's entry must not answer: %r" % r)
         check(upstream_count() == n0 + 1, "the other key's request reaches the upstream")
     finally:
-        g.stop()
+        stop_clean(g)
 
 
 @test
@@ -201,7 +208,7 @@ def guards_tools_temperature_optout():
         r = chat(port, "guards", PARAPHRASE, temperature=0.2)
         check(r.header("x-gateway-cache") == "HIT", "temperature 0.2: %r" % r)
     finally:
-        g.stop()
+        stop_clean(g)
 
 
 @test
@@ -217,7 +224,7 @@ def errors_are_never_stored():
             check(r.header("x-gateway-cache") != "HIT", "an error was answered from the cache: %r" % r)
         check(upstream_count() == n0 + 2, "both error requests reached the upstream")
     finally:
-        g.stop()
+        stop_clean(g)
 
 
 @test
@@ -240,7 +247,7 @@ def streaming_hit_is_a_valid_stream():
         c = chat(port, "stream", PARAPHRASE)
         check(c.header("x-gateway-cache") == "MISS", "non-stream after stream: %r" % c)
     finally:
-        g.stop()
+        stop_clean(g)
 
 
 @test
@@ -263,7 +270,7 @@ def anthropic_messages_hit_plain_and_streamed():
         check(stream_text(s2) == t1 and t1, "messages stream replay %r vs %r" % (stream_text(s2), t1))
         check(upstream_count() == n0 + 2, "two upstream calls: one plain, one streamed")
     finally:
-        g.stop()
+        stop_clean(g)
 
 
 @test
@@ -283,8 +290,8 @@ def shared_between_processes_through_redis():
             check(chat(p2, "cross", PARAPHRASE).header("x-gateway-cache") == "HIT", "a worker missed it")
         check(upstream_count() == n0 + 1, "no upstream call for the repeats")
     finally:
-        g1.stop()
-        g2.stop()
+        stop_clean(g1)
+        stop_clean(g2)
 
 
 @test
@@ -302,7 +309,7 @@ def embeddings_from_an_upstream_alias():
         check(sum(1 for x in reqs if x["path"].endswith("/embeddings")) == 2, "two embedding calls upstream")
         check(sum(1 for x in reqs if x["path"].endswith("/chat/completions")) == 1, "one chat call upstream")
     finally:
-        g.stop()
+        stop_clean(g)
 
 
 @test
@@ -321,7 +328,7 @@ def metrics_count_hits_misses_skips():
             line = "gatewayllm_semantic_cache_total{%s} %d" % (labels, n)
             check(line in text, "missing %r in metrics" % line)
     finally:
-        g.stop()
+        stop_clean(g)
 
 
 @test
@@ -340,7 +347,7 @@ def redis_down_is_a_miss_not_a_failure():
             check(b.header("x-gateway-cache") == "HIT", "worker memory with Redis down %r" % b)
             check(upstream_count() == n0 + 1, "one upstream call")
         finally:
-            g.stop()
+            stop_clean(g)
     finally:
         redis("start")
 
