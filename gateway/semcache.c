@@ -168,6 +168,8 @@ static void insert_local(semcache *s, part *p, const float *v, uint32_t dim, con
     /* the vector, its level-0 links and the entry itself count with the answer */
     size_t need = sizeof(sem_ent) + n + (size_t)dim * sizeof(float) + (size_t)(2 * s->M + 1) * sizeof(uint32_t);
     if (need > s->max_bytes || s->max_entries == 0) return;
+    /* ent_remove moves s->oldest to the next entry before freeing this one */
+    // NOLINTNEXTLINE(clang-analyzer-unix.Malloc): the analyzer cannot see that s->oldest has no older entry
     while (s->oldest && (s->count >= s->max_entries || s->bytes + need > s->max_bytes)) ent_remove(s, s->oldest);
     if (!p->idx) {
         uint64_t seed;
@@ -182,8 +184,10 @@ static void insert_local(semcache *s, part *p, const float *v, uint32_t dim, con
     if ((size_t)id >= p->ents_cap) {
         size_t cap = p->ents_cap ? p->ents_cap * 2 : 16;
         while (cap <= (size_t)id) cap *= 2;
+        // NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers
         sem_ent **ne = realloc(p->ents, cap * sizeof *ne);
         if (!ne) { hnsw_remove(p->idx, (uint32_t)id); free(e); return; }
+        // NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers
         memset(ne + p->ents_cap, 0, (cap - p->ents_cap) * sizeof *ne);
         p->ents = ne;
         p->ents_cap = cap;

@@ -105,8 +105,8 @@ static int on_data(void *ud, upstream_req_t *r, const char *data, size_t len)
 {
     semembed *e = ud;
     (void)r;
-    if (e->resp.len + len > MAX_ANSWER) e->status = -1;   /* too large: a failure */
-    else if (buf_append(&e->resp, data, len) < 0) e->status = -1;
+    /* too large, or out of memory: the call failed */
+    if (e->resp.len + len > MAX_ANSWER || buf_append(&e->resp, data, len) < 0) e->status = -1;
     return 0;
 }
 

@@ -19,7 +19,7 @@ const char *semprompt_skip_name(int reason)
 static int has_token(const char *v, const char *tok)
 {
     size_t tl = strlen(tok);
-    for (const char *p = v; p && *p;) {
+    for (const char *p = v; *p;) {
         while (*p == ' ' || *p == '\t' || *p == ',') p++;
         const char *s = p;
         while (*p && *p != ',') p++;
