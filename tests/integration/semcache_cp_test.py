@@ -136,6 +136,27 @@ def paraphrase_hit_through_the_control_plane_and_spend_log():
 
 
 @h.test
+def teams_share_their_entries_and_only_theirs():
+    ta = api("POST", "/api/teams", {"name": "sem-team-a"})["id"]
+    tb = api("POST", "/api/teams", {"name": "sem-team-b"})["id"]
+    a1 = api("POST", "/api/keys", {"name": "sem-a1", "team_id": ta})["key"]
+    a2 = api("POST", "/api/keys", {"name": "sem-a2", "team_id": ta})["key"]
+    b1 = api("POST", "/api/keys", {"name": "sem-b1", "team_id": tb})["key"]
+
+    def ask(key, text):
+        body = {"model": "sem", "temperature": 0.2, "messages": [{"role": "user", "content": text}]}
+        return h.http_request(Env.gw_port, "POST", "/v1/chat/completions", body=body, key=key, timeout=5)
+    h.wait_for(lambda: ask(b1, "warm up b").status == 200, 10, what="the gateway to know the new keys")
+    h.wait_for(lambda: ask(a1, "warm up a").status == 200, 10, what="the gateway to know the new keys")
+    r = ask(a1, "Which planet in the solar system has the most moons?")
+    h.check(r.header("x-gateway-cache") == "MISS", "team a first %r" % r)
+    r = ask(a2, "which planet of the solar system has the most moons")
+    h.check(r.header("x-gateway-cache") == "HIT", "another key of the same team: %r" % r)
+    r = ask(b1, "which planet of the solar system has the most moons")
+    h.check(r.header("x-gateway-cache") == "MISS", "another team's key must miss: %r" % r)
+
+
+@h.test
 def semantic_setting_removed_by_patch():
     v = int(psql("SELECT version FROM config_version"))
     api("PATCH", "/api/models/sem", {"cache": None})
