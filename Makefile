@@ -30,7 +30,7 @@ obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
 BINS := $(BIN)/gateway $(if $(CP_SRC),$(BIN)/controlplane)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps run test asan unit integration clean
+.PHONY: all deps run test asan unit integration clean bench
 all: $(BINS)
 
 deps:
@@ -67,6 +67,13 @@ TEST_LIBS := $(BUILD)/libgw.a $(if $(CP_LIB_SRC),$(BUILD)/libcp.a) $(BUILD)/libc
 $(BUILD)/tests/%_test: $(BUILD)/tests/unit/%_test.o $(TEST_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(sort $(GW_LIBS) $(CP_LIBS))
+
+# benchmarks (tests/bench/): built on demand, never by make test's unit pass
+BENCH_BINS := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(wildcard tests/bench/*.c))
+$(BUILD)/bench/%: tests/bench/%.c $(TEST_LIBS) | $(PROTO_GEN_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(TEST_LIBS) $(sort $(GW_LIBS) $(CP_LIBS))
+bench: $(BENCH_BINS)
 
 unit: $(UNIT_BINS)
 	@tests/run_all.sh $(BUILD) $(BIN) unit

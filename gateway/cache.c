@@ -82,7 +82,15 @@ static int cmp_members(const void *a, const void *b)
  * the same, however the client spaced or ordered it. Depth is bounded by
  * the parser's limit. Numbers are kept as parsed values so 1.0 and 1 differ
  * only if their doubles do. */
-static void canon(buf_t *b, const json_value *v, int top)
+static const char *const default_skip[] = { "model", "stream", "user", "metadata", NULL };
+
+static int skipped(const char *const *skip, const char *k)
+{
+    for (; skip && *skip; skip++) if (!strcmp(*skip, k)) return 1;
+    return 0;
+}
+
+static void canon(buf_t *b, const json_value *v, const char *const *top_skip)
 {
     switch (v->type) {
     case JSON_NULL: buf_puts(b, "null"); return;
@@ -94,7 +102,7 @@ static void canon(buf_t *b, const json_value *v, int top)
         buf_putc(b, '[');
         for (const json_value *e = v->first; e; e = e->next) {
             if (e != v->first) buf_putc(b, ',');
-            canon(b, e, 0);
+            canon(b, e, NULL);
         }
         buf_putc(b, ']');
         return;
@@ -105,9 +113,7 @@ static void canon(buf_t *b, const json_value *v, int top)
         size_t n = 0;
         for (const json_value *e = v->first; e && n < v->count; e = e->next) {
             /* what does not change the answer is not part of the key */
-            if (top && (!strcmp(e->key, "model") || !strcmp(e->key, "stream") || !strcmp(e->key, "user") ||
-                        !strcmp(e->key, "metadata")))
-                continue;
+            if (skipped(top_skip, e->key)) continue;
             m[n++] = e;
         }
         qsort(m, n, sizeof(const json_value *), cmp_members);
@@ -116,7 +122,7 @@ static void canon(buf_t *b, const json_value *v, int top)
             if (i) buf_putc(b, ',');
             buf_json_str(b, m[i]->key, m[i]->key_len);
             buf_putc(b, ':');
-            canon(b, m[i], 0);
+            canon(b, m[i], NULL);
         }
         buf_putc(b, '}');
         if (m != small) free(m);
@@ -127,6 +133,12 @@ static void canon(buf_t *b, const json_value *v, int top)
 
 void cache_key(const json_value *root, int route, int stream, const char *alias, const char *ns, uint8_t key[32])
 {
+    cache_key_skip(root, route, stream, alias, ns, default_skip, key);
+}
+
+void cache_key_skip(const json_value *root, int route, int stream, const char *alias, const char *ns,
+                    const char *const *skip, uint8_t key[32])
+{
     static buf_t b;           /* a worker is single-threaded: one buffer, grown once */
     static EVP_MD *md;
     static EVP_MD_CTX *ctx;
@@ -134,7 +146,7 @@ void cache_key(const json_value *root, int route, int stream, const char *alias,
     buf_printf(&b, "gwc1\n%s\n%d\n%d\n", ns ? ns : "", route, stream);
     buf_json_str(&b, alias, strlen(alias));
     buf_putc(&b, '\n');
-    if (root) canon(&b, root, 1);
+    if (root) canon(&b, root, skip);
     if (b.oom) {   /* a key nobody else can have: the request simply misses */
         memset(key, 0, 32);
         buf_free(&b);
@@ -158,12 +170,12 @@ typedef struct blob_hdr {
     uint16_t ct_len, prov_len, model_len, pad;
 } blob_hdr;
 
-static size_t blob_size(const cache_entry *e)
+size_t cache_blob_size(const cache_entry *e)
 {
     return sizeof(blob_hdr) + strlen(e->content_type) + strlen(e->provider) + strlen(e->upstream_model) + 3 + e->len;
 }
 
-static void blob_write(char *out, const cache_entry *e, int64_t expires_ms)
+void cache_blob_write(char *out, const cache_entry *e, int64_t expires_ms)
 {
     blob_hdr h = { .magic = ENTRY_MAGIC, .body_len = (uint32_t)e->len, .expires_ms = expires_ms,
                    .ct_len = (uint16_t)strlen(e->content_type), .prov_len = (uint16_t)strlen(e->provider),
@@ -177,7 +189,7 @@ static void blob_write(char *out, const cache_entry *e, int64_t expires_ms)
 }
 
 /* Checks a blob from outside (Redis) before trusting a byte of it. */
-static int blob_read(const char *in, size_t n, cache_entry *e, int64_t *expires_ms)
+int cache_blob_read(const char *in, size_t n, cache_entry *e, int64_t *expires_ms)
 {
     blob_hdr h;
     if (n < sizeof h) return -1;
@@ -301,7 +313,7 @@ static void on_get_reply(void *owner, const redisReply *r, void *arg)
     cache_entry e;
     int64_t exp;
     int hit = 0;
-    if (!c->closing && l->cb && r && r->type == REDIS_REPLY_STRING && blob_read(r->str, r->len, &e, &exp) == 0 &&
+    if (!c->closing && l->cb && r && r->type == REDIS_REPLY_STRING && cache_blob_read(r->str, r->len, &e, &exp) == 0 &&
         exp > wall_ms(c) && e.len <= c->max_entry) {
         lru_insert(c, l->key, r->str, r->len, exp);   /* the next one is answered from memory */
         hit = 1;
@@ -354,7 +366,7 @@ int cache_get(cache *c, const uint8_t key[32], cache_entry *e, cache_cb cb, void
     lru_ent *le = lru_find(c, key);
     if (le) {
         int64_t exp;
-        if (le->expires_ms > wall_ms(c) && blob_read(le->blob, le->size - sizeof *le, e, &exp) == 0) {
+        if (le->expires_ms > wall_ms(c) && cache_blob_read(le->blob, le->size - sizeof *le, e, &exp) == 0) {
             lru_unlink(c, le);
             lru_push_front(c, le);
             return 1;
@@ -383,11 +395,11 @@ void cache_put(cache *c, const uint8_t key[32], long ttl_s, const cache_entry *e
     if (!c || ttl_s <= 0 || e->len > c->max_entry || strlen(e->content_type) > 255 || strlen(e->provider) > 255 ||
         strlen(e->upstream_model) > 1024)
         return;
-    size_t n = blob_size(e);
+    size_t n = cache_blob_size(e);
     char *blob = malloc(n);
     if (!blob) return;
     int64_t exp = wall_ms(c) + (int64_t)ttl_s * 1000;
-    blob_write(blob, e, exp);
+    cache_blob_write(blob, e, exp);
     lru_insert(c, key, blob, n, exp);
     if (redislink_up(c->redis)) {
         char rk[70];
@@ -399,4 +411,30 @@ void cache_put(cache *c, const uint8_t key[32], long ttl_s, const cache_entry *e
             redislink_flush(c->redis);
     }
     free(blob);
+}
+
+/* ---- the connection lent to the semantic cache ---- */
+
+typedef struct argv_call {
+    cache_redis_fn fn;
+    void          *priv;
+} argv_call;
+
+static void on_argv_reply(void *owner, const redisReply *reply, void *arg)
+{
+    cache *c = owner;
+    argv_call *a = arg;
+    a->fn(a->priv, c->closing ? NULL : reply);
+    free(a);
+}
+
+int cache_redis_argv(cache *c, cache_redis_fn fn, void *priv, int argc, const char **argv, const size_t *lens)
+{
+    if (!c || !redislink_up(c->redis)) return -1;
+    argv_call *a = malloc(sizeof *a);
+    if (!a) return -1;
+    *a = (argv_call){ fn, priv };
+    if (redislink_command_argv(c->redis, on_argv_reply, a, argc, argv, lens) < 0) { free(a); return -1; }
+    redislink_flush(c->redis);
+    return 0;
 }

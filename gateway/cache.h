@@ -40,6 +40,17 @@ int  cache_parse_directives(const char *cc, const char *xgc, long alias_ttl_s, l
 void cache_key(const struct json_value *root, int route, int stream, const char *alias, const char *ns,
                uint8_t key[32]);
 
+/* Same with the top-level members left out named by skip (NULL-terminated). */
+void cache_key_skip(const struct json_value *root, int route, int stream, const char *alias, const char *ns,
+                    const char *const *skip, uint8_t key[32]);
+
+/* The stored form of an entry (a header, the strings, the body), shared with
+ * the semantic cache. cache_blob_read checks bytes from outside before
+ * trusting them: 0, or -1 when they are not a whole blob. */
+size_t cache_blob_size(const cache_entry *e);
+void   cache_blob_write(char *out, const cache_entry *e, int64_t expires_ms);
+int    cache_blob_read(const char *in, size_t n, cache_entry *e, int64_t *expires_ms);
+
 /* redis_url may be NULL (memory only). NULL on out of memory. */
 cache *cache_new(struct event_base *base, const char *redis_url, size_t memory_bytes, size_t max_entry_bytes);
 void   cache_free(cache *c);
@@ -53,5 +64,12 @@ typedef void (*cache_cb)(void *ud, const cache_entry *e);
 int  cache_get(cache *c, const uint8_t key[32], cache_entry *e, cache_cb cb, void *ud, cache_lookup **pending);
 void cache_cancel(cache_lookup *l);
 void cache_put(cache *c, const uint8_t key[32], long ttl_s, const cache_entry *e);
+
+/* One Redis command on the cache's connection (its timeouts and reconnects):
+ * 0 sent, fn runs once later with the reply, or NULL when Redis did not
+ * answer (down, too slow, shutting down); -1 not sent (down or busy). */
+struct redisReply;
+typedef void (*cache_redis_fn)(void *priv, const struct redisReply *reply);
+int cache_redis_argv(cache *c, cache_redis_fn fn, void *priv, int argc, const char **argv, const size_t *lens);
 
 #endif

@@ -337,7 +337,72 @@ static int parse_key(parse_ctx *p, const char *path, yaml_node_t *m, yaml_key *k
     return p->failed ? -1 : 0;
 }
 
-/* cache: { ttl_s: 300, shared: false } */
+gw_semantic *config_semantic_new(void)
+{
+    gw_semantic *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->threshold = 0.92;
+    s->ttl_s = 0;   /* resolved with the whole alias: its cache ttl_s, else an hour */
+    s->max_temperature = 1.0;
+    return s;
+}
+
+void config_semantic_free(gw_semantic *s)
+{
+    if (!s) return;
+    free(s->embedding_model);
+    free(s);
+}
+
+int config_semantic_set(gw_semantic *s, const char *key, const char *value, char *err, size_t errlen)
+{
+    if (!strcmp(key, "embedding_model")) {
+        if (!*value || strlen(value) > 200) { snprintf(err, errlen, "must be a model alias"); return -1; }
+        char *copy = strdup(value);
+        if (!copy) { snprintf(err, errlen, "out of memory"); return -1; }
+        free(s->embedding_model);
+        s->embedding_model = copy;
+        return 0;
+    }
+    static const struct { const char *name; double min, max; int integer; } nums[] = {
+        { "threshold", 0.5, 1, 0 }, { "ttl_s", 1, 30.0 * 86400, 1 }, { "max_temperature", 0, 2, 0 },
+    };
+    size_t i = 0;
+    while (i < 3 && strcmp(nums[i].name, key)) i++;
+    if (i == 3) { snprintf(err, errlen, "unknown field"); return -1; }
+    char *end;
+    errno = 0;
+    double x = strtod(value, &end);
+    if (errno || end == value || *end || !(x >= nums[i].min && x <= nums[i].max) ||
+        (nums[i].integer && x != (double)(long)x)) {
+        snprintf(err, errlen, "must be %s between %.10g and %.10g", nums[i].integer ? "an integer" : "a number",
+                 nums[i].min, nums[i].max);
+        return -1;
+    }
+    if (i == 0) s->threshold = x;
+    else if (i == 1) s->ttl_s = (long)x;
+    else s->max_temperature = x;
+    return 0;
+}
+
+/* cache: { semantic: { embedding_model: emb, threshold: 0.92, ttl_s: 3600, max_temperature: 1.0 } } */
+static void parse_semantic(parse_ctx *p, const char *path, yaml_node_t *v, gw_model *md)
+{
+    char fp[256], why[160];
+    if (v->type != YAML_MAPPING_NODE) { fail(p, path, "must be a mapping such as { embedding_model: emb }"); return; }
+    if (!(md->semantic = config_semantic_new())) { fail(p, path, "out of memory"); return; }
+    for (yaml_node_pair_t *pr = v->data.mapping.pairs.start; pr < v->data.mapping.pairs.top && !p->failed; pr++) {
+        const char *k = scalar(node(p, pr->key)), *val = scalar(node(p, pr->value));
+        if (!k) { fail(p, path, "keys must be strings"); return; }
+        snprintf(fp, sizeof fp, "%s.%s", path, k);
+        if (!val) fail(p, fp, "must be a scalar");
+        else if (config_semantic_set(md->semantic, k, val, why, sizeof why) < 0) fail(p, fp, "%s", why);
+    }
+    snprintf(fp, sizeof fp, "%s.embedding_model", path);
+    if (!p->failed && !md->semantic->embedding_model) fail(p, fp, "is required");
+}
+
+/* cache: { ttl_s: 300, shared: false, semantic: {...} } */
 static void parse_model_cache(parse_ctx *p, const char *path, yaml_node_t *v, gw_model *md)
 {
     char fp[256];
@@ -353,6 +418,9 @@ static void parse_model_cache(parse_ctx *p, const char *path, yaml_node_t *v, gw
             if (s && !strcmp(s, "true")) md->cache_shared = 1;
             else if (s && !strcmp(s, "false")) md->cache_shared = 0;
             else fail(p, fp, "must be true or false");
+        } else if (!strcmp(k, "semantic")) {
+            if (md->semantic) fail(p, fp, "given twice");
+            else parse_semantic(p, fp, cv, md);
         } else fail(p, fp, "unknown field");
     }
 }
@@ -371,6 +439,10 @@ static void parse_cache_settings(parse_ctx *p, const char *path, yaml_node_t *v,
         if (!strcmp(k, "memory_mb")) { if (want_long(p, fp, cv, 0, 1L << 20, &x) == 0) c->cache_memory_bytes = (size_t)x << 20; }
         else if (!strcmp(k, "max_entry_kb")) { if (want_long(p, fp, cv, 1, 1L << 20, &x) == 0) c->cache_max_entry_bytes = (size_t)x << 10; }
         else if (!strcmp(k, "default_ttl_s")) want_long(p, fp, cv, 1, 30L * 86400, &c->cache_default_ttl_s);
+        else if (!strcmp(k, "semantic_max_entries")) want_size(p, fp, cv, 0, 100000000L, &c->sem_max_entries);
+        else if (!strcmp(k, "semantic_memory_mb")) { if (want_long(p, fp, cv, 0, 1L << 20, &x) == 0) c->sem_memory_bytes = (size_t)x << 20; }
+        else if (!strcmp(k, "semantic_m")) want_long(p, fp, cv, 4, 64, &c->sem_m);
+        else if (!strcmp(k, "semantic_ef")) want_long(p, fp, cv, 1, 4096, &c->sem_ef);
         else fail(p, fp, "unknown field");
     }
 }
@@ -675,6 +747,35 @@ static void yaml_keys_free(yaml_key *keys, size_t n)
     free(keys);
 }
 
+/* The embedding alias exists, is not the alias itself, and can embed. */
+int config_semantic_resolve(const gw_config *c, gw_model *m, char *err, size_t errlen)
+{
+    gw_semantic *s = m->semantic;
+    if (s->ttl_s <= 0) s->ttl_s = m->cache_ttl_s > 0 ? m->cache_ttl_s : 3600;
+    const char *name = s->embedding_model ? s->embedding_model : "";
+    const gw_model *e = config_find_model(c, name, strlen(name));
+    if (!e || e == m) { snprintf(err, errlen, "unknown alias or the alias itself: \"%.200s\"", name); return -1; }
+    for (size_t j = 0; j < e->ndeployments; j++)
+        if (config_deployment_embeds(&e->deployments[j])) return 0;
+    snprintf(err, errlen, "alias \"%.200s\" has no deployment that serves embeddings", name);
+    return -1;
+}
+
+static int semantic_check(parse_ctx *p, gw_config *c, gw_model *m, size_t i)
+{
+    char fp[128], why[300];
+    if (config_semantic_resolve(c, m, why, sizeof why) == 0) return 0;
+    snprintf(fp, sizeof fp, "models[%zu].cache.semantic.embedding_model", i);
+    fail(p, fp, "%s", why);
+    return -1;
+}
+
+int config_deployment_embeds(const gw_deployment *d)
+{
+    const provider *pr = d->provider;
+    return pr && (pr->local_reply || pr->build_embed || (pr->dialect == DIALECT_OPENAI && pr->build));
+}
+
 static int build_indexes(parse_ctx *p, gw_config *c, const yaml_key *keys, size_t nkeys)
 {
     char why[256];
@@ -707,6 +808,7 @@ static int build_indexes(parse_ctx *p, gw_config *c, const yaml_key *keys, size_
             fail(p, fp, "needs router.split_alias (the variant it is compared with)");
             return -1;
         }
+        if (m->semantic && semantic_check(p, c, m, i) < 0) return -1;
         if (m->strategy_id == STRATEGY_CLASSIFIER && (!rp->cheap_alias || !rp->flagship_alias)) {
             snprintf(fp, sizeof fp, "models[%zu].router", i);
             fail(p, fp, "strategy classifier needs cheap and flagship aliases");
@@ -867,6 +969,7 @@ void config_model_free(gw_model *m)
     free(m->policy.judge_alias); free(m->policy.judge_rubric);
     prompt_free(m->prompt);
     free(m->deployments); free(m->alias); free(m->strategy);
+    config_semantic_free(m->semantic);
 }
 
 static void config_free(gw_config *c)
@@ -901,6 +1004,10 @@ gw_config *config_parse(const char *yaml, size_t len, const char *path, char *er
     c->responses_max_entry_bytes = 1u << 20;
     c->responses_max_per_key = 1000;
     c->responses_ttl_s = 30L * 86400;
+    c->sem_max_entries = 10000;
+    c->sem_memory_bytes = 64u << 20;
+    c->sem_m = 16;
+    c->sem_ef = 128;
     c->trace_sample_ratio = 1.0;
     c->trace_queue_spans = 4096;
     c->trace_batch_spans = 512;
@@ -1032,6 +1139,10 @@ gw_config *config_with_settings(const gw_config *base, keytab *keys)
     c->responses_max_entry_bytes = base->responses_max_entry_bytes;
     c->responses_max_per_key = base->responses_max_per_key;
     c->responses_ttl_s = base->responses_ttl_s;
+    c->sem_max_entries = base->sem_max_entries;
+    c->sem_memory_bytes = base->sem_memory_bytes;
+    c->sem_m = base->sem_m;
+    c->sem_ef = base->sem_ef;
     c->trace_sample_ratio = base->trace_sample_ratio;
     c->trace_queue_spans = base->trace_queue_spans;
     c->trace_batch_spans = base->trace_batch_spans;

@@ -76,6 +76,20 @@ void config_route_policy_defaults(gw_route_policy *p);
  * "p95", an alias); -1 with the reason (unknown name, out of range). */
 int  config_route_policy_set(gw_route_policy *p, const char *key, const char *value, char *err, size_t errlen);
 
+/* Semantic cache of an alias (YAML cache: { semantic: {...} }; semcache.h). */
+typedef struct gw_semantic {
+    char  *embedding_model;      /* alias of this config that embeds the prompt */
+    double threshold;            /* cosine similarity that counts as the same question */
+    long   ttl_s;
+    double max_temperature;      /* hotter requests are never answered from it (absent: 1.0) */
+} gw_semantic;
+
+gw_semantic *config_semantic_new(void);   /* the defaults; NULL on out of memory */
+void         config_semantic_free(gw_semantic *s);
+/* Sets one semantic setting by its YAML name from its text; -1 with the
+ * reason (unknown name, out of range). */
+int          config_semantic_set(gw_semantic *s, const char *key, const char *value, char *err, size_t errlen);
+
 typedef struct gw_model {
     char          *alias;
     char          *strategy;
@@ -85,6 +99,7 @@ typedef struct gw_model {
     int            total_weight;
     long           cache_ttl_s;    /* response cache for this alias: 0 = only when a request asks */
     int            cache_shared;   /* one cache for every team (default: per team) */
+    gw_semantic   *semantic;       /* NULL: no semantic cache */
     char         **fallbacks;    /* aliases tried in order when every deployment failed */
     size_t         nfallbacks;
     gw_route_policy policy;
@@ -121,6 +136,9 @@ typedef struct gw_config {
     size_t     responses_max_entry_bytes;  /* max_entry_kb */
     long       responses_max_per_key;
     long       responses_ttl_s;
+    size_t     sem_max_entries;    /* semantic cache, per worker (cache: semantic_*) */
+    size_t     sem_memory_bytes;
+    long       sem_m, sem_ef;
     char      *trace_endpoint;     /* tracing: otlp_endpoint (NULL: off) */
     char      *trace_service;
     double     trace_sample_ratio;
@@ -156,6 +174,11 @@ int        config_set_models(gw_config *c, gw_model *models, size_t n, char *err
  * weight are set: finds the provider and runs its prepare(). -1 with a reason. */
 int        config_deployment_prepare(gw_deployment *d, char *err, size_t errlen);
 void       config_deployment_free(gw_deployment *d);
+/* Once every alias is indexed: the alias's embedding model exists and can
+ * embed, and its ttl is settled. -1 with the reason. */
+int        config_semantic_resolve(const gw_config *c, gw_model *m, char *err, size_t errlen);
+/* 1 when the deployment's provider serves embeddings (semantic cache). */
+int        config_deployment_embeds(const gw_deployment *d);
 /* Resolves d->price from the built-in table and d->price_override (warns
  * once when an upstream model has no known price). */
 void       config_deployment_price(gw_deployment *d);

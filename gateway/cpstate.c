@@ -435,6 +435,31 @@ out:
     json_doc_free(doc);
 }
 
+/* The alias's semantic cache: a JSON object of the YAML `cache.semantic`
+ * fields. A bad one is logged and the alias serves without it. */
+static gw_semantic *semantic_from_json(const char *alias, const char *text)
+{
+    if (!text[0] || !strcmp(text, "null")) return NULL;
+    json_error jerr;
+    json_limits lim = { .max_depth = 2, .max_bytes = 8192 };
+    json_doc *doc = json_parse(text, strlen(text), &lim, &jerr);
+    const json_value *o = doc ? json_root(doc) : NULL;
+    gw_semantic *s = o && o->type == JSON_OBJECT ? config_semantic_new() : NULL;
+    for (const json_value *v = s ? o->first : NULL; v && s; v = v->next) {
+        char num[40], why[160];
+        const char *val = v->type == JSON_STRING ? v->str : NULL;
+        if (v->type == JSON_NUMBER) { snprintf(num, sizeof num, "%.17g", v->num); val = num; }
+        if (!val || config_semantic_set(s, v->key, val, why, sizeof why) < 0) {
+            log_warn("model %s: cache.semantic.%.40s: %s; no semantic cache", alias, v->key, val ? why : "not a number or a string");
+            config_semantic_free(s);
+            s = NULL;
+        }
+    }
+    if (!o || o->type != JSON_OBJECT) log_warn("model %s: cache.semantic is not a JSON object; no semantic cache", alias);
+    json_doc_free(doc);
+    return s;
+}
+
 static int build_deployment(const Gw__Deployment *in, const gw_config *base, const char *alias, gw_deployment *d,
                             char *err, size_t errlen)
 {
@@ -501,6 +526,7 @@ gw_config *cpstate_build_config(const cpstate *s, const gw_config *base, char *e
         route_policy_from_json(in->alias, in->router_json, &m->policy);
         if (!(m->prompt = prompt_from_json(in->prompt_json, why, sizeof why)) && why[0])   /* a bad one: no decoration */
             log_warn("model %s: prompt ignored: %s", in->alias, why);
+        m->semantic = semantic_from_json(in->alias, in->semantic_json);
         if (in->n_fallbacks && (m->fallbacks = calloc(in->n_fallbacks, sizeof *m->fallbacks)))
             for (size_t j = 0; j < in->n_fallbacks; j++)
                 if (in->fallbacks[j][0] && !(m->fallbacks[m->nfallbacks++] = strdup(in->fallbacks[j]))) oom = 1;
@@ -523,6 +549,15 @@ gw_config *cpstate_build_config(const cpstate *s, const gw_config *base, char *e
         n++;
     }
     if (config_set_models(c, models, n, err, errlen) < 0) { config_unref(c); return NULL; }
+    for (size_t i = 0; i < c->nmodels; i++) {   /* the embedding alias must be here and able to embed */
+        char why[300];
+        gw_model *m = &c->models[i];
+        if (m->semantic && config_semantic_resolve(c, m, why, sizeof why) < 0) {
+            log_warn("model %s: cache.semantic.embedding_model: %s; no semantic cache", m->alias, why);
+            config_semantic_free(m->semantic);
+            m->semantic = NULL;
+        }
+    }
     return c;
 oom:
     for (size_t i = 0; i < n; i++) config_model_free(&models[i]);

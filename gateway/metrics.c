@@ -64,6 +64,7 @@ typedef struct mx_slot {
     uint64_t config_version;
     uint64_t rate_limited[MX_LIMIT_KINDS];
     uint64_t cache[MX_CACHE_KINDS];
+    uint64_t semcache[MX_SEM_KINDS];
     uint64_t spans_exported, spans_dropped;
     mx_fallback fallbacks[MX_FALLBACKS];
     mx_hist  total, ttft, overhead;
@@ -239,6 +240,11 @@ void metrics_fallback(const char *from, const char *to)
 void metrics_cache(int result)
 {
     if (g_me && result >= 0 && result < MX_CACHE_KINDS) add(&g_me->cache[result], 1);
+}
+
+void metrics_semcache(int result)
+{
+    if (g_me && result >= 0 && result < MX_SEM_KINDS) add(&g_me->semcache[result], 1);
 }
 
 void metrics_rate_limited(int kind)
@@ -507,13 +513,14 @@ void metrics_render(buf_t *b)
     render_hist(b, "gatewayllm_overhead_seconds", "Gateway time, excluding the time spent waiting on the provider.",
                 offsetof(mx_slot, overhead));
 
-    uint64_t rl[MX_LIMIT_KINDS] = { 0 }, cache[MX_CACHE_KINDS] = { 0 }, exp = 0, drop = 0, version = 0;
+    uint64_t rl[MX_LIMIT_KINDS] = { 0 }, cache[MX_CACHE_KINDS] = { 0 }, sem[MX_SEM_KINDS] = { 0 }, exp = 0, drop = 0, version = 0;
     int redis_up = 0, redis_any = 0, redis_down = 0;
     for (int i = 0; i < g_shm->nslots; i++) {
         const mx_slot *s = &g_shm->slots[i];
         if (!slot_live(s)) continue;
         for (int k = 0; k < MX_LIMIT_KINDS; k++) rl[k] += rd(&s->rate_limited[k]);
         for (int k = 0; k < MX_CACHE_KINDS; k++) cache[k] += rd(&s->cache[k]);
+        for (int k = 0; k < MX_SEM_KINDS; k++) sem[k] += rd(&s->semcache[k]);
         exp += rd(&s->spans_exported);
         drop += rd(&s->spans_dropped);
         uint64_t v = rd(&s->config_version);
@@ -531,6 +538,14 @@ void metrics_render(buf_t *b)
                 "# TYPE gatewayllm_cache_requests_total counter\n");
     for (int k = 0; k < MX_CACHE_KINDS; k++)
         buf_printf(b, "gatewayllm_cache_requests_total{result=\"%s\"} %" PRIu64 "\n", ck[k], cache[k]);
+    static const char *const sk[] = { "optout", "tools", "temperature", "content", "embedding" };
+    buf_puts(b, "# HELP gatewayllm_semantic_cache_total Semantic-cache lookups by result; skips by reason.\n"
+                "# TYPE gatewayllm_semantic_cache_total counter\n");
+    buf_printf(b, "gatewayllm_semantic_cache_total{result=\"hit\",reason=\"\"} %" PRIu64 "\n", sem[MX_SEM_HIT]);
+    buf_printf(b, "gatewayllm_semantic_cache_total{result=\"miss\",reason=\"\"} %" PRIu64 "\n", sem[MX_SEM_MISS]);
+    for (int k = MX_SEM_SKIP_FIRST; k < MX_SEM_KINDS; k++)
+        buf_printf(b, "gatewayllm_semantic_cache_total{result=\"skip\",reason=\"%s\"} %" PRIu64 "\n",
+                   sk[k - MX_SEM_SKIP_FIRST], sem[k]);
     buf_puts(b, "# HELP gatewayllm_fallbacks_total Requests moved from one alias to another.\n"
                 "# TYPE gatewayllm_fallbacks_total counter\n");
     render_fallbacks(b);

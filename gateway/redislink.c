@@ -207,16 +207,30 @@ void redislink_free(redislink *l)
 
 int redislink_up(const redislink *l) { return l && l->ac && l->connected; }
 
+static int room(const redislink *l) { return redislink_up(l) && l->count < l->o.max_pending; }
+
+static void track(redislink *l, redislink_cb cb, void *arg)
+{
+    l->ring[(l->head + l->count) % l->o.max_pending] = (pending){ cb, arg, mono_ms() };
+    l->count++;
+}
+
 int redislink_command(redislink *l, redislink_cb cb, void *arg, const char *fmt, ...)
 {
-    if (!redislink_up(l) || l->count >= l->o.max_pending) return -1;
+    if (!room(l)) return -1;
     va_list ap;
     va_start(ap, fmt);
     int rc = redisvAsyncCommand(l->ac, on_reply, l, fmt, ap);
     va_end(ap);
     if (rc != REDIS_OK) return -1;
-    l->ring[(l->head + l->count) % l->o.max_pending] = (pending){ cb, arg, mono_ms() };
-    l->count++;
+    track(l, cb, arg);
+    return 0;
+}
+
+int redislink_command_argv(redislink *l, redislink_cb cb, void *arg, int argc, const char **argv, const size_t *lens)
+{
+    if (!room(l) || redisAsyncCommandArgv(l->ac, on_reply, l, argc, argv, lens) != REDIS_OK) return -1;
+    track(l, cb, arg);
     return 0;
 }
 

@@ -42,6 +42,9 @@ int        redislink_up(const redislink *l);
 /* Sends one command (hiredis format); 0 sent, -1 not (down, too many in
  * flight, out of memory): then cb never runs. */
 int        redislink_command(redislink *l, redislink_cb cb, void *arg, const char *fmt, ...);
+/* The same with the arguments as an array (binary-safe, no format). */
+int        redislink_command_argv(redislink *l, redislink_cb cb, void *arg, int argc, const char **argv,
+                                  const size_t *lens);
 /* Writes what is queued now rather than at the next loop turn. */
 void       redislink_flush(redislink *l);
 /* A reply made sense: the reconnect backoff starts over (a frozen Redis

@@ -50,6 +50,9 @@
 #include "responses.h"
 #include "budget.h"
 #include "router.h"
+#include "semcache.h"
+#include "semembed.h"
+#include "semprompt.h"
 #include "sse.h"
 #include "structout.h"
 #include "trace.h"
@@ -165,6 +168,13 @@ typedef struct gw_req {
     structout_stream    *sos;          /* a streamed answer checked against its schema at the end */
     int                  ab_sampled;   /* evaluated A/B: this request is judged (abjudge.h) */
     buf_t                ab_answer;    /* ... its answer as the client got it */
+    /* semantic cache (semcache.h): embed, look up, store with the vector */
+    int                  sem_on;       /* the alias's semantic cache was consulted */
+    uint8_t              sem_part[32];
+    semembed            *sem_embed;    /* the embedding call in flight */
+    semcache_lookup     *sem_wait;     /* a Redis catch-up in flight */
+    float               *sem_vec;      /* the prompt's embedding, kept to store the answer */
+    uint32_t             sem_dim;
 } gw_req;
 
 /* What one attempt owns; a hedge swaps its own in and out of gw_req. */
@@ -272,6 +282,7 @@ static void access_log(gw_req *r)
         buf_put_fixed3(b, r->complexity);
     }
     if (r->split) put_field_str(b, ",\"split\":", r->split);
+    if (r->sem_on) { buf_puts(b, ",\"cache_similarity\":"); buf_put_fixed3(b, r->cache_similarity); }
     buf_puts(b, r->stream ? ",\"stream\":true,\"latency_ms\":" : ",\"stream\":false,\"latency_ms\":");
     buf_put_fixed3(b, ms_since(&r->t0));
     if (r->ttft_ms > 0) { buf_puts(b, ",\"ttft_ms\":"); buf_put_fixed3(b, r->ttft_ms); }
@@ -303,8 +314,13 @@ static void add_gateway_headers(gw_req *r)
         evhtp_headers_add_header(h, evhtp_header_new("X-Gateway-Attempts", n, 0, 1));
         if (r->fallback) evhtp_headers_add_header(h, evhtp_header_new("X-Gateway-Fallback", r->fallback, 0, 1));
     }
-    if (r->cache_mode != CACHE_OFF)
+    if (r->cache_mode != CACHE_OFF || r->sem_on)
         evhtp_headers_add_header(h, evhtp_header_new("X-Gateway-Cache", r->cache_hit ? "HIT" : "MISS", 0, 0));
+    if (r->sem_on) {
+        char v[16];
+        snprintf(v, sizeof v, "%.4f", r->cache_similarity);
+        evhtp_headers_add_header(h, evhtp_header_new("X-Gateway-Cache-Similarity", v, 0, 1));
+    }
     if (r->tier) {
         char v[48];
         snprintf(v, sizeof v, "%s; score=%.3f", r->tier, r->complexity);
@@ -375,6 +391,9 @@ static void req_free(gw_req *r)
     if (r->up) upstream_cancel(r->up);
     cache_cancel(r->cache_wait);
     buf_free(&r->cache_buf);
+    semembed_cancel(r->sem_embed);
+    semcache_cancel(r->sem_wait);
+    free(r->sem_vec);
     hedge_free(r);
     if (r->in_attempt) router_attempt_abandon(&r->w->router, r->serving, r->dep_index);
     if (r->retry_slot) router_retry_done(&r->w->router);
@@ -553,13 +572,17 @@ static void reply_error(gw_req *r, int status, const char *type, const char *cod
  * only if it ended with its [DONE] (partial streams never are). */
 static void cache_store(gw_req *r, const char *content_type, const char *body, size_t len)
 {
-    if (r->cache_mode != CACHE_USE && r->cache_mode != CACHE_REFRESH) return;
+    int exact = r->cache_mode == CACHE_USE || r->cache_mode == CACHE_REFRESH;
+    if (!exact && !r->sem_vec) return;
+    /* a stream's last event says it ended well: OpenAI's [DONE], Anthropic's message_stop */
+    const char *end = r->client == CLIENT_ANTHROPIC ? "event: message_stop" : "data: [DONE]";
     if (r->stream && r->route != ROUTE_EMBEDDINGS &&
-        (len < 14 || !memmem(body + (len > 64 ? len - 64 : 0), len > 64 ? 64 : len, "data: [DONE]", 12)))
+        (len < 14 || !memmem(body + (len > 256 ? len - 256 : 0), len > 256 ? 256 : len, end, strlen(end))))
         return;
     cache_entry e = { .content_type = content_type, .provider = r->dep->provider->name,
                       .upstream_model = r->dep->model, .body = body, .len = len };
-    cache_put(r->w->cache, r->cache_key, r->cache_ttl_s, &e);
+    if (exact) cache_put(r->w->cache, r->cache_key, r->cache_ttl_s, &e);
+    if (r->sem_vec) semcache_put(r->w->semcache, r->sem_part, r->sem_vec, r->sem_dim, r->model->semantic->ttl_s, &e);
 }
 
 static void prompt_log(gw_req *r, const char *answer, size_t len)
@@ -582,7 +605,6 @@ static void reply_cached(gw_req *r, const cache_entry *e)
 {
     r->cache_hit = 1;
     r->cache_rec = r->log_prompt && r->stream;   /* a replay is not stored again */
-    metrics_cache(MX_CACHE_HIT);
     for (size_t i = 0; i < r->model->ndeployments; i++) {
         const gw_deployment *d = &r->model->deployments[i];
         if (!strcmp(d->provider->name, e->provider) && !strcmp(d->model, e->upstream_model)) { r->dep = d; break; }
@@ -701,6 +723,8 @@ static void relay_end(gw_req *r, upstream_result res)
             schema_stream_end(r, res == UPSTREAM_OK && !r->xs.failed);
             if (evbuffer_get_length(r->chunk)) evhtp_send_reply_chunk(r->req, r->chunk);
         }
+        if (r->cache_rec && !r->cache_hit && res == UPSTREAM_OK && !r->xs.failed && r->status == 200)
+            cache_store(r, "text/event-stream", r->cache_buf.data, r->cache_buf.len);
         evhtp_send_reply_chunk_end(r->req);
         return;
     }
@@ -1668,14 +1692,84 @@ static int route_start(gw_req *r)
     return 0;
 }
 
+/* Both caches: per team (or per key without a team) unless the alias shares one. */
+static void cache_namespace(const gw_req *r, char *ns, size_t len)
+{
+    if (r->model->cache_shared) snprintf(ns, len, "shared");
+    else if (r->team_id[0]) snprintf(ns, len, "t:%s", r->team_id);
+    else limit_subject(r, ns, len);
+}
+
+/* ---- the semantic cache: embed the prompt, find the nearest earlier one ---- */
+
+static void on_sem_result(gw_req *r, const cache_entry *e, double sim)
+{
+    r->cache_similarity = sim;
+    metrics_semcache(e ? MX_SEM_HIT : MX_SEM_MISS);
+    if (e) reply_cached(r, e);
+    else if (route_start(r)) return;
+    req_finish(r);
+}
+
+static void on_sem_answer(void *ud, const cache_entry *e, double sim)
+{
+    gw_req *r = ud;
+    r->sem_wait = NULL;   /* freed by the semantic cache after this returns */
+    on_sem_result(r, e, sim);
+}
+
+static void on_sem_embedded(void *ud, float *v, uint32_t dim)
+{
+    gw_req *r = ud;
+    r->sem_embed = NULL;
+    if (!v) {   /* the embedding failed: the request goes on without the semantic cache */
+        r->sem_on = 0;
+        metrics_semcache(MX_SEM_SKIP_FIRST + SEM_SKIP_EMBED - 1);
+        if (!route_start(r)) req_finish(r);
+        return;
+    }
+    r->sem_vec = v;
+    r->sem_dim = dim;
+    cache_entry e;
+    double sim;
+    int rc = semcache_get(r->w->semcache, r->sem_part, v, dim, r->model->semantic->threshold, &e, &sim,
+                          on_sem_answer, r, &r->sem_wait);
+    if (rc != 2) on_sem_result(r, rc == 1 ? &e : NULL, sim);
+}
+
+/* 1: the prompt is being embedded (the request is async from here); 0: the
+ * alias has no semantic cache or this request must not use it. */
+static int semantic_begin(gw_req *r)
+{
+    const gw_semantic *sc = r->model->semantic;
+    if (!sc || !r->w->semcache || (r->route != ROUTE_CHAT && r->route != ROUTE_MESSAGES)) return 0;
+    evhtp_headers_t *hi = r->req->headers_in;
+    int why = semprompt_optout(evhtp_header_find(hi, "cache-control"), evhtp_header_find(hi, "x-gateway-cache"),
+                               evhtp_header_find(hi, "x-gateway-semantic-cache")) ? SEM_SKIP_OPTOUT : SEM_SKIP_NONE;
+    buf_t text;
+    buf_init(&text);
+    if (!why) why = semprompt_text(json_root(r->doc), (int)r->route, sc->max_temperature, &text);
+    const gw_model *emb = why ? NULL : config_find_model(r->cfg, sc->embedding_model, strlen(sc->embedding_model));
+    if (!why && !(r->sem_embed = emb ? semembed_start(r->w->base, r->w->up, emb, text.data, text.len, on_sem_embedded, r) : NULL))
+        why = SEM_SKIP_EMBED;
+    buf_free(&text);
+    if (why) { metrics_semcache(MX_SEM_SKIP_FIRST + why - 1); return 0; }
+    char ns[RL_ID_MAX + 8];
+    cache_namespace(r, ns, sizeof ns);
+    semprompt_partition(json_root(r->doc), (int)r->route, r->stream, r->model->alias, ns, r->sem_part);
+    r->sem_on = 1;
+    r->cache_rec = r->stream;   /* the stream is recorded to be stored */
+    return 1;
+}
+
 static void on_cache_answer(void *ud, const cache_entry *e)
 {
     gw_req *r = ud;
     r->cache_wait = NULL;   /* the cache frees its handle after this returns */
-    if (e) reply_cached(r, e);
+    if (e) { metrics_cache(MX_CACHE_HIT); reply_cached(r, e); }
     else {
         metrics_cache(MX_CACHE_MISS);
-        if (route_start(r)) return;
+        if (semantic_begin(r) || route_start(r)) return;
     }
     req_finish(r);
 }
@@ -1689,17 +1783,14 @@ static int cache_begin(gw_req *r)
     r->cache_mode = cache_parse_directives(cc, xg, r->model->cache_ttl_s, r->cfg->cache_default_ttl_s, &r->cache_ttl_s);
     if (r->cache_mode == CACHE_OFF) return 0;
     if (r->cache_mode == CACHE_NO_STORE) { metrics_cache(MX_CACHE_BYPASS); return 0; }
-    /* per team (or per key without a team) unless the alias shares one cache */
     char ns[RL_ID_MAX + 8];
-    if (r->model->cache_shared) snprintf(ns, sizeof ns, "shared");
-    else if (r->team_id[0]) snprintf(ns, sizeof ns, "t:%s", r->team_id);
-    else limit_subject(r, ns, sizeof ns);
+    cache_namespace(r, ns, sizeof ns);
     cache_key(json_root(r->doc), (int)r->route, r->stream, r->model->alias, ns, r->cache_key);
     r->cache_rec = r->stream;
     if (r->cache_mode == CACHE_REFRESH) { metrics_cache(MX_CACHE_BYPASS); return 0; }
     cache_entry e;
     int rc = cache_get(r->w->cache, r->cache_key, &e, on_cache_answer, r, &r->cache_wait);
-    if (rc == 1) { reply_cached(r, &e); return 1; }
+    if (rc == 1) { metrics_cache(MX_CACHE_HIT); reply_cached(r, &e); return 1; }
     if (rc == 2) return 2;
     metrics_cache(MX_CACHE_MISS);
     return 0;
@@ -1824,6 +1915,7 @@ static void handle_api(evhtp_request_t *req, gw_route route, worker_t *w)
     case 1: trace_mark(&r->tr, TR_ROUTE, 1); goto done;   /* answered from memory */
     case 2: go_async(r); return;                          /* Redis answers later: on_cache_answer */
     }
+    if (semantic_begin(r)) { go_async(r); return; }        /* the embedding answers later: on_sem_embedded */
     int started = route_start(r);
     trace_mark(&r->tr, TR_ROUTE, 1);
     if (!started) goto done;

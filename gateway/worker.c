@@ -23,6 +23,7 @@
 #include "abjudge.h"
 #include "accesslog.h"
 #include "cache.h"
+#include "semcache.h"
 #include "config.h"
 #include "cpagent.h"
 #include "cpsync.h"
@@ -344,6 +345,11 @@ int worker_run(int listen_fd, gw_config *cfg, const char *config_path, int index
         log_error("cannot set up the response cache");
         goto out;
     }
+    if (!(w.semcache = semcache_new(w.base, w.cache, cfg->sem_max_entries, cfg->sem_memory_bytes, (int)cfg->sem_m,
+                                    (int)cfg->sem_ef))) {
+        log_error("cannot set up the semantic cache");
+        goto out;
+    }
     if (router_init(&w.router, w.id_prefix ^ (uint64_t)getpid(), node_workers(cfg)) < 0) { log_error("cannot set up the router"); goto out; }
     if (!(w.ab = abjudge_new(w.base, w.up, &w.router, w.usage))) { log_error("out of memory"); goto out; }
     if (setup_server(&w, listen_fd) < 0) { log_error("cannot start the HTTP server"); goto out; }
@@ -368,6 +374,7 @@ out:
     tracer_free(w.tracer);   /* before the HTTP client it sends with */
     if (w.up) upstream_free(w.up);
     rlredis_free(w.rlstore);
+    semcache_free(w.semcache);   /* before the cache whose Redis connection it borrows */
     cache_free(w.cache);
     ratelimit_free(w.rl);
     budget_local_free(w.budget);

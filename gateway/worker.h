@@ -38,6 +38,7 @@ typedef struct worker {
     struct rlredis     *rlstore;    /* its shared store, when redis_url is set */
     struct budget_local *budget;    /* this worker's own spend per budgeted key (budget.h) */
     struct cache       *cache;      /* response cache: LRU + Redis (cache.h) */
+    struct semcache    *semcache;   /* semantic cache: HNSW per partition + Redis streams (semcache.h) */
     struct tracer      *tracer;     /* OTLP span export, when tracing is configured (trace.h) */
     router_t            router;     /* deployment health, latency and usage; retry budget (router.h) */
     struct abjudge     *ab;         /* evaluated A/B: judge jobs off the request path (abjudge.h) */

@@ -223,6 +223,42 @@ static int check_router(api_req *r, const json_value *v)
     return 0;
 }
 
+/* cache.semantic (the data plane's README "Semantic cache"): an embedding
+ * alias (not the model itself) and settings in range. Whether that alias can
+ * embed is checked by the data plane, which serves without the semantic
+ * cache (and logs why) when it cannot. */
+static int check_semantic(api_req *r, const json_value *v, const char *self)
+{
+    static const struct { const char *name; double min, max; int integer; } known[] = {
+        { "threshold", 0.5, 1, 0 }, { "ttl_s", 1, 2592000, 1 }, { "max_temperature", 0, 2, 0 },
+    };
+    if (v->type != JSON_OBJECT) {
+        api_error(r, 400, "invalid_request_error", "cache.semantic must be an object such as {\"embedding_model\": \"emb\"}");
+        return -1;
+    }
+    const json_value *e = json_get(v, "embedding_model");
+    if (!e || e->type != JSON_STRING || !valid_alias(e->str, e->str_len) || (self && !strcmp(e->str, self))) {
+        api_error(r, 400, "invalid_request_error", "cache.semantic.embedding_model must be another model's alias");
+        return -1;
+    }
+    for (const json_value *f = v->first; f; f = f->next) {
+        if (!strcmp(f->key, "embedding_model")) continue;
+        size_t i = 0, n = sizeof known / sizeof known[0];
+        while (i < n && strcmp(known[i].name, f->key)) i++;
+        if (i == n) {
+            api_error(r, 400, "invalid_request_error", "cache.semantic.%.40s is not a semantic cache setting", f->key);
+            return -1;
+        }
+        if (f->type != JSON_NUMBER || !isfinite(f->num) || f->num < known[i].min || f->num > known[i].max ||
+            (known[i].integer && !f->is_int)) {
+            api_error(r, 400, "invalid_request_error", "cache.semantic.%s must be %s from %g to %g", f->key,
+                      known[i].integer ? "an integer" : "a number", known[i].min, known[i].max);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int parse_model(api_req *r, const json_value *body, int creating, const char *path_alias, model_in *m)
 {
     static const char *const allowed[] = { "alias", "strategy", "deployments", "fallbacks", "cache", "router", "prompt",
@@ -327,6 +363,8 @@ static int parse_model(api_req *r, const json_value *body, int creating, const c
                 api_error(r, 400, "invalid_request_error", "cache.ttl_s must be a non-negative integer");
                 return -1;
             }
+            const json_value *sem = json_get(v, "semantic");
+            if (sem && sem->type != JSON_NULL && check_semantic(r, sem, m->alias ? m->alias : path_alias) < 0) return -1;
             if (!(m->cache = api_source(r, v))) goto oom;
         }
     }

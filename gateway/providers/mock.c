@@ -3,7 +3,10 @@
  * deployment delays the answer (the request layer applies it). */
 #include "provider.h"
 
+#include <ctype.h>
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -110,23 +113,75 @@ static void chat_stream(const provider_call *call, const char *id, long created,
     buf_free(&delta);
 }
 
+/* A deterministic embedding that still means something: a hashed bag of
+ * words (weight 1) and of the words' character trigrams (weight 0.5), signed
+ * feature hashing into dim buckets, unit length. Paraphrases that share most
+ * words score close to 1; unrelated text near 0. */
+#define MOCK_EMBED_DIM 256
+#define MOCK_EMBED_MAX 4096
+
+static uint32_t fnv(const unsigned char *p, size_t n, uint32_t h)
+{
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 16777619u;
+    return h;
+}
+
+static void feature(float *v, uint32_t dim, const unsigned char *p, size_t n, uint32_t salt, float w)
+{
+    uint32_t h = fnv(p, n, 2166136261u ^ salt);
+    h ^= h >> 15; h *= 0x2c1b3c6du; h ^= h >> 12;   /* spread the low bits */
+    v[h % dim] += (h & 0x80000000u) ? -w : w;
+}
+
+static void embed_text(const char *s, size_t n, float *v, uint32_t dim)
+{
+    memset(v, 0, dim * sizeof *v);
+    unsigned char word[66];
+    size_t i = 0;
+    while (i < n) {
+        while (i < n && !isalnum((unsigned char)s[i]) && (unsigned char)s[i] < 0x80) i++;
+        size_t wl = 1;   /* word[0] and word[wl] are boundary marks for the trigrams */
+        word[0] = '^';
+        while (i < n && (isalnum((unsigned char)s[i]) || (unsigned char)s[i] >= 0x80)) {
+            if (wl < 64) word[wl++] = (unsigned char)tolower((unsigned char)s[i]);
+            i++;
+        }
+        if (wl == 1) continue;
+        feature(v, dim, word + 1, wl - 1, 0, 1.0f);
+        word[wl] = '$';
+        for (size_t k = 0; k + 3 <= wl + 1; k++) feature(v, dim, word + k, 3, 0x5bd1e995u, 0.5f);
+    }
+    double norm = 0;
+    for (uint32_t d = 0; d < dim; d++) norm += (double)v[d] * v[d];
+    if (norm == 0) { v[0] = 1; return; }   /* empty text: still a unit vector */
+    float inv = (float)(1.0 / sqrt(norm));
+    for (uint32_t d = 0; d < dim; d++) v[d] *= inv;
+}
+
 static void embeddings(const provider_call *call, buf_t *out)
 {
     const json_value *in = json_get(call->root, "input");
-    size_t n = in && in->type == JSON_ARRAY ? in->count : 1;
+    const json_value *dims = json_get(call->root, "dimensions");
+    uint32_t dim = MOCK_EMBED_DIM;
+    if (dims && dims->type == JSON_NUMBER && dims->num >= 1 && dims->num <= MOCK_EMBED_MAX) dim = (uint32_t)dims->num;
     size_t bytes = in ? in->end - in->start : 0;
+    if (in && in->type == JSON_ARRAY && in->count > 2048) { out->oom = 1; return; }   /* bounded answer: refused */
+    float *v = malloc(dim * sizeof *v);
+    if (!v) { out->oom = 1; return; }
     buf_puts(out, "{\"object\":\"list\",\"data\":[");
-    for (size_t i = 0; i < n; i++) {
-        /* a deterministic vector derived from the input span */
-        unsigned h = 2166136261u + (unsigned)i;
-        for (size_t k = in ? in->start : 0; in && k < in->end; k++) h = (h ^ (unsigned char)call->body[k]) * 16777619u;
+    const json_value *item = in && in->type == JSON_ARRAY ? in->first : in;
+    for (size_t i = 0; item || (i == 0 && !in); i++) {
+        /* a string embeds its text; anything else (token arrays) its JSON */
+        if (item && item->type == JSON_STRING) embed_text(item->str, item->str_len, v, dim);
+        else if (item) embed_text(call->body + item->start, item->end - item->start, v, dim);
+        else embed_text("", 0, v, dim);
         buf_printf(out, "%s{\"object\":\"embedding\",\"index\":%zu,\"embedding\":[", i ? "," : "", i);
-        for (int d = 0; d < 8; d++) {
-            h = h * 1103515245u + 12345u;
-            buf_printf(out, "%s%.6f", d ? "," : "", ((double)(h >> 8) / (double)(1u << 24)) * 2.0 - 1.0);
-        }
+        for (uint32_t d = 0; d < dim; d++) buf_printf(out, "%s%.6f", d ? "," : "", v[d]);
         buf_puts(out, "]}");
+        if (!item || !(in->type == JSON_ARRAY)) break;
+        item = item->next;
     }
+    free(v);
     buf_puts(out, "],\"model\":");
     buf_json_str(out, call->dep->model, strlen(call->dep->model));
     buf_printf(out, ",\"usage\":{\"prompt_tokens\":%ld,\"total_tokens\":%ld}}", estimate_tokens(bytes), estimate_tokens(bytes));
