@@ -10,7 +10,7 @@ SAN     ?=
 CFLAGS_ALL  = $(CSTD) $(WARN) $(OPT) $(SAN) -Icommon -Igateway -I$(BUILD)/proto -I/usr/include/postgresql -MMD -MP
 LDFLAGS_ALL = $(SAN)
 
-GW_LIBS := -levhtp -lhiredis -levent -levent_openssl -levent_pthreads -lcurl -lyaml -lnng -lprotobuf-c -lssl -lcrypto -lpthread -lm
+GW_LIBS := -lpcre2-8 -levhtp -lhiredis -levent -levent_openssl -levent_pthreads -lcurl -lyaml -lnng -lprotobuf-c -lssl -lcrypto -lpthread -lm
 CP_LIBS := -lmicrohttpd -lpq -lyaml -lnng -lprotobuf-c -lssl -lcrypto -lpthread -lm
 
 COMMON_SRC := $(wildcard common/*.c)

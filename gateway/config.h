@@ -83,6 +83,8 @@ typedef struct gw_model {
     char         **fallbacks;    /* aliases tried in order when every deployment failed */
     size_t         nfallbacks;
     gw_route_policy policy;
+    char         **guardrails;   /* policy names (guardcfg.h) */
+    size_t         nguardrails;
 } gw_model;
 
 typedef struct gw_config {
@@ -114,6 +116,8 @@ typedef struct gw_config {
     double     trace_sample_ratio;
     long       trace_queue_spans, trace_batch_spans, trace_flush_ms;
     double     log_prompts_ratio;  /* log_prompts: sample_ratio (0: off) */
+
+    struct guard_set *guard;   /* guardrails: policies and who uses them (guardcfg.h); NULL: none */
 
     gw_model  *models;
     size_t     nmodels;
