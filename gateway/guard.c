@@ -18,36 +18,40 @@ static const struct detector {
     const char *name, *placeholder;
     int         validator;
     const char *re;
-    int         word_start;   /* never preceded by a letter or digit */
 } g_det[] = {
+    /* the domain as one run checked by a lookbehind for its TLD: the pattern
+     * then needs no "." literal, and PCRE2 skips ahead to an "@" */
     { "email", "[EMAIL]", V_NONE,
-      "(?<![\\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?"
-      "(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?){0,8}\\.[A-Za-z]{2,24}(?![\\w-])", 1 },
+      "(?<![\\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@[A-Za-z0-9][A-Za-z0-9.-]{0,252}"
+      "(?<=\\.[A-Za-z]{2}|\\.[A-Za-z]{3}|\\.[A-Za-z]{4}|\\.[A-Za-z]{5}|\\.[A-Za-z]{6}|\\.[A-Za-z]{7}|\\.[A-Za-z]{8})"
+      "(?![\\w-])" },
     /* 13-19 digits: plain, 4-4-4-4(-3) or 4-6-4/5 with one kind of separator */
     { "card", "[CARD]", V_LUHN,
       "(?<![\\w.-])(?:[2-6]\\d{12,18}|[2-6]\\d{3}(?<gwcs>[ -])\\d{4}\\k<gwcs>\\d{4}\\k<gwcs>\\d{4}(?:\\k<gwcs>\\d{3})?"
-      "|3\\d{3}(?<gwca>[ -])\\d{6}\\k<gwca>\\d{4,5})(?![\\w])", 1 },
+      "|3\\d{3}(?<gwca>[ -])\\d{6}\\k<gwca>\\d{4,5})(?![\\w])" },
     { "iban", "[IBAN]", V_IBAN,
-      "(?<![A-Za-z0-9])[A-Z]{2}\\d{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])", 1 },
+      "(?<![A-Za-z0-9])[A-Z]{2}\\d{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])" },
     /* international (+CC ...), North American (555) 123-4567 / 555-123-4567,
      * national trunk-prefixed (020 7946 0958): separators required for the
      * national forms so bare numbers and ids never match */
     { "phone", "[PHONE]", V_PHONE,
       "(?<![\\w+.\\-/:])(?<!\\d[ .-])(?:\\+[1-9]\\d{0,2}[ .-]?(?:\\(\\d{1,4}\\)[ .-]?)?\\d{1,4}(?:[ .-]?\\d{2,4}){1,4}"
       "|\\(\\d{3}\\) ?\\d{3}[ .-]\\d{4}|\\d{3}([ .-])\\d{3}\\g{-1}\\d{4}|0\\d{2,4}[ -]\\d{3,4}[ -]?\\d{3,4})"
-      "(?![\\w/:])(?![ .-]\\d)", 1 },
+      "(?![\\w/:])(?![ .-]\\d)" },
     { "private_key", "[SECRET]", V_NONE,
-      "-----BEGIN (?:[A-Z0-9]+ ){0,3}PRIVATE KEY-----[A-Za-z0-9+/=\\s:,-]{0,8192}?-----END (?:[A-Z0-9]+ ){0,3}PRIVATE KEY-----", 0 },
-    { "anthropic_key", "[SECRET]", V_NONE, "(?<![\\w-])sk-ant-[A-Za-z0-9_-]{20,300}", 1 },
-    { "openai_key", "[SECRET]", V_NONE, "(?<![\\w-])sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,300}", 1 },
-    { "aws_key", "[SECRET]", V_NONE, "(?<![A-Za-z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])", 1 },
-    { "github_token", "[SECRET]", V_NONE, "(?<![\\w])(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})", 1 },
-    { "slack_token", "[SECRET]", V_NONE, "(?<![\\w])xox[abposr]-[A-Za-z0-9-]{10,250}", 1 },
-    { "google_key", "[SECRET]", V_NONE, "(?<![\\w-])AIza[0-9A-Za-z_-]{35}(?![\\w-])", 1 },
-    { "bearer", "[SECRET]", V_NONE, "(?<![A-Za-z0-9])[Bb]earer[ \\t]+[A-Za-z0-9._~+/-]{16,4096}=*", 1 },
-    { "jwt", "[SECRET]", V_NONE, "(?<![\\w-])eyJ[A-Za-z0-9_-]{8,4096}\\.[A-Za-z0-9_-]{8,8192}\\.[A-Za-z0-9_-]{8,4096}", 1 },
+      "-----BEGIN (?:[A-Z0-9]+ ){0,3}PRIVATE KEY-----[A-Za-z0-9+/=\\s:,-]{0,8192}?-----END (?:[A-Z0-9]+ ){0,3}PRIVATE KEY-----" },
+    { "anthropic_key", "[SECRET]", V_NONE, "(?<![\\w-])sk-ant-[A-Za-z0-9_-]{20,300}" },
+    { "openai_key", "[SECRET]", V_NONE, "(?<![\\w-])sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,300}" },
+    { "aws_key", "[SECRET]", V_NONE, "(?<![A-Za-z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])" },
+    { "github_token", "[SECRET]", V_NONE, "(?<![\\w])(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})" },
+    { "slack_token", "[SECRET]", V_NONE, "(?<![\\w])xox[abposr]-[A-Za-z0-9-]{10,250}" },
+    { "google_key", "[SECRET]", V_NONE, "(?<![\\w-])AIza[0-9A-Za-z_-]{35}(?![\\w-])" },
+    { "bearer", "[SECRET]", V_NONE, "(?<![A-Za-z0-9])[Bb]earer[ \\t]+[A-Za-z0-9._~+/-]{16,4096}=*" },
+    { "jwt", "[SECRET]", V_NONE, "(?<![\\w-])eyJ[A-Za-z0-9_-]{8,4096}\\.[A-Za-z0-9_-]{8,8192}\\.[A-Za-z0-9_-]{8,4096}" },
 };
 #define NDET (sizeof g_det / sizeof g_det[0])
+
+#define GUARD_MAX_SUBS 16
 
 typedef struct guard_rule {
     char name[GUARD_NAME_MAX + 8];   /* "email", "custom.<name>", "deny" */
@@ -60,7 +64,10 @@ struct guard_policy {
     int         stages;
     guard_rule  rules[GUARD_MAX_RULES];
     size_t      nrules;
-    pcre2_code *re, *allow;
+    pcre2_code *sub[GUARD_MAX_SUBS];  /* one per built-in detector, one for custom patterns, one for the deny list */
+    char        sub_at[GUARD_MAX_SUBS];  /* a character every match of the sub-pattern has (0: none known) */
+    size_t      nsub;
+    pcre2_code *allow;
     size_t      max_chars, max_bytes, max_tokens, window;
     char       *webhook_url;
     long        webhook_timeout_ms;
@@ -193,6 +200,13 @@ static int add_rule(guard_policy *p, buf_t *re, const char *name, const char *ph
     return 0;
 }
 
+static int add_sub(guard_policy *p, buf_t *re, const char *what, char *err, size_t errlen)
+{
+    if (re->oom) { snprintf(err, errlen, "out of memory"); return -1; }
+    if (p->nsub >= GUARD_MAX_SUBS) { snprintf(err, errlen, "too many pattern groups"); return -1; }
+    return (p->sub[p->nsub++] = compile(re->data, re->len, 0, err, errlen, what)) ? 0 : -1;
+}
+
 static int bad_custom(const char *pat)
 {
     return strstr(pat, "(?C") || strstr(pat, "(*");   /* callouts and verbs would confuse the branch bookkeeping */
@@ -211,24 +225,20 @@ guard_policy *guard_policy_compile(const guard_spec *s, char *err, size_t errlen
     if (s->webhook_url && !(p->webhook_url = strdup(s->webhook_url))) { snprintf(err, errlen, "out of memory"); goto fail; }
     p->webhook_timeout_ms = s->webhook_timeout_ms > 0 ? s->webhook_timeout_ms : 1000;
     p->webhook_fail_open = s->webhook_fail_open;
-    /* Every built-in but the PEM block starts a word: one shared lookbehind
-     * rejects the other positions before any branch runs (about 4x faster on prose). */
-    int words = 0;
+    /* One pattern per built-in detector keeps PCRE2's own prefilters (a
+     * required "@", a literal "sk-") that one big alternation would lose;
+     * scan() merges their matches leftmost-first in one pass over the text. */
     for (size_t i = 0; i < NDET; i++) {
         int a = s->detector_action[i];
-        if (!a || !g_det[i].word_start) continue;
-        buf_puts(&re, words++ ? "|(?:" : "(?<![A-Za-z0-9])(?:(?:");
+        if (!a) continue;
+        buf_reset(&re);
+        buf_puts(&re, "(?:");
         buf_puts(&re, g_det[i].re);
         if (add_rule(p, &re, g_det[i].name, g_det[i].placeholder, a, g_det[i].validator, 0, err, errlen) < 0) goto fail;
+        if (add_sub(p, &re, g_det[i].name, err, errlen) < 0) goto fail;
+        if (!strcmp(g_det[i].name, "email")) p->sub_at[p->nsub - 1] = '@';
     }
-    if (words) buf_putc(&re, ')');
-    for (size_t i = 0; i < NDET; i++) {
-        int a = s->detector_action[i];
-        if (!a || g_det[i].word_start) continue;
-        buf_puts(&re, re.len ? "|(?:" : "(?:");
-        buf_puts(&re, g_det[i].re);
-        if (add_rule(p, &re, g_det[i].name, g_det[i].placeholder, a, g_det[i].validator, 0, err, errlen) < 0) goto fail;
-    }
+    buf_reset(&re);
     for (size_t i = 0; i < s->ncustom; i++) {
         const guard_custom *c = &s->custom[i];
         snprintf(field, sizeof field, "custom[%zu].pattern", i);
@@ -248,6 +258,8 @@ guard_policy *guard_policy_compile(const guard_spec *s, char *err, size_t errlen
         buf_putc(&re, ')');
         if (add_rule(p, &re, name, ph, c->action, V_NONE, 0, err, errlen) < 0) goto fail;
     }
+    if (re.len && add_sub(p, &re, "custom", err, errlen) < 0) goto fail;
+    buf_reset(&re);
     int deny_action = s->deny_action ? s->deny_action : GUARD_BLOCK;
     for (size_t i = 0; i < s->ndeny_words; i++) {
         buf_puts(&re, re.len ? "|(?:(?<!\\w)(?i:" : "(?:(?<!\\w)(?i:");
@@ -266,8 +278,7 @@ guard_policy *guard_policy_compile(const guard_spec *s, char *err, size_t errlen
         buf_putc(&re, ')');
         if (add_rule(p, &re, "deny", "[DENIED]", deny_action, V_NONE, 1, err, errlen) < 0) goto fail;
     }
-    if (re.oom) { snprintf(err, errlen, "out of memory"); goto fail; }
-    if (re.len && !(p->re = compile(re.data, re.len, 0, err, errlen, "patterns"))) goto fail;
+    if (re.len && add_sub(p, &re, "deny", err, errlen) < 0) goto fail;
     for (size_t i = 0; i < s->nallow_words; i++) {
         buf_puts(&al, al.len ? "|(?i:" : "(?i:");
         put_literal(&al, s->allow_words[i]);
@@ -295,7 +306,7 @@ fail:
 void guard_policy_free(guard_policy *p)
 {
     if (!p) return;
-    pcre2_code_free(p->re);
+    for (size_t i = 0; i < p->nsub; i++) pcre2_code_free(p->sub[i]);
     pcre2_code_free(p->allow);
     free(p->webhook_url);
     free(p->name);
@@ -408,42 +419,95 @@ static size_t next_char(const char *s, size_t n, size_t i)
     return i;
 }
 
+/* The next match (or partial match) of one sub-pattern at or after off. */
+/* Where a sub-pattern's next match can begin at the earliest: for emails,
+ * at most 64 local-part characters before the next "@" (PCRE2 would
+ * otherwise try every position up to it). */
+static size_t sub_skip(const guard_policy *p, size_t k, const char *s, size_t n, size_t off, int partial)
+{
+    if (!p->sub_at[k] || off >= n) return off;
+    const char *at = memchr(s + off, p->sub_at[k], n - off);
+    if (!at && !partial) return n;
+    size_t i = at ? (size_t)(at - s) : n;   /* partial: a match may still start in the text's last word */
+    size_t lim = i > off + 64 ? i - 64 : off;
+    while (i > lim) {
+        unsigned char c = (unsigned char)s[i - 1];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '.' || c == '_' ||
+              c == '%' || c == '+' || c == '-')) break;
+        i--;
+    }
+    return i;
+}
+
+typedef struct sub_state {
+    size_t ms, me;
+    int    kind;   /* 0 not looked for yet, 1 match, 2 partial (ms: where it starts), 3 none */
+    int    rule;
+} sub_state;
+
+static int sub_next(const guard_policy *p, size_t k, const char *s, size_t n, size_t off, int partial, sub_state *st)
+{
+    match_ctx m = { .p = p };
+    for (;;) {
+        off = sub_skip(p, k, s, n, off, partial);
+        m.rule = -1;
+        pcre2_set_callout(t_mctx, on_callout, &m);
+        int rc = pcre2_match(p->sub[k], (PCRE2_SPTR)s, n, off, PCRE2_NO_UTF_CHECK | (partial ? PCRE2_PARTIAL_HARD : 0),
+                             t_md, t_mctx);
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(t_md);
+        if (rc == PCRE2_ERROR_NOMATCH) { st->kind = 3; return 0; }
+        if (rc == PCRE2_ERROR_PARTIAL) { st->kind = 2; st->ms = ov[0]; return 0; }
+        if (rc < 0) return -1;   /* match or depth limit */
+        if (ov[1] <= ov[0] || m.rule < 0) {   /* empty: try from the next character */
+            if (ov[0] >= n) { st->kind = 3; return 0; }
+            off = next_char(s, n, ov[0]);
+            continue;
+        }
+        st->kind = 1; st->ms = ov[0]; st->me = ov[1]; st->rule = m.rule;
+        return 0;
+    }
+}
+
 /* One policy over s[start..n) (s[0..start) is lookbehind context only):
  * appends the text up to *hold (masked) to out; with partial, *hold is where
- * a possible match begins that more text could complete (else n). */
+ * a possible match begins that more text could complete (else n). The
+ * sub-patterns' matches are merged leftmost first (ties: detector order);
+ * a cached next match stays valid until a chosen match passes its start, so
+ * each sub-pattern reads the text about once. */
 static int scan(const guard_policy *p, int stage, const char *s, size_t n, size_t start, int partial,
                 buf_t *out, size_t *hold, guard_result *res)
 {
     size_t off = start, emitted = start;
+    sub_state st[GUARD_MAX_SUBS];
+    memset(st, 0, sizeof st);
     *hold = n;
-    if (p->re) {
-        if (tls_ready() < 0) return -1;
-        match_ctx m = { .p = p };
-        while (off <= n) {
-            m.rule = -1;
-            pcre2_set_callout(t_mctx, on_callout, &m);
-            int rc = pcre2_match(p->re, (PCRE2_SPTR)s, n, off, PCRE2_NO_UTF_CHECK | (partial ? PCRE2_PARTIAL_HARD : 0),
-                                 t_md, t_mctx);
-            if (rc == PCRE2_ERROR_NOMATCH) break;
-            PCRE2_SIZE *ov = pcre2_get_ovector_pointer(t_md);
-            if (rc == PCRE2_ERROR_PARTIAL) { *hold = ov[0] < emitted ? emitted : ov[0]; break; }
-            if (rc < 0) {   /* match or depth limit: a pathological input is refused, never passed unchecked */
-                guard_result_add(res, stage, "guard_error", GUARD_BLOCK, 0);
-                break;
-            }
-            size_t ms = ov[0], me = ov[1];
-            if (me <= ms || m.rule < 0) { off = next_char(s, n, ms); continue; }
-            const guard_rule *r = &p->rules[m.rule];
-            if (r->action != GUARD_NONE && !allowed(p, s + ms, me - ms)) {
-                guard_result_add(res, stage, r->name, r->action, r->is_deny);
-                if (r->action == GUARD_MASK) {
-                    buf_append(out, s + emitted, ms - emitted);
-                    buf_puts(out, r->placeholder);
-                    emitted = me;
+    if (p->nsub && tls_ready() < 0) return -1;
+    while (p->nsub && off <= n) {
+        int best = -1;
+        for (size_t k = 0; k < p->nsub; k++) {
+            if (st[k].kind == 0 || ((st[k].kind == 1 || st[k].kind == 2) && st[k].ms < off)) {
+                if (sub_next(p, k, s, n, off, partial, &st[k]) < 0) {   /* pathological input: refused, never passed unchecked */
+                    guard_result_add(res, stage, "guard_error", GUARD_BLOCK, 0);
+                    st[k].kind = 3;
                 }
             }
-            off = me;
+            if (st[k].kind == 3) continue;
+            if (best < 0 || st[k].ms < st[best].ms || (st[k].ms == st[best].ms && st[k].kind == 2 && st[best].kind == 1))
+                best = (int)k;
         }
+        if (best < 0) break;
+        const sub_state *b = &st[best];
+        if (b->kind == 2) { *hold = b->ms < emitted ? emitted : b->ms; break; }
+        const guard_rule *r = &p->rules[b->rule];
+        if (r->action != GUARD_NONE && !allowed(p, s + b->ms, b->me - b->ms)) {
+            guard_result_add(res, stage, r->name, r->action, r->is_deny);
+            if (r->action == GUARD_MASK) {
+                buf_append(out, s + emitted, b->ms - emitted);
+                buf_puts(out, r->placeholder);
+                emitted = b->me;
+            }
+        }
+        off = b->me;
     }
     if (*hold > emitted) buf_append(out, s + emitted, *hold - emitted);
     return out->oom ? -1 : 0;
@@ -458,7 +522,7 @@ int guard_text(const guard_chain *c, int stage, const char *s, size_t n, buf_t *
     int changed = 0;
     for (size_t i = 0; i < c->n; i++) {
         const guard_policy *p = c->p[i];
-        if (!(p->stages & stage) || !p->re) continue;
+        if (!(p->stages & stage) || !p->nsub) continue;
         buf_t *dst = cur == a.data && a.data ? &b : &a;
         buf_reset(dst);
         size_t hold;
@@ -552,10 +616,10 @@ static int stream_run(guard_stream *g, const char *s, size_t n, int final, buf_t
     int rc = 0, k = 0;
     size_t last = 0, nst = 0;
     for (size_t i = 0; i < g->chain->n && i < GUARD_MAX_CHAIN; i++)
-        if (g->chain->p[i]->stages & GUARD_OUTPUT && g->chain->p[i]->re) { last = i; nst++; }
+        if (g->chain->p[i]->stages & GUARD_OUTPUT && g->chain->p[i]->nsub) { last = i; nst++; }
     for (size_t i = 0; i < g->chain->n && i < GUARD_MAX_CHAIN && nst; i++) {
         const guard_policy *p = g->chain->p[i];
-        if (!(p->stages & GUARD_OUTPUT) || !p->re) continue;
+        if (!(p->stages & GUARD_OUTPUT) || !p->nsub) continue;
         buf_t *dst = i == last ? out : &carry[k];
         if (i != last) buf_reset(dst);
         if ((rc = stage_run(g, i, in, inlen, final, dst)) < 0) break;
