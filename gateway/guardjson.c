@@ -306,7 +306,8 @@ static void on_event(guard_sse *g, const char *ev, size_t len, guard_emit_fn emi
         if (type && !strcmp(type, "content_block_delta")) {
             const json_value *delta = json_get(root, "delta");
             const char *dt = json_get_str(delta, "type");
-            if (dt && !strcmp(dt, "text_delta")) { texts[nt] = json_get(delta, "text"); tidx[nt++] = idx; }
+            const json_value *t = json_get(delta, "text");
+            if (dt && !strcmp(dt, "text_delta") && t && t->type == JSON_STRING) { texts[nt] = t; tidx[nt++] = idx; }
         } else if (type && !strcmp(type, "content_block_stop")) flush_before = idx;
         else if (type && (!strcmp(type, "message_delta") || !strcmp(type, "message_stop"))) flush_every = 1;
     } else {
