@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define GUARD_MAX_POLICIES 64
+#define GUARD_MAX_POLICIES 64      /* in one list */
 #define GUARD_MAX_LIST     256   /* words, regexes or custom patterns in one list */
 
 typedef struct binding {
@@ -18,8 +18,8 @@ typedef struct binding {
 } binding;
 
 struct guard_set {
-    guard_policy *policies[GUARD_MAX_POLICIES];
-    size_t        npolicies;
+    guard_policy **policies;
+    size_t        npolicies, cappolicies;
     binding      *binds;
     size_t        nbinds, capbinds;
 };
@@ -241,6 +241,21 @@ static guard_policy *parse_policy(pctx *c, const char *path, yaml_node_t *m)
     return p;
 }
 
+static int add_policy(guard_set *s, guard_policy *p)
+{
+    if (s->npolicies == s->cappolicies) {
+        size_t cap = s->cappolicies ? s->cappolicies * 2 : 8;
+        guard_policy **np = realloc(s->policies, cap * sizeof *np);
+        if (!np) return -1;
+        s->policies = np;
+        s->cappolicies = cap;
+    }
+    s->policies[s->npolicies++] = p;
+    return 0;
+}
+
+guard_set *guard_set_new(void) { return calloc(1, sizeof(guard_set)); }
+
 guard_set *guard_set_parse(yaml_document_t *doc, yaml_node_t *list, char *err, size_t errlen)
 {
     pctx c = { .doc = doc, .err = err, .errlen = errlen };
@@ -261,7 +276,7 @@ guard_set *guard_set_parse(yaml_document_t *doc, yaml_node_t *list, char *err, s
                 guard_policy_free(p);
                 goto bad;
             }
-        s->policies[s->npolicies++] = p;
+        if (add_policy(s, p) < 0) { fail(&c, path, "out of memory"); guard_policy_free(p); goto bad; }
     }
     return s;
 bad:
@@ -273,6 +288,7 @@ void guard_set_free(guard_set *s)
 {
     if (!s) return;
     for (size_t i = 0; i < s->npolicies; i++) guard_policy_free(s->policies[i]);
+    free(s->policies);
     for (size_t i = 0; i < s->nbinds; i++) free(s->binds[i].owner);
     free(s->binds);
     free(s);
@@ -322,4 +338,47 @@ void guard_set_chain(const guard_set *s, const char *alias, const char *key_name
         for (size_t i = 0; i < s->nbinds; i++)
             if (s->binds[i].kind == kind && !strcmp(s->binds[i].owner, who)) chain_add(out, &s->binds[i]);
     }
+}
+
+guard_set *guard_set_parse_text(const char *text, size_t len, char *err, size_t errlen)
+{
+    yaml_parser_t parser;
+    yaml_document_t doc;
+    if (len > (1u << 20)) { snprintf(err, errlen, "guardrails: larger than 1 MiB"); return NULL; }
+    if (!yaml_parser_initialize(&parser)) { snprintf(err, errlen, "guardrails: out of memory"); return NULL; }
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    if (!yaml_parser_load(&parser, &doc)) {
+        snprintf(err, errlen, "guardrails: %s at column %zu", parser.problem ? parser.problem : "syntax error",
+                 parser.problem_mark.column + 1);
+        yaml_parser_delete(&parser);
+        return NULL;
+    }
+    guard_set *s = guard_set_parse(&doc, yaml_document_get_root_node(&doc), err, errlen);
+    yaml_document_delete(&doc);
+    yaml_parser_delete(&parser);
+    return s;
+}
+
+int guard_set_adopt(guard_set *dst, guard_set *src, int kind, const char *owner, char *err, size_t errlen)
+{
+    binding b = { .kind = kind };
+    int rc = 0;
+    for (size_t i = 0; i < src->npolicies; i++) {
+        if (b.n < GUARD_MAX_CHAIN) b.p[b.n++] = src->policies[i];
+        if (add_policy(dst, src->policies[i]) < 0) { guard_policy_free(src->policies[i]); rc = -1; }
+    }
+    src->npolicies = 0;   /* dst owns them now */
+    guard_set_free(src);
+    if (rc < 0) { snprintf(err, errlen, "out of memory"); return -1; }
+    if (!b.n) return 0;
+    if (dst->nbinds == dst->capbinds) {
+        size_t cap = dst->capbinds ? dst->capbinds * 2 : 8;
+        binding *nb = realloc(dst->binds, cap * sizeof *nb);
+        if (!nb) { snprintf(err, errlen, "out of memory"); return -1; }
+        dst->binds = nb;
+        dst->capbinds = cap;
+    }
+    if (!(b.owner = strdup(owner))) { snprintf(err, errlen, "out of memory"); return -1; }
+    dst->binds[dst->nbinds++] = b;
+    return 0;
 }

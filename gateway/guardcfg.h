@@ -25,6 +25,12 @@ enum { GUARD_BIND_MODEL, GUARD_BIND_KEY };
 /* Binds an alias's or key's policy names; -1 naming path[i] when a name is unknown. */
 int  guard_set_bind(guard_set *s, int kind, const char *owner, char *const *names, size_t n, const char *path,
                     char *err, size_t errlen);
+guard_set *guard_set_new(void);
+/* The list as JSON or YAML text (the control plane's guardrails column). */
+guard_set *guard_set_parse_text(const char *text, size_t len, char *err, size_t errlen);
+/* Moves every policy of src into dst, bound to owner in src's order; src is freed. */
+int  guard_set_adopt(guard_set *dst, guard_set *src, int kind, const char *owner, char *err, size_t errlen);
+
 /* The request's chain (empty when nothing applies). s may be NULL. */
 void guard_set_chain(const guard_set *s, const char *alias, const char *key_name, guard_chain *out);
 
