@@ -55,7 +55,7 @@ def test_policies_reach_the_gateway_and_apply():
     h.check(m["guardrails"] == POLICY, "stored: %r" % m)
     ENV.key = cp.new_key("guard-user")["key"]
     cp.gw_start("gw-g")
-    h.wait_for(lambda: guarded_chat("hi").status == 200, 10, what="the guarded alias on the gateway")
+    cp.wait_status(ENV.key, 200, model="guarded", timeout=10)   # every worker has the snapshot
     r = guarded_chat("CPG1 write to jane@example.com about TCK-123456")
     h.expect_status(r, 200)
     seen = json.dumps(ENV.mock.wait_find("CPG1")[-1]["body"])
@@ -66,9 +66,22 @@ def test_policies_reach_the_gateway_and_apply():
 
 
 @h.test
+def test_verdicts_reach_spend_log_without_text():
+    def rows():
+        st, d = cp.call("GET", "/api/spend/logs?model=guarded&limit=50")
+        return [x for x in (d or {}).get("data", []) if x.get("guard")] if st == 200 else []
+    got = h.wait_for(rows, 10, what="usage events with a guard summary in spend_log")
+    guards = {x["guard"] for x in got}
+    h.check("in:mask:email,custom.ticket" in guards, "guard summaries: %r" % guards)
+    h.check("in:block:aws_key" in guards, "guard summaries: %r" % guards)
+    h.check(not any("jane@" in g or AWS in g for g in guards), "matched text in spend_log: %r" % guards)
+
+
+@h.test
 def test_removing_them_reaches_the_gateway():
     cp.api("PATCH", "/api/models/guarded", {"guardrails": None})
-    h.wait_for(lambda: guarded_chat("key " + AWS).status == 200, 10, what="the policies gone on the gateway")
+    h.wait_for(lambda: all(guarded_chat("key " + AWS).status == 200 for _ in range(6)), 10,
+               what="the policies gone on every worker")
 
 
 def teardown():
