@@ -66,6 +66,8 @@ struct guard_policy {
     size_t      nrules;
     pcre2_code *sub[GUARD_MAX_SUBS];  /* one per built-in detector, one for custom patterns, one for the deny list */
     char        sub_at[GUARD_MAX_SUBS];  /* a character every match of the sub-pattern has (0: none known) */
+    uint8_t     sub_first[GUARD_MAX_SUBS][32];   /* bytes a match can start with (PCRE2's start bitmap) */
+    int         sub_has_first[GUARD_MAX_SUBS];
     size_t      nsub;
     pcre2_code *allow;
     size_t      max_chars, max_bytes, max_tokens, window;
@@ -204,7 +206,29 @@ static int add_sub(guard_policy *p, buf_t *re, const char *what, char *err, size
 {
     if (re->oom) { snprintf(err, errlen, "out of memory"); return -1; }
     if (p->nsub >= GUARD_MAX_SUBS) { snprintf(err, errlen, "too many pattern groups"); return -1; }
-    return (p->sub[p->nsub++] = compile(re->data, re->len, 0, err, errlen, what)) ? 0 : -1;
+    size_t k = p->nsub;
+    if (!(p->sub[k] = compile(re->data, re->len, 0, err, errlen, what))) return -1;
+    p->nsub++;
+    /* where a match can start, if PCRE2 knows: short texts (stream deltas)
+     * then skip the sub-pattern without a match call */
+    const uint8_t *bm = NULL;
+    uint32_t fcu = 0, ftype = 0;
+    if (pcre2_pattern_info(p->sub[k], PCRE2_INFO_FIRSTCODETYPE, &ftype) == 0 && ftype == 1 &&
+        pcre2_pattern_info(p->sub[k], PCRE2_INFO_FIRSTCODEUNIT, &fcu) == 0 && fcu < 256) {
+        /* it may be caseless, and caseless ASCII letters also match some
+         * non-ASCII characters (K: the Kelvin sign): both cases and every
+         * non-ASCII byte */
+        memset(p->sub_first[k], 0, 32);
+        memset(p->sub_first[k] + 16, 0xFF, 16);
+        uint32_t lo = fcu >= 'A' && fcu <= 'Z' ? fcu + 32 : fcu, up = fcu >= 'a' && fcu <= 'z' ? fcu - 32 : fcu;
+        p->sub_first[k][lo >> 3] |= (uint8_t)(1u << (lo & 7));
+        p->sub_first[k][up >> 3] |= (uint8_t)(1u << (up & 7));
+        p->sub_has_first[k] = 1;
+    } else if (pcre2_pattern_info(p->sub[k], PCRE2_INFO_FIRSTBITMAP, &bm) == 0 && bm) {
+        memcpy(p->sub_first[k], bm, 32);
+        p->sub_has_first[k] = 1;
+    }
+    return 0;
 }
 
 static int bad_custom(const char *pat)
@@ -450,6 +474,11 @@ static int sub_next(const guard_policy *p, size_t k, const char *s, size_t n, si
     match_ctx m = { .p = p };
     for (;;) {
         off = sub_skip(p, k, s, n, off, partial);
+        if (p->sub_has_first[k]) {   /* no byte a match can start with: none, not even partial */
+            const uint8_t *fb = p->sub_first[k];
+            while (off < n && !(fb[(unsigned char)s[off] >> 3] & (1u << ((unsigned char)s[off] & 7)))) off++;
+            if (off >= n) { st->kind = 3; return 0; }
+        }
         m.rule = -1;
         pcre2_set_callout(t_mctx, on_callout, &m);
         int rc = pcre2_match(p->sub[k], (PCRE2_SPTR)s, n, off, PCRE2_NO_UTF_CHECK | (partial ? PCRE2_PARTIAL_HARD : 0),
