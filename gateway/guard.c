@@ -558,7 +558,7 @@ int guard_text(const guard_chain *c, int stage, const char *s, size_t n, buf_t *
         if (scan(p, stage, cur, curlen, 0, 0, dst, &hold, res) < 0) { buf_free(&a); buf_free(&b); return -1; }
         if (dst->len != curlen || memcmp(dst->data ? dst->data : "", cur, curlen)) {
             changed = 1;
-            cur = dst->data;
+            cur = dst->data ? dst->data : "";
             curlen = dst->len;
         }
     }
@@ -629,9 +629,11 @@ static int stage_run(guard_stream *g, size_t i, const char *s, size_t n, int fin
     /* keep a few bytes of context (on a character boundary) and the held text */
     size_t c0 = hold > STREAM_CTX ? hold - STREAM_CTX : 0;
     while (c0 < hold && ((unsigned char)d[c0] & 0xC0) == 0x80) c0++;
-    memmove(st->buf.data, d + c0, len - c0);
-    st->buf.len = len - c0;
-    st->buf.data[st->buf.len] = '\0';
+    if (st->buf.data) {   /* NULL: nothing was ever held */
+        memmove(st->buf.data, d + c0, len - c0);
+        st->buf.len = len - c0;
+        st->buf.data[st->buf.len] = '\0';
+    }
     st->ctx = hold - c0;
     return 0;
 }

@@ -245,7 +245,7 @@ static int add_policy(guard_set *s, guard_policy *p)
 {
     if (s->npolicies == s->cappolicies) {
         size_t cap = s->cappolicies ? s->cappolicies * 2 : 8;
-        guard_policy **np = realloc(s->policies, cap * sizeof *np);
+        guard_policy **np = realloc(s->policies, cap * sizeof(guard_policy *));
         if (!np) return -1;
         s->policies = np;
         s->cappolicies = cap;
