@@ -556,6 +556,10 @@ int guard_text(const guard_chain *c, int stage, const char *s, size_t n, buf_t *
         buf_reset(dst);
         size_t hold;
         if (scan(p, stage, cur, curlen, 0, 0, dst, &hold, res) < 0) { buf_free(&a); buf_free(&b); return -1; }
+        if (dst->len > 2 * curlen + 65536) {   /* placeholders longer than many tiny matches: bounded, refused */
+            guard_result_add(res, stage, "too_many_matches", GUARD_BLOCK, 0);
+            break;
+        }
         if (dst->len != curlen || memcmp(dst->data ? dst->data : "", cur, curlen)) {
             changed = 1;
             cur = dst->data ? dst->data : "";

@@ -18,9 +18,9 @@ typedef struct edits {
     const char        *placeholder;
     buf_t             *collect;      /* collect mode: the text joined by newlines */
     buf_t              text;         /* replacement texts, back to back */
-    struct { size_t start, end, off, len; } e[256];
-    size_t             n;
-    int                oom, overflow;
+    struct edit { size_t start, end, off, len; } *e;
+    size_t             n, cap;
+    int                oom;
 } edits;
 
 static size_t utf8_chars(const char *s, size_t n)
@@ -67,15 +67,19 @@ static void guard_string(edits *ed, const json_value *v)
     }
     if (rc < 0 || out.oom) ed->oom = 1;
     else if (rc == 1) {
-        if (ed->n == sizeof ed->e / sizeof ed->e[0]) ed->overflow = 1;
-        else {
-            ed->e[ed->n].start = v->start;
-            ed->e[ed->n].end = v->end;
-            ed->e[ed->n].off = ed->text.len;
-            ed->e[ed->n].len = out.len;
-            buf_append(&ed->text, out.data, out.len);
-            ed->n++;
+        if (ed->n == ed->cap) {
+            size_t cap = ed->cap ? ed->cap * 2 : 16;
+            struct edit *ne = realloc(ed->e, cap * sizeof *ne);
+            if (!ne) { ed->oom = 1; buf_free(&out); return; }
+            ed->e = ne;
+            ed->cap = cap;
         }
+        ed->e[ed->n].start = v->start;
+        ed->e[ed->n].end = v->end;
+        ed->e[ed->n].off = ed->text.len;
+        ed->e[ed->n].len = out.len;
+        buf_append(&ed->text, out.data, out.len);
+        ed->n++;
     }
     buf_free(&out);
 }
@@ -161,14 +165,14 @@ static void edits_free(edits *ed)
 {
     if (!ed) return;
     buf_free(&ed->text);
+    free(ed->e);
     free(ed);
 }
 
-/* 1 rewritten, 0 unchanged, -1 out of memory; more edits than fit: blocked. */
+/* 1 rewritten, 0 unchanged, -1 out of memory. */
 static int finish(edits *ed, const char *src, size_t len, buf_t *out)
 {
     int rc = ed->oom || ed->text.oom ? -1 : 0;
-    if (!rc && ed->overflow) guard_result_add(ed->res, ed->stage, "too_many_matches", GUARD_BLOCK, 0);
     if (!rc && ed->n) rc = splice(ed, src, len, out) < 0 ? -1 : 1;
     edits_free(ed);
     return rc;

@@ -6,6 +6,9 @@
 #include <time.h>
 
 #include "guard.h"
+#include "guardjson.h"
+#include "json.h"
+#include "providers/provider.h"
 #include "test.h"
 
 static guard_policy *all_policy(int action)
@@ -214,6 +217,103 @@ static void test_stream_releases_early(void)
     guard_stream_free(&g);
 }
 
+
+/* The request's text in every route's shape is masked; nothing else is touched. */
+static const char *input_masked(int route, const char *body)
+{
+    static char out[4096];
+    guard_chain c = { .p = { g_mask }, .n = 1 };
+    guard_result r = { 0 };
+    json_error e;
+    json_doc *d = json_parse(body, strlen(body), NULL, &e);
+    if (!d) return "(bad json)";
+    buf_t b; buf_init(&b);
+    int rc = guardjson_input(&c, route, body, json_root(d), &b, &r);
+    snprintf(out, sizeof out, "%s", rc == 1 ? b.data : rc == 0 ? body : "(error)");
+    buf_free(&b);
+    json_doc_free(d);
+    return out;
+}
+
+static void test_json_input_shapes(void)
+{
+    CHECK_STR(input_masked(ROUTE_CHAT, "{\"model\":\"a@b.io\",\"messages\":[{\"role\":\"user\",\"content\":\"to a@b.io\"},"
+                                       "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"x \\\"c@d.io\\\"\"},"
+                                       "{\"type\":\"image_url\",\"image_url\":{\"url\":\"http://e@f.io/x\"}}]},"
+                                       "{\"role\":\"assistant\",\"tool_calls\":[{\"id\":\"1\",\"type\":\"function\","
+                                       "\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"to\\\":\\\"g@h.io\\\"}\"}}]}]}"),
+              "{\"model\":\"a@b.io\",\"messages\":[{\"role\":\"user\",\"content\":\"to [EMAIL]\"},"
+              "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"x \\\"[EMAIL]\\\"\"},"
+              "{\"type\":\"image_url\",\"image_url\":{\"url\":\"http://e@f.io/x\"}}]},"
+              "{\"role\":\"assistant\",\"tool_calls\":[{\"id\":\"1\",\"type\":\"function\","
+              "\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"to\\\":\\\"[EMAIL]\\\"}\"}}]}]}");
+    CHECK_STR(input_masked(ROUTE_MESSAGES, "{\"system\":[{\"type\":\"text\",\"text\":\"a@b.io\"}],\"messages\":[{\"role\":\"user\","
+                                           "\"content\":[{\"type\":\"tool_result\",\"tool_use_id\":\"t\",\"content\":\"c@d.io\"}]}]}"),
+              "{\"system\":[{\"type\":\"text\",\"text\":\"[EMAIL]\"}],\"messages\":[{\"role\":\"user\","
+              "\"content\":[{\"type\":\"tool_result\",\"tool_use_id\":\"t\",\"content\":\"[EMAIL]\"}]}]}");
+    CHECK_STR(input_masked(ROUTE_COMPLETIONS, "{\"prompt\":[\"a@b.io\",\"ok\"]}"), "{\"prompt\":[\"[EMAIL]\",\"ok\"]}");
+    CHECK_STR(input_masked(ROUTE_EMBEDDINGS, "{\"input\":\"a@b.io\",\"user\":\"c@d.io\"}"), "{\"input\":\"[EMAIL]\",\"user\":\"c@d.io\"}");
+    CHECK_STR(input_masked(ROUTE_EMBEDDINGS, "{\"input\":[1,2,3]}"), "{\"input\":[1,2,3]}");
+}
+
+static void test_too_many_matches_bounded(void)
+{
+    guard_custom cu[] = { { .name = "x", .pattern = "x", .action = GUARD_MASK, .placeholder = "[A-LONG-PLACEHOLDER-FOR-X]" } };
+    guard_spec s = { .name = "p", .custom = cu, .ncustom = 1 };
+    char err[200];
+    guard_policy *p = guard_policy_compile(&s, err, sizeof err);
+    CHECK(p != NULL);
+    if (!p) return;
+    guard_chain c = { .p = { p }, .n = 1 };
+    guard_result r = { 0 };
+    static char big[200000];
+    memset(big, 'x', sizeof big - 1);
+    buf_t b; buf_init(&b);
+    guard_text(&c, GUARD_INPUT, big, sizeof big - 1, &b, &r);
+    CHECK(r.action == GUARD_BLOCK && !strcmp(r.block_detector, "too_many_matches"));
+    buf_free(&b);
+    guard_policy_free(p);
+}
+
+static void sse_sink(void *ud, const char *p, size_t n) { buf_append(ud, p, n); }
+
+/* An OpenAI stream with an email split over three deltas: the deltas that
+ * could start it are held, the placeholder goes out whole, every event stays
+ * valid JSON, [DONE] ends it. */
+static void test_sse_rewrite_openai(void)
+{
+    const char *ev[] = {
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"mail bob\"},\"finish_reason\":null}]}\n\n",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"@exam\"},\"finish_reason\":null}]}\n\n",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"ple.com\"},\"finish_reason\":null}]}\n\n",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n",
+    };
+    guard_chain c = { .p = { g_mask }, .n = 1 };
+    guard_result r = { 0 };
+    guard_sse g;
+    guard_sse_init(&g, &c, &r, 0);
+    buf_t out; buf_init(&out);
+    for (size_t i = 0; i < 4; i++)
+        for (const char *p = ev[i]; *p; p += 7) guard_sse_feed(&g, p, strlen(p) < 7 ? strlen(p) : 7, sse_sink, &out);
+    guard_sse_end(&g, sse_sink, &out);
+    CHECK(out.data && strstr(out.data, "\"content\":\"mail \"") && strstr(out.data, "[EMAIL]") && !strstr(out.data, "bob@"));
+    CHECK(out.data && strstr(out.data, "\"content\":\"[EMAIL]\"") != NULL);   /* released before the finish */
+    CHECK(out.data && strstr(out.data, "[EMAIL]") < strstr(out.data, "\"finish_reason\":\"stop\""));
+    CHECK(out.len > 12 && !memcmp(out.data + out.len - 14, "data: [DONE]\n\n", 14));
+    /* every event's payload parses */
+    int bad = 0;
+    for (char *p = out.data; p && (p = strstr(p, "data: {")); p++) {
+        char *e = strstr(p, "\n\n");
+        json_error je;
+        json_doc *d = e ? json_parse(p + 6, (size_t)(e - p - 6), NULL, &je) : NULL;
+        bad |= !d;
+        json_doc_free(d);
+    }
+    CHECK(!bad);
+    buf_free(&out);
+    guard_sse_free(&g);
+}
+
 static double bench_ns_per_kb(const char *text, size_t n, int iters)
 {
     guard_chain c = { .p = { g_mask }, .n = 1 };
@@ -264,6 +364,9 @@ int main(void)
     RUN(test_caps);
     RUN(test_stream_every_split);
     RUN(test_stream_releases_early);
+    RUN(test_json_input_shapes);
+    RUN(test_too_many_matches_bounded);
+    RUN(test_sse_rewrite_openai);
     RUN(test_bench);
     guard_policy_free(g_mask);
     TEST_MAIN_END();
