@@ -31,12 +31,14 @@ static const struct detector {
       "|3\\d{3}(?<gwca>[ -])\\d{6}\\k<gwca>\\d{4,5})(?![\\w])" },
     { "iban", "[IBAN]", V_IBAN,
       "(?<![A-Za-z0-9])[A-Z]{2}\\d{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])" },
-    /* international (+CC ...), North American (555) 123-4567 / 555-123-4567,
-     * national trunk-prefixed (020 7946 0958): separators required for the
-     * national forms so bare numbers and ids never match */
+    /* international (+CC ...), North American (555) 123-4567 / 555-123-4567 /
+     * 1-800-555-0199, national trunk-prefixed (020 7946 0958, 01 23 45 67 89):
+     * separators required for the national forms so bare numbers and ids
+     * never match */
     { "phone", "[PHONE]", V_PHONE,
       "(?<![\\w+.\\-/:])(?<!\\d[ .-])(?:\\+[1-9]\\d{0,2}[ .-]?(?:\\(\\d{1,4}\\)[ .-]?)?\\d{1,4}(?:[ .-]?\\d{2,4}){1,4}"
-      "|\\(\\d{3}\\) ?\\d{3}[ .-]\\d{4}|\\d{3}([ .-])\\d{3}\\g{-1}\\d{4}|0\\d{2,4}[ -]\\d{3,4}[ -]?\\d{3,4})"
+      "|(?:1[ .-]?)?\\(\\d{3}\\) ?\\d{3}[ .-]\\d{4}|(?:1([ .-]))?\\d{3}([ .-])\\d{3}\\g{-1}\\d{4}"
+      "|0\\d{2,4}[ -]\\d{3,4}[ -]?\\d{3,4}|0[1-9](?:([ .])\\d{2}){4})"
       "(?![\\w/:])(?![ .-]\\d)" },
     { "private_key", "[SECRET]", V_NONE,
       "-----BEGIN (?:[A-Z0-9]+ ){0,3}PRIVATE KEY-----[A-Za-z0-9+/=\\s:,-]{0,8192}?-----END (?:[A-Z0-9]+ ){0,3}PRIVATE KEY-----" },

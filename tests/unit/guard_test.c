@@ -81,10 +81,16 @@ static void test_phone(void)
     CHECK_STR(masked("tel 415-555-2671"), "tel [PHONE]");
     CHECK_STR(masked("ring 020 7946 0958"), "ring [PHONE]");
     CHECK_STR(masked("+33 1 23 45 67 89"), "[PHONE]");
+    CHECK_STR(masked("appelez 01 23 45 67 89."), "appelez [PHONE].");
+    CHECK_STR(masked("toll-free 1-800-555-0199"), "toll-free [PHONE]");
+    CHECK_STR(masked("us 1 (415) 555-2671"), "us [PHONE]");
+    CHECK_STR(masked("+49 (0)30 1234567"), "[PHONE]");
+    CHECK_STR(masked("mobile 07700 900123"), "mobile [PHONE]");
     /* not phones: dates, times, plain long numbers, ids, versions, IPs, amounts */
     const char *neg[] = { "on 2024-01-15 at 10:30", "order 4155552671 shipped", "id 12345678901234",
                           "version 1.2.3.4567", "ip 192.168.100.200", "total 1,234,567.89", "ts 1700000000",
-                          "ratio 3.14159265", "isbn 978-3-16-148410-0", "2024/01/15", "ref 415-555-26712" };
+                          "ratio 3.14159265", "isbn 978-3-16-148410-0", "2024/01/15", "ref 415-555-26712",
+                          "01.02.2024", "12 34 56 78", "1-2-3-4", "the 1990s and 2000s" };
     for (size_t i = 0; i < sizeof neg / sizeof neg[0]; i++) CHECK_STR(masked(neg[i]), neg[i]);
 }
 
