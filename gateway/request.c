@@ -770,6 +770,7 @@ static void relay_end(gw_req *r, upstream_result res)
         usagestrip_flush(&r->strip, relay_out, r);
         if (evbuffer_get_length(r->chunk)) evhtp_send_reply_chunk(r->req, r->chunk);
     }
+    relay_guard_end(r);   /* held text before an error event, and before the recording is stored */
     if (res != UPSTREAM_OK) {
         /* the status line is gone: end the stream with an error event the SDKs surface */
         char ev[256];
@@ -785,7 +786,6 @@ static void relay_end(gw_req *r, upstream_result res)
     }
     if (r->cache_rec && !r->cache_hit && res == UPSTREAM_OK && r->status == 200)
         cache_store(r, "text/event-stream", r->cache_buf.data, r->cache_buf.len);
-    relay_guard_end(r);
     if (r->log_prompt) prompt_log(r, r->cache_buf.data, r->cache_buf.len);
     evhtp_send_reply_chunk_end(r->req);
 }
