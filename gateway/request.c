@@ -464,9 +464,9 @@ static void observe(gw_req *r)
         .upstream_failed = r->up_failed, .attempted = r->t_up.tv_sec != 0 && r->status != 499,
     };
     metrics_request(&m);
-    for (size_t i = 0; i < r->gres.nhits; i++) {
+    for (size_t i = 0; i < r->gres.nhits; i++) {   /* one verdict per request and (stage, detector, action) */
         const guard_hit *h = &r->gres.hits[i];
-        metrics_guard(h->stage == GUARD_INPUT ? "input" : "output", h->detector, guard_action_name(h->action), h->count);
+        metrics_guard(h->stage == GUARD_INPUT ? "input" : "output", h->detector, guard_action_name(h->action), 1);
     }
     if (r->tr.sampled) {
         trace_attrs a = {
