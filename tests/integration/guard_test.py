@@ -306,8 +306,10 @@ def test_webhook_timeout_fail_open_and_closed():
 
 @h.test
 def test_metrics_and_logs_without_text():
-    chat("in-oa", "mail " + EMAIL)
-    h.check(metric(stage="input", detector="email", action="mask") >= 1, "no input email metric")
+    before = metric(stage="input", detector="email", action="mask")
+    chat("in-oa", "mail %s, a@b.io and c@d.io" % EMAIL)   # three matches, one verdict
+    after = metric(stage="input", detector="email", action="mask")
+    h.check(after == before + 1, "input email verdicts %s -> %s" % (before, after))
     h.check(metric(stage="output", detector="email", action="mask") >= 1, "no output email metric")
     h.check(metric(stage="input", detector="aws_key", action="block") >= 1, "no block metric")
     h.check(metric(stage="input", detector="custom.ticket", action="log") >= 1, "no log metric")
