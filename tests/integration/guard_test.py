@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
+import sdk_env  # noqa: E402  (one alias per provider, served by the mock in its wire format)
 
 KEY = "sk-gw-" + secrets.token_urlsafe(32)
 KEY2 = "sk-gw-" + secrets.token_urlsafe(32)
@@ -108,7 +109,8 @@ def setup():
             {"alias": "wh-open", "guardrails": ["pii", "hook-open"], "deployments": [oa]},
             {"alias": "wh-closed", "guardrails": ["hook-closed"], "deployments": [oa]},
             {"alias": "plain", "deployments": [oa]},
-        ],
+        ] + [{"alias": "in-" + alias, "guardrails": ["pii"], "deployments": [d]}
+             for alias, d in sdk_env.provider_deployments(m)],
         "keys": [{"name": "t", "key": KEY}, {"name": "k2", "key": KEY2, "guardrails": ["keyonly"]}],
     }
     ENV.gw = h.Gateway(cfg)
@@ -185,6 +187,17 @@ def test_input_masked_through_translation():
     h.expect_status(r, 200)
     seen = upstream_saw(tag + "-m")
     h.check(CARD not in seen and "[CARD]" in seen, "/v1/messages upstream saw %s" % seen)
+
+
+@h.test
+def test_masked_request_reaches_every_provider():
+    for alias, _ in sdk_env.provider_deployments(ENV.mock):
+        tag = "T3%s-%s" % (alias[4:8], secrets.token_hex(3))
+        r = chat("in-" + alias, "%s write to %s" % (tag, EMAIL))
+        h.expect_status(r, 200)
+        seen = upstream_saw(tag)
+        h.check(EMAIL not in seen and "[EMAIL]" in seen, "%s upstream saw %s" % (alias, seen))
+        h.check(EMAIL not in r.text, "%s answer: %r" % (alias, r))
 
 
 @h.test
