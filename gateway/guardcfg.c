@@ -224,6 +224,11 @@ static guard_policy *parse_policy(pctx *c, const char *path, yaml_node_t *m)
     }
     if (c->failed) return NULL;
     if (!s.name) { snprintf(fp, sizeof fp, "%s.name", path); fail(c, fp, "is required"); return NULL; }
+    if (s.webhook_url && s.stages && !(s.stages & GUARD_INPUT)) {   /* only requests are sent to webhooks */
+        snprintf(fp, sizeof fp, "%s.webhook", path);
+        fail(c, fp, "needs the input stage (webhooks check requests, not answers)");
+        return NULL;
+    }
     s.custom = custom; s.ncustom = ncustom;
     s.deny_words = deny.words; s.ndeny_words = deny.nwords;
     s.deny_regex = deny.regex; s.ndeny_regex = deny.nregex;
