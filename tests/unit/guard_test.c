@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "guard.h"
+#include "guardcfg.h"
 #include "guardjson.h"
 #include "json.h"
 #include "providers/provider.h"
@@ -324,6 +325,50 @@ static void test_sse_rewrite_openai(void)
     guard_sse_free(&g);
 }
 
+
+/* guardrails: lists name the bad field; bindings merge alias then key, each policy once. */
+static void test_config_errors_and_merge(void)
+{
+    static const struct { const char *yaml, *err; } bad[] = {
+        { "[{name: a, detectors: {emails: mask}}]", "guardrails[0].detectors.emails: unknown detector" },
+        { "[{name: a, detectors: {email: hide}}]", "guardrails[0].detectors.email: must be block, mask, log or off" },
+        { "[{name: a}, {name: a}]", "guardrails[1].name: duplicate policy name" },
+        { "[{name: a, stages: [inbound]}]", "guardrails[0].stages[0]: must be input or output" },
+        { "[{name: a, deny: {regex: ['(?<=a+)b']}}]", "guardrails[0].deny.regex[0]: " },
+        { "[{name: a, max_chars: -1}]", "guardrails[0].max_chars: must be a positive integer" },
+        { "[{name: a, webhook: {url: 'ftp://x'}}]", "guardrails[0].webhook.url: must be an http" },
+        { "[{detectors: {email: mask}}]", "guardrails[0].name: is required" },
+        { "{name: a}", "guardrails: must be a list of policies" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char err[320] = "";
+        guard_set *g = guard_set_parse_text(bad[i].yaml, strlen(bad[i].yaml), err, sizeof err);
+        CHECK(g == NULL);
+        if (!strstr(err, bad[i].err)) fprintf(stderr, "  %s -> %s\n", bad[i].yaml, err);
+        CHECK(strstr(err, bad[i].err) != NULL);
+        guard_set_free(g);
+    }
+    const char *ok = "[{name: a, detectors: {email: mask}}, {name: b, detectors: {secrets: block}}, {name: c, stages: [output]}]";
+    char err[320];
+    guard_set *g = guard_set_parse_text(ok, strlen(ok), err, sizeof err);
+    CHECK(g != NULL);
+    if (!g) return;
+    char *m[] = { "a", "b" }, *k[] = { "b", "c" }, *nope[] = { "zz" };
+    CHECK(guard_set_bind(g, GUARD_BIND_MODEL, "alias1", m, 2, "models[0].guardrails", err, sizeof err) == 0);
+    CHECK(guard_set_bind(g, GUARD_BIND_KEY, "key1", k, 2, "keys[0].guardrails", err, sizeof err) == 0);
+    CHECK(guard_set_bind(g, GUARD_BIND_KEY, "key2", nope, 1, "keys[1].guardrails", err, sizeof err) < 0);
+    CHECK(strstr(err, "keys[1].guardrails[0]: unknown guardrail policy \"zz\"") != NULL);
+    guard_chain c;
+    guard_set_chain(g, "alias1", "key1", &c);
+    CHECK(c.n == 3 && !strcmp(guard_policy_name(c.p[0]), "a") && !strcmp(guard_policy_name(c.p[1]), "b") &&
+          !strcmp(guard_policy_name(c.p[2]), "c"));
+    guard_set_chain(g, "other", "key1", &c);
+    CHECK(c.n == 2 && !strcmp(guard_policy_name(c.p[0]), "b"));
+    guard_set_chain(g, "other", "nobody", &c);
+    CHECK(c.n == 0);
+    guard_set_free(g);
+}
+
 static double bench_ns_per_kb(const char *text, size_t n, int iters)
 {
     guard_chain c = { .p = { g_mask }, .n = 1 };
@@ -374,6 +419,7 @@ int main(void)
     RUN(test_caps);
     RUN(test_stream_every_split);
     RUN(test_stream_releases_early);
+    RUN(test_config_errors_and_merge);
     RUN(test_json_input_shapes);
     RUN(test_too_many_matches_bounded);
     RUN(test_sse_rewrite_openai);
