@@ -372,16 +372,15 @@ void guard_sse_feed(guard_sse *g, const char *p, size_t n, guard_emit_fn emit, v
     size_t from = 0;
     for (size_t i = 0; i < n && !g->blocked; i++) {
         if (p[i] != '\n') continue;
-        /* a blank line ends the event: "\n\n" or "\n\r\n" */
-        int blank = 0;
-        if (i > from) blank = p[i - 1] == '\n' || (p[i - 1] == '\r' && ((i >= from + 2 && p[i - 2] == '\n') ||
-                                                   (i == from + 1 && g->ev.len && g->ev.data[g->ev.len - 1] == '\n')));
-        else blank = g->ev.len && g->ev.data[g->ev.len - 1] == '\n';
-        if (!blank) continue;
+        if (g->ev.len + (i + 1 - from) > GUARD_EVENT_MAX) break;
         buf_append(&g->ev, p + from, i + 1 - from);
         from = i + 1;
         if (g->ev.oom) { emit_block(g, emit, ud); return; }
-        on_event(g, g->ev.data, g->ev.len, emit, ud);
+        /* a blank line ends the event: "\n\n" or "\n\r\n", wherever the pieces were cut */
+        const char *e = g->ev.data;
+        size_t len = g->ev.len;
+        if (!((len >= 2 && e[len - 2] == '\n') || (len >= 3 && e[len - 2] == '\r' && e[len - 3] == '\n'))) continue;
+        on_event(g, e, len, emit, ud);
         buf_reset(&g->ev);
     }
     if (g->blocked || from >= n) return;

@@ -369,6 +369,43 @@ static void test_config_errors_and_merge(void)
     guard_set_free(g);
 }
 
+
+/* An Anthropic stream with CRLF line ends, cut at every byte: the same text
+ * comes out masked whatever the cuts. */
+static void test_sse_rewrite_anthropic_crlf_any_cut(void)
+{
+    const char *t = "event: content_block_start\r\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\r\n\r\n"
+        "event: content_block_delta\r\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"card 4111 1111\"}}\r\n\r\n"
+        "event: content_block_delta\r\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\" 1111 1111 ok\"}}\r\n\r\n"
+        "event: content_block_stop\r\ndata: {\"type\":\"content_block_stop\",\"index\":0}\r\n\r\n";
+    size_t n = strlen(t);
+    guard_chain c = { .p = { g_mask }, .n = 1 };
+    int bad = 0;
+    for (size_t cut = 0; cut <= n && !bad; cut++) {
+        guard_result r = { 0 };
+        guard_sse g;
+        guard_sse_init(&g, &c, &r, 1);
+        buf_t out; buf_init(&out);
+        guard_sse_feed(&g, t, cut, sse_sink, &out);
+        guard_sse_feed(&g, t + cut, n - cut, sse_sink, &out);
+        guard_sse_end(&g, sse_sink, &out);
+        /* the text deltas joined */
+        buf_t text; buf_init(&text);
+        for (const char *p = out.data; p && (p = strstr(p, "\"text\":\"")); p += 8) {
+            const char *e = strchr(p + 8, '"');
+            if (e) buf_append(&text, p + 8, (size_t)(e - p - 8));
+        }
+        if (!text.data || strcmp(text.data, "card [CARD] ok") || !strstr(out.data, "content_block_stop")) {
+            fprintf(stderr, "  cut %zu: %s\n", cut, text.data ? text.data : "(none)");
+            bad = 1;
+        }
+        buf_free(&text);
+        buf_free(&out);
+        guard_sse_free(&g);
+    }
+    CHECK(!bad);
+}
+
 static double bench_ns_per_kb(const char *text, size_t n, int iters)
 {
     guard_chain c = { .p = { g_mask }, .n = 1 };
@@ -423,6 +460,7 @@ int main(void)
     RUN(test_json_input_shapes);
     RUN(test_too_many_matches_bounded);
     RUN(test_sse_rewrite_openai);
+    RUN(test_sse_rewrite_anthropic_crlf_any_cut);
     RUN(test_bench);
     guard_policy_free(g_mask);
     TEST_MAIN_END();
