@@ -247,7 +247,7 @@ static void emit_block(guard_sse *g, guard_emit_fn emit, void *ud)
     else emit(ud, oa, sizeof oa - 1);
 }
 
-/* Text released for index i goes out in a copy of its last text event. */
+/* Text released for slot i goes out in a copy of its last text event. */
 static void emit_synthetic(guard_sse *g, int i, const char *t, size_t n, guard_emit_fn emit, void *ud)
 {
     if (!n || !g->s[i].tmpl.len) return;
@@ -258,7 +258,7 @@ static void emit_synthetic(guard_sse *g, int i, const char *t, size_t n, guard_e
     if (!g->tmp.oom) emit(ud, g->tmp.data, g->tmp.len);
 }
 
-static void flush_index(guard_sse *g, int i, guard_emit_fn emit, void *ud)
+static void flush_slot(guard_sse *g, int i, guard_emit_fn emit, void *ud)
 {
     if (!g->s[i].on) return;
     buf_reset(&g->text);
@@ -269,13 +269,101 @@ static void flush_index(guard_sse *g, int i, guard_emit_fn emit, void *ud)
 
 static void flush_all(guard_sse *g, guard_emit_fn emit, void *ud)
 {
-    for (int i = 0; i < GUARD_SSE_STREAMS && g->res->action != GUARD_BLOCK; i++) flush_index(g, i, emit, ud);
+    for (int i = 0; i < GUARD_SSE_STREAMS && g->res->action != GUARD_BLOCK; i++) flush_slot(g, i, emit, ud);
 }
 
-static int stream_index(const json_value *idx, int fallback)
+/* The slot of a text stream (OpenAI: choice * 64, + 1 + n for tool call n's
+ * arguments; Anthropic: the content block index); -1 when all are taken. */
+static int find_slot(guard_sse *g, long key)
 {
-    if (idx && idx->type == JSON_NUMBER && idx->is_int && idx->i64 >= 0) return (int)idx->i64;
+    int free_slot = -1;
+    for (int i = 0; i < GUARD_SSE_STREAMS; i++) {
+        if (g->s[i].on && g->s[i].key == key) return i;
+        if (!g->s[i].on && free_slot < 0) free_slot = i;
+    }
+    if (free_slot >= 0) {
+        guard_stream_init(&g->s[free_slot].gs, g->chain, g->res);
+        g->s[free_slot].on = 1;
+        g->s[free_slot].key = key;
+    }
+    return free_slot;
+}
+
+static long stream_index(const json_value *idx, long fallback)
+{
+    if (idx && idx->type == JSON_NUMBER && idx->is_int && idx->i64 >= 0 && idx->i64 < (1L << 20)) return (long)idx->i64;
     return fallback;
+}
+
+#define MAX_EVENT_TEXTS 16
+
+typedef struct ev_texts {
+    const json_value *v[MAX_EVENT_TEXTS];
+    long              key[MAX_EVENT_TEXTS];
+    int               n, overflow;
+    long              end_lo[MAX_EVENT_TEXTS], end_hi[MAX_EVENT_TEXTS];   /* key ranges this event ends */
+    int               nend, end_all;
+} ev_texts;
+
+static void add_text(ev_texts *t, const json_value *v, long key)
+{
+    if (!v || v->type != JSON_STRING) return;
+    if (t->n == MAX_EVENT_TEXTS) { t->overflow = 1; return; }
+    t->v[t->n] = v;
+    t->key[t->n++] = key;
+}
+
+static void add_end(ev_texts *t, long lo, long hi)
+{
+    if (t->nend == MAX_EVENT_TEXTS) { t->end_all = 1; return; }
+    t->end_lo[t->nend] = lo;
+    t->end_hi[t->nend++] = hi;
+}
+
+static int ends(const ev_texts *t, long key)
+{
+    if (t->end_all) return 1;
+    for (int i = 0; i < t->nend; i++) if (key >= t->end_lo[i] && key < t->end_hi[i]) return 1;
+    return 0;
+}
+
+static int has_text(const ev_texts *t, long key)
+{
+    for (int i = 0; i < t->n; i++) if (t->key[i] == key) return 1;
+    return 0;
+}
+
+/* What in this event is text, per stream, and which streams it ends. */
+static void find_texts(const guard_sse *g, const json_value *root, ev_texts *t)
+{
+    if (g->anthropic) {
+        const char *type = json_get_str(root, "type");
+        long idx = stream_index(json_get(root, "index"), 0);
+        if (type && !strcmp(type, "content_block_delta")) {
+            const json_value *delta = json_get(root, "delta");
+            const char *dt = json_get_str(delta, "type");
+            if (dt && !strcmp(dt, "text_delta")) add_text(t, json_get(delta, "text"), idx);
+        } else if (type && !strcmp(type, "content_block_stop")) add_end(t, idx, idx + 1);
+        else if (type && (!strcmp(type, "message_delta") || !strcmp(type, "message_stop"))) t->end_all = 1;
+        return;
+    }
+    const json_value *ch = json_get(root, "choices");
+    long pos = 0;
+    for (const json_value *c = ch && ch->type == JSON_ARRAY ? ch->first : NULL; c; c = c->next, pos++) {
+        long idx = stream_index(json_get(c, "index"), pos);
+        const json_value *delta = json_get(c, "delta");
+        const json_value *tx = json_get(delta, "content");
+        add_text(t, tx && tx->type == JSON_STRING ? tx : json_get(c, "text"), idx * 64);
+        const json_value *tc = json_get(delta, "tool_calls");
+        long tpos = 0;
+        for (const json_value *x = tc && tc->type == JSON_ARRAY ? tc->first : NULL; x; x = x->next, tpos++) {
+            long ti = stream_index(json_get(x, "index"), tpos);
+            if (ti < 63) add_text(t, json_get(json_get(x, "function"), "arguments"), idx * 64 + 1 + ti);
+            else t->overflow = 1;
+        }
+        const json_value *fr = json_get(c, "finish_reason");
+        if (fr && fr->type == JSON_STRING) add_end(t, idx * 64, idx * 64 + 64);
+    }
 }
 
 /* One whole event (ev[0..len), blank line included). */
@@ -300,57 +388,40 @@ static void on_event(guard_sse *g, const char *ev, size_t len, guard_emit_fn emi
     json_error je;
     json_doc *doc = dlen && d[0] == '{' ? json_parse(d, dlen, NULL, &je) : NULL;
     if (!doc) { emit(ud, ev, len); return; }
-    const json_value *root = json_root(doc);
-    /* what in this event is text (index, string) and what ends an index */
-    const json_value *texts[GUARD_SSE_STREAMS];
-    int tidx[GUARD_SSE_STREAMS], nt = 0, flush_before = -1, flush_every = 0;
-    if (g->anthropic) {
-        const char *type = json_get_str(root, "type");
-        int idx = stream_index(json_get(root, "index"), 0);
-        if (type && !strcmp(type, "content_block_delta")) {
-            const json_value *delta = json_get(root, "delta");
-            const char *dt = json_get_str(delta, "type");
-            const json_value *t = json_get(delta, "text");
-            if (dt && !strcmp(dt, "text_delta") && t && t->type == JSON_STRING) { texts[nt] = t; tidx[nt++] = idx; }
-        } else if (type && !strcmp(type, "content_block_stop")) flush_before = idx;
-        else if (type && (!strcmp(type, "message_delta") || !strcmp(type, "message_stop"))) flush_every = 1;
-    } else {
-        const json_value *ch = json_get(root, "choices");
-        int pos = 0;
-        for (const json_value *c = ch && ch->type == JSON_ARRAY ? ch->first : NULL; c; c = c->next, pos++) {
-            int idx = stream_index(json_get(c, "index"), pos);
-            const json_value *t = json_get(json_get(c, "delta"), "content");
-            if (!t || t->type != JSON_STRING) t = json_get(c, "text");
-            if (t && t->type == JSON_STRING && nt < GUARD_SSE_STREAMS) { texts[nt] = t; tidx[nt++] = idx; }
-            const json_value *fr = json_get(c, "finish_reason");
-            if (fr && fr->type == JSON_STRING) { if (flush_before < 0) flush_before = idx; else flush_every = 1; }
-        }
-    }
-    if (flush_every) flush_all(g, emit, ud);
-    else if (flush_before >= 0 && flush_before < GUARD_SSE_STREAMS && !nt) flush_index(g, flush_before, emit, ud);
+    ev_texts t;
+    memset(&t, 0, sizeof t);
+    find_texts(g, json_root(doc), &t);
+    if (t.overflow) guard_result_add(g->res, GUARD_OUTPUT, "too_many_streams", GUARD_BLOCK, 0);
+    /* streams this event ends without text of their own: their held text first */
+    for (int i = 0; i < GUARD_SSE_STREAMS && g->res->action != GUARD_BLOCK; i++)
+        if (g->s[i].on && ends(&t, g->s[i].key) && !has_text(&t, g->s[i].key)) flush_slot(g, i, emit, ud);
     if (g->res->action == GUARD_BLOCK) { json_doc_free(doc); emit_block(g, emit, ud); return; }
-    if (!nt) { json_doc_free(doc); emit(ud, ev, len); return; }
+    if (!t.n) { json_doc_free(doc); emit(ud, ev, len); return; }
+    /* document order, for splicing */
+    for (int a = 1; a < t.n; a++)
+        for (int b = a; b > 0 && t.v[b]->start < t.v[b - 1]->start; b--) {
+            const json_value *tv = t.v[b]; t.v[b] = t.v[b - 1]; t.v[b - 1] = tv;
+            long tk = t.key[b]; t.key[b] = t.key[b - 1]; t.key[b - 1] = tk;
+        }
     /* rewrite each text string with what may be released now */
     size_t off = (size_t)(d - ev);
     buf_t out;
     buf_init(&out);
     size_t at = 0;
-    for (int k = 0; k < nt; k++) {
-        int i = tidx[k];
-        if (i >= GUARD_SSE_STREAMS || texts[k]->type != JSON_STRING) {   /* more choices than tracked: refused, never unchecked */
-            guard_result_add(g->res, GUARD_OUTPUT, "too_many_choices", GUARD_BLOCK, 0);
+    for (int k = 0; k < t.n; k++) {
+        int i = find_slot(g, t.key[k]);
+        if (i < 0) {   /* more streams than tracked: refused, never unchecked */
+            guard_result_add(g->res, GUARD_OUTPUT, "too_many_streams", GUARD_BLOCK, 0);
             break;
         }
-        if (!g->s[i].on) { guard_stream_init(&g->s[i].gs, g->chain, g->res); g->s[i].on = 1; }
         buf_reset(&g->text);
-        guard_stream_feed(&g->s[i].gs, texts[k]->str, texts[k]->str_len, &g->text);
-        int ends = flush_before == i;   /* a final chunk with both text and finish_reason */
-        if (ends) guard_stream_flush(&g->s[i].gs, &g->text);
-        buf_append(&out, ev + at, off + texts[k]->start - at);
+        guard_stream_feed(&g->s[i].gs, t.v[k]->str, t.v[k]->str_len, &g->text);
+        if (ends(&t, t.key[k])) guard_stream_flush(&g->s[i].gs, &g->text);   /* its last text, with the finish */
+        buf_append(&out, ev + at, off + t.v[k]->start - at);
         size_t s0 = out.len;
         buf_json_str(&out, g->text.data ? g->text.data : "", g->text.len);
-        at = off + texts[k]->end;
-        if (nt == 1) {   /* template for synthetic releases: this event with the string's span */
+        at = off + t.v[k]->end;
+        if (t.n == 1) {   /* template for synthetic releases: this event with the string's span */
             buf_reset(&g->s[i].tmpl);
             buf_append(&g->s[i].tmpl, out.data, s0);
             g->s[i].span_start = s0;

@@ -11,8 +11,8 @@
  * arguments, the legacy prompt, /v1/messages system and content blocks
  * (text, tool_result content), embeddings input; in answers the choices'
  * message content / tool-call arguments / text and Anthropic's content
- * blocks; in streams OpenAI's choices[].delta.content / text and Anthropic's
- * text_delta, per choice or block index.
+ * blocks; in streams OpenAI's choices[].delta.content / text and tool-call
+ * arguments, per choice and tool call, and Anthropic's text_delta per block.
  */
 #ifndef GW_GUARDJSON_H
 #define GW_GUARDJSON_H
@@ -39,7 +39,7 @@ int guardjson_mask_literals(int route, const char *body, const json_value *root,
 /* The request's text joined by newlines (what a webhook is sent). */
 int guardjson_collect(int route, const json_value *root, buf_t *out);
 
-#define GUARD_SSE_STREAMS 8   /* choices / content blocks tracked at once */
+#define GUARD_SSE_STREAMS 16  /* text streams (choices, tool calls' arguments, content blocks) at once */
 
 typedef void (*guard_emit_fn)(void *ud, const char *p, size_t n);
 
@@ -52,6 +52,7 @@ typedef struct guard_sse {
     buf_t              ev;          /* the event being read */
     struct {
         int          on;
+        long         key;           /* which stream (guardjson.c: find_slot) */
         guard_stream gs;
         buf_t        tmpl;          /* the last text event of this index, for a synthetic flush */
         size_t       span_start, span_end;

@@ -406,6 +406,45 @@ static void test_sse_rewrite_anthropic_crlf_any_cut(void)
     CHECK(!bad);
 }
 
+
+/* Streamed tool-call arguments are a text stream of their own (per choice
+ * and tool call): an email split over two argument deltas is masked, the
+ * content stream beside it untouched, the held part released before the
+ * finish. */
+static void test_sse_tool_call_arguments(void)
+{
+    const char *ev =
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"calling \",\"tool_calls\":[{\"index\":0,\"id\":\"c1\",\"type\":\"function\",\"function\":{\"name\":\"send\",\"arguments\":\"\"}}]},\"finish_reason\":null}]}\n\n"
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"to\\\":\\\"bob\"}}]},\"finish_reason\":null}]}\n\n"
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"@ex.io\\\"}\"}}]},\"finish_reason\":null}]}\n\n"
+        "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\ndata: [DONE]\n\n";
+    guard_chain c = { .p = { g_mask }, .n = 1 };
+    guard_result r = { 0 };
+    guard_sse g;
+    guard_sse_init(&g, &c, &r, 0);
+    buf_t out; buf_init(&out);
+    guard_sse_feed(&g, ev, strlen(ev), sse_sink, &out);
+    guard_sse_end(&g, sse_sink, &out);
+    /* the arguments joined, decoded */
+    buf_t args; buf_init(&args);
+    for (char *p = out.data; p && (p = strstr(p, "data: {")); p++) {
+        char *e = strstr(p, "\n\n");
+        json_error je;
+        json_doc *d = e ? json_parse(p + 6, (size_t)(e - p - 6), NULL, &je) : NULL;
+        CHECK(d != NULL);
+        const json_value *tc = d ? json_get(json_get(json_at(json_get(json_root(d), "choices"), 0), "delta"), "tool_calls") : NULL;
+        const char *a = tc ? json_get_str(json_get(json_at(tc, 0), "function"), "arguments") : NULL;
+        if (a) buf_puts(&args, a);
+        json_doc_free(d);
+    }
+    CHECK_STR(args.data, "{\"to\":\"[EMAIL]\"}");
+    CHECK(out.data && strstr(out.data, "\"content\":\"calling \"") && !strstr(out.data, "bob"));
+    CHECK(out.data && strstr(out.data, "[EMAIL]") < strstr(out.data, "\"finish_reason\":\"tool_calls\""));
+    buf_free(&args);
+    buf_free(&out);
+    guard_sse_free(&g);
+}
+
 static double bench_ns_per_kb(const char *text, size_t n, int iters)
 {
     guard_chain c = { .p = { g_mask }, .n = 1 };
@@ -461,6 +500,7 @@ int main(void)
     RUN(test_too_many_matches_bounded);
     RUN(test_sse_rewrite_openai);
     RUN(test_sse_rewrite_anthropic_crlf_any_cut);
+    RUN(test_sse_tool_call_arguments);
     RUN(test_bench);
     guard_policy_free(g_mask);
     TEST_MAIN_END();
