@@ -343,6 +343,7 @@ static void find_texts(const guard_sse *g, const json_value *root, ev_texts *t)
             const json_value *delta = json_get(root, "delta");
             const char *dt = json_get_str(delta, "type");
             if (dt && !strcmp(dt, "text_delta")) add_text(t, json_get(delta, "text"), idx);
+            else if (dt && !strcmp(dt, "input_json_delta")) add_text(t, json_get(delta, "partial_json"), idx);   /* tool input */
         } else if (type && !strcmp(type, "content_block_stop")) add_end(t, idx, idx + 1);
         else if (type && (!strcmp(type, "message_delta") || !strcmp(type, "message_stop"))) t->end_all = 1;
         return;

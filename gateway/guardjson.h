@@ -12,7 +12,8 @@
  * (text, tool_result content), embeddings input; in answers the choices'
  * message content / tool-call arguments / text and Anthropic's content
  * blocks; in streams OpenAI's choices[].delta.content / text and tool-call
- * arguments, per choice and tool call, and Anthropic's text_delta per block.
+ * arguments, per choice and tool call, and Anthropic's text_delta and
+ * input_json_delta per block.
  */
 #ifndef GW_GUARDJSON_H
 #define GW_GUARDJSON_H

@@ -445,6 +445,38 @@ static void test_sse_tool_call_arguments(void)
     guard_sse_free(&g);
 }
 
+
+/* Anthropic's streamed tool input (input_json_delta) is its block's stream. */
+static void test_sse_anthropic_tool_input(void)
+{
+    const char *ev =
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"tool_use\",\"id\":\"t\",\"name\":\"send\",\"input\":{}}}\n\n"
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"card\\\":\\\"4111 1111\"}}\n\n"
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\" 1111 1111\\\"}\"}}\n\n"
+        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":1}\n\n";
+    guard_chain c = { .p = { g_mask }, .n = 1 };
+    guard_result r = { 0 };
+    guard_sse g;
+    guard_sse_init(&g, &c, &r, 1);
+    buf_t out; buf_init(&out);
+    guard_sse_feed(&g, ev, strlen(ev), sse_sink, &out);
+    guard_sse_end(&g, sse_sink, &out);
+    buf_t js; buf_init(&js);
+    for (char *p = out.data; p && (p = strstr(p, "data: {")); p++) {
+        char *e = strstr(p, "\n\n");
+        json_error je;
+        json_doc *d = e ? json_parse(p + 6, (size_t)(e - p - 6), NULL, &je) : NULL;
+        CHECK(d != NULL);
+        const char *pj = d ? json_get_str(json_get(json_root(d), "delta"), "partial_json") : NULL;
+        if (pj) buf_puts(&js, pj);
+        json_doc_free(d);
+    }
+    CHECK_STR(js.data, "{\"card\":\"[CARD]\"}");
+    buf_free(&js);
+    buf_free(&out);
+    guard_sse_free(&g);
+}
+
 static double bench_ns_per_kb(const char *text, size_t n, int iters)
 {
     guard_chain c = { .p = { g_mask }, .n = 1 };
@@ -501,6 +533,7 @@ int main(void)
     RUN(test_sse_rewrite_openai);
     RUN(test_sse_rewrite_anthropic_crlf_any_cut);
     RUN(test_sse_tool_call_arguments);
+    RUN(test_sse_anthropic_tool_input);
     RUN(test_bench);
     guard_policy_free(g_mask);
     TEST_MAIN_END();
