@@ -84,6 +84,15 @@ static void guard_string(edits *ed, const json_value *v)
     buf_free(&out);
 }
 
+/* Every string inside a JSON value (a tool's input object), bounded in depth. */
+static void guard_deep(edits *ed, const json_value *v, int depth)
+{
+    if (!v || depth > 16) return;
+    if (v->type == JSON_STRING) guard_string(ed, v);
+    else if (v->type == JSON_ARRAY || v->type == JSON_OBJECT)
+        for (const json_value *c = v->first; c; c = c->next) guard_deep(ed, c, depth + 1);
+}
+
 /* A content-like value: a string, or a list of strings / blocks with "text"
  * (and tool results' nested "content"). */
 static void guard_content(edits *ed, const json_value *v, int depth)
@@ -96,6 +105,8 @@ static void guard_content(edits *ed, const json_value *v, int depth)
         else if (e->type == JSON_OBJECT) {
             guard_string(ed, json_get(e, "text"));
             guard_content(ed, json_get(e, "content"), depth + 1);
+            const char *type = json_get_str(e, "type");
+            if (type && !strcmp(type, "tool_use")) guard_deep(ed, json_get(e, "input"), 0);   /* Anthropic tool input */
         }
     }
 }
@@ -136,12 +147,21 @@ static void walk_output(edits *ed, const json_value *root)
     guard_content(ed, json_get(root, "content"), 0);   /* Anthropic */
 }
 
-/* The document with the edits spliced in. */
-static int splice(const edits *ed, const char *src, size_t len, buf_t *out)
+static int by_start(const void *a, const void *b)
 {
+    size_t x = ((const struct edit *)a)->start, y = ((const struct edit *)b)->start;
+    return x < y ? -1 : x > y;
+}
+
+/* The document with the edits spliced in (they are visited by key, not in
+ * document order: "tool_calls" may come before "content"). */
+static int splice(edits *ed, const char *src, size_t len, buf_t *out)
+{
+    qsort(ed->e, ed->n, sizeof *ed->e, by_start);
     size_t at = 0;
     buf_reset(out);
     for (size_t i = 0; i < ed->n; i++) {
+        if (ed->e[i].start < at) continue;   /* never overlapping (distinct values); kept safe regardless */
         buf_append(out, src + at, ed->e[i].start - at);
         buf_json_str(out, ed->text.data + ed->e[i].off, ed->e[i].len);
         at = ed->e[i].end;

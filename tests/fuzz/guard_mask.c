@@ -14,6 +14,7 @@
 #include "buf.h"
 #include "guard.h"
 #include "guardjson.h"
+#include "json.h"
 
 #define CHECK(c) do { if (!(c)) { fprintf(stderr, "check failed: %s (%s:%d)\n", #c, __FILE__, __LINE__); abort(); } } while (0)
 
@@ -119,6 +120,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     buf_free(&whole);
     buf_free(&split);
+
+    /* the text as a request body (every route) and as an answer: a rewrite is valid JSON */
+    json_error je;
+    json_doc *doc = json_parse(t, n, NULL, &je);
+    if (doc) {
+        for (int route = 0; route <= 4; route++) {
+            guard_result r = { 0 };
+            buf_t nb;
+            buf_init(&nb);
+            int jr = route < 4 ? guardjson_input(&c, route, t, json_root(doc), &nb, &r)
+                               : guardjson_output(&c, t, n, &nb, &r);
+            CHECK(jr >= 0);
+            if (jr == 1) {
+                json_doc *again = json_parse(nb.data, nb.len, NULL, &je);
+                CHECK(again != NULL);
+                json_doc_free(again);
+            }
+            buf_free(&nb);
+        }
+        json_doc_free(doc);
+    }
 
     /* the raw bytes as a client stream, both dialects */
     for (int anth = 0; anth < 2; anth++) {

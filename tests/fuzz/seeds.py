@@ -95,6 +95,15 @@ texts = [
     'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"card 4111 1111"}}\n\nevent: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" 1111 1111 ok"}}\n\nevent: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n',
     "2024-01-15 10:30 order 4155552671 v1.2.3 192.168.1.1 \u00fcn\u00efc\u00f8d\u00e9",
 ]
+texts += [
+    json.dumps({"model": "m", "messages": [{"role": "user", "content": "mail a@b.io"},
+               {"role": "assistant", "tool_calls": [{"function": {"arguments": "{\"to\":\"c@d.io\"}"}}], "content": "x"},
+               {"role": "user", "content": [{"type": "text", "text": "card 4111 1111 1111 1111"},
+                                            {"type": "tool_result", "content": [{"type": "text", "text": "e@f.io"}]}]}]}),
+    json.dumps({"system": [{"type": "text", "text": "AKIA" + "IOSFODNN7EXAMPLE"}], "prompt": ["a@b.io", 1], "input": ["x@y.io"],
+                "choices": [{"message": {"content": "g@h.io"}, "text": "i@j.io"}],
+                "content": [{"type": "tool_use", "input": {"to": ["k@l.io"]}}]}),
+]
 for lit in c_literals("tests/unit/guard_test.c"):
     if len(lit) > 8:
         texts.append(lit.decode("utf-8", "replace"))

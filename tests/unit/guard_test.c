@@ -258,6 +258,17 @@ static void test_json_input_shapes(void)
                                            "\"content\":[{\"type\":\"tool_result\",\"tool_use_id\":\"t\",\"content\":\"c@d.io\"}]}]}"),
               "{\"system\":[{\"type\":\"text\",\"text\":\"[EMAIL]\"}],\"messages\":[{\"role\":\"user\","
               "\"content\":[{\"type\":\"tool_result\",\"tool_use_id\":\"t\",\"content\":\"[EMAIL]\"}]}]}");
+    /* keys in any order: tool_calls before content, text after content */
+    CHECK_STR(input_masked(ROUTE_CHAT, "{\"messages\":[{\"tool_calls\":[{\"function\":{\"arguments\":\"a@b.io\"}}],"
+                                       "\"role\":\"assistant\",\"content\":\"c@d.io\"}]}"),
+              "{\"messages\":[{\"tool_calls\":[{\"function\":{\"arguments\":\"[EMAIL]\"}}],"
+              "\"role\":\"assistant\",\"content\":\"[EMAIL]\"}]}");
+    CHECK_STR(input_masked(ROUTE_MESSAGES, "{\"messages\":[{\"role\":\"assistant\",\"content\":[{\"content\":\"x@y.io\","
+                                           "\"text\":\"a@b.io\"},{\"type\":\"tool_use\",\"id\":\"t\",\"name\":\"n\","
+                                           "\"input\":{\"to\":[\"c@d.io\",{\"cc\":\"e@f.io\"}],\"n\":1}}]}]}"),
+              "{\"messages\":[{\"role\":\"assistant\",\"content\":[{\"content\":\"[EMAIL]\","
+              "\"text\":\"[EMAIL]\"},{\"type\":\"tool_use\",\"id\":\"t\",\"name\":\"n\","
+              "\"input\":{\"to\":[\"[EMAIL]\",{\"cc\":\"[EMAIL]\"}],\"n\":1}}]}]}");
     CHECK_STR(input_masked(ROUTE_COMPLETIONS, "{\"prompt\":[\"a@b.io\",\"ok\"]}"), "{\"prompt\":[\"[EMAIL]\",\"ok\"]}");
     CHECK_STR(input_masked(ROUTE_EMBEDDINGS, "{\"input\":\"a@b.io\",\"user\":\"c@d.io\"}"), "{\"input\":\"[EMAIL]\",\"user\":\"c@d.io\"}");
     CHECK_STR(input_masked(ROUTE_EMBEDDINGS, "{\"input\":[1,2,3]}"), "{\"input\":[1,2,3]}");
