@@ -10,13 +10,14 @@ SAN     ?=
 CFLAGS_ALL  = $(CSTD) $(WARN) $(OPT) $(SAN) -Icommon -Igateway -I$(BUILD)/proto -I/usr/include/postgresql -MMD -MP
 LDFLAGS_ALL = $(SAN)
 
-GW_LIBS := -levhtp -lhiredis -levent -levent_openssl -levent_pthreads -lcurl -lyaml -lnng -lprotobuf-c -lssl -lcrypto -lpthread -lm
-CP_LIBS := -lmicrohttpd -lpq -lyaml -lnng -lprotobuf-c -lssl -lcrypto -lpthread -lm
+GW_LIBS := -lpcre2-8 -levhtp -lhiredis -levent -levent_openssl -levent_pthreads -lcurl -lyaml -lnng -lprotobuf-c -lssl -lcrypto -lpthread -lm
+CP_LIBS := -lpcre2-8 -lmicrohttpd -lpq -lyaml -lnng -lprotobuf-c -lssl -lcrypto -lpthread -lm
 
 COMMON_SRC := $(wildcard common/*.c)
 GW_SRC     := $(wildcard gateway/*.c gateway/providers/*.c)
 GW_LIB_SRC := $(filter-out gateway/main.c,$(GW_SRC))
-CP_SRC     := $(wildcard controlplane/*.c controlplane/api/*.c)
+# the control plane compiles guardrail policies as the gateway does, to refuse bad ones
+CP_SRC     := $(wildcard controlplane/*.c controlplane/api/*.c) gateway/guard.c gateway/guardcfg.c
 CP_LIB_SRC := $(filter-out controlplane/main.c,$(CP_SRC))
 UNIT_SRC   := $(wildcard tests/unit/*_test.c)
 # protobuf definitions: C is generated into $(BUILD)/proto by protoc-c, never committed

@@ -36,7 +36,8 @@ enum { D_VERSION = 1, D_BASE = 2, D_UPSERT_KEYS = 3, D_REMOVE_KEYS = 4, D_UPSERT
     "m.alias, m.strategy, m.deployments::text, array_to_json(m.fallbacks)::text, " \
     "CASE WHEN jsonb_typeof(m.cache -> 'ttl_s') = 'number' THEN (m.cache ->> 'ttl_s')::numeric::bigint ELSE 0 END, " \
     "coalesce(jsonb_typeof(m.cache -> 'shared') = 'boolean' AND (m.cache ->> 'shared')::boolean, false), " \
-    "coalesce(m.router::text, ''), coalesce(m.prompt::text, ''), coalesce((m.cache -> 'semantic')::text, '')"
+    "coalesce(m.router::text, ''), coalesce(m.prompt::text, ''), coalesce((m.cache -> 'semantic')::text, ''), " \
+    "coalesce(m.guardrails::text, '')"
 
 static int64_t to_i64(const char *s) { return strtoll(s, NULL, 10); }
 
@@ -197,6 +198,7 @@ static int put_model_row(cp_dbconn *c, const unsigned char *mk, buf_t *out, uint
     m.router_json = PQgetvalue(r, row, 6);
     m.prompt_json = PQgetvalue(r, row, 7);
     m.semantic_json = PQgetvalue(r, row, 8);
+    m.guardrails_json = PQgetvalue(r, row, 9);
     const char *dj = PQgetvalue(r, row, 2), *fj = PQgetvalue(r, row, 3);
     json_error jerr;
     json_doc *deps = json_parse(dj, strlen(dj), NULL, &jerr), *fb = json_parse(fj, strlen(fj), NULL, &jerr);

@@ -18,6 +18,7 @@
 
 #include "log.h"
 #include "providers/provider.h"
+#include "guardcfg.h"
 #include "secret.h"
 
 #define CONFIG_FILE_MAX (16u << 20)
@@ -41,6 +42,8 @@ typedef struct yaml_key {
     double    budget_usd;
     int       has_budget;
     char     *budget_period;
+    char    **guardrails;
+    size_t    nguardrails;
 } yaml_key;
 
 static void fail(parse_ctx *p, const char *path, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -318,6 +321,7 @@ static int parse_key(parse_ctx *p, const char *path, yaml_node_t *m, yaml_key *k
                 strcmp(k->budget_period, "monthly") && strcmp(k->budget_period, "total"))
                 fail(p, fp, "must be daily, weekly, monthly or total");
         }
+        else if (!strcmp(kk, "guardrails")) parse_string_list(p, fp, v, &k->guardrails, &k->nguardrails);
         else if (!strcmp(kk, "metadata") || !strcmp(kk, "team")) { /* informational */ }
         else fail(p, fp, "unknown field");
         if (p->failed) break;
@@ -688,6 +692,8 @@ static int parse_model(parse_ctx *p, const char *path, yaml_node_t *m, gw_model 
             parse_route_policy(p, fp, v, &md->policy);
         } else if (!strcmp(k, "prompt")) {
             parse_model_prompt(p, fp, v, md);
+        } else if (!strcmp(k, "guardrails")) {
+            parse_string_list(p, fp, v, &md->guardrails, &md->nguardrails);
         } else fail(p, fp, "unknown field");
         if (p->failed) break;
     }
@@ -742,6 +748,8 @@ static void yaml_keys_free(yaml_key *keys, size_t n)
     for (size_t i = 0; i < n; i++) {
         yaml_key *k = &keys[i];
         for (size_t j = 0; j < k->nmodels; j++) free(k->models[j]);
+        for (size_t j = 0; j < k->nguardrails; j++) free(k->guardrails[j]);
+        free(k->guardrails);
         free(k->models); free(k->name); free(k->budget_period);
     }
     free(keys);
@@ -851,9 +859,32 @@ static int build_indexes(parse_ctx *p, gw_config *c, const yaml_key *keys, size_
     return 0;
 }
 
+/* guardrails: compiled once here; aliases and keys name their policies */
+static void bind_guardrails(parse_ctx *p, gw_config *c, yaml_node_t *list, const yaml_key *keys, size_t nkeys)
+{
+    char why[320], path[64];
+    if (list && !(c->guard = guard_set_parse(p->doc, list, why, sizeof why))) {
+        p->failed = 1;
+        snprintf(p->err, p->errlen, "%s", why);
+        return;
+    }
+    for (size_t i = 0; i < c->nmodels + nkeys && !p->failed; i++) {
+        int model = i < c->nmodels;
+        const gw_model *m = model ? &c->models[i] : NULL;
+        const yaml_key *k = model ? NULL : &keys[i - c->nmodels];
+        snprintf(path, sizeof path, model ? "models[%zu].guardrails" : "keys[%zu].guardrails", model ? i : i - c->nmodels);
+        if (guard_set_bind(c->guard, model ? GUARD_BIND_MODEL : GUARD_BIND_KEY, model ? m->alias : k->name,
+                           model ? m->guardrails : k->guardrails, model ? m->nguardrails : k->nguardrails,
+                           path, why, sizeof why) < 0) {
+            p->failed = 1;
+            snprintf(p->err, p->errlen, "%s", why);
+        }
+    }
+}
+
 static void parse_root(parse_ctx *p, yaml_node_t *root, gw_config *c)
 {
-    yaml_node_t *models = NULL, *keys = NULL;
+    yaml_node_t *models = NULL, *keys = NULL, *guardrails = NULL;
     if (!root) { fail(p, "config", "empty file"); return; }
     if (root->type != YAML_MAPPING_NODE) { fail(p, "config", "top level must be a mapping"); return; }
     /* settings first so models inherit the default timeouts whatever the order */
@@ -913,6 +944,7 @@ static void parse_root(parse_ctx *p, yaml_node_t *root, gw_config *c)
         }
         else if (!strcmp(k, "models")) models = v;
         else if (!strcmp(k, "keys")) keys = v;
+        else if (!strcmp(k, "guardrails")) guardrails = v;
         else fail(p, k, "unknown field");
     }
     if (p->failed) return;
@@ -956,6 +988,7 @@ static void parse_root(parse_ctx *p, yaml_node_t *root, gw_config *c)
         }
     }
     if (!p->failed) build_indexes(p, c, ykeys, nkeys);
+    if (!p->failed) bind_guardrails(p, c, guardrails, ykeys, nkeys);
     yaml_keys_free(ykeys, nkeys);
 }
 
@@ -968,6 +1001,8 @@ void config_model_free(gw_model *m)
     free(m->policy.cheap_alias); free(m->policy.flagship_alias);
     free(m->policy.judge_alias); free(m->policy.judge_rubric);
     prompt_free(m->prompt);
+    for (size_t j = 0; j < m->nguardrails; j++) free(m->guardrails[j]);
+    free(m->guardrails);
     free(m->deployments); free(m->alias); free(m->strategy);
     config_semantic_free(m->semantic);
 }
@@ -978,6 +1013,7 @@ static void config_free(gw_config *c)
     for (size_t i = 0; i < c->nmodels; i++) config_model_free(&c->models[i]);
     free(c->models); free(c->model_index);
     keytab_unref(c->keys);
+    guard_set_free(c->guard);
     free(c->path); free(c->listen_host); free(c->metrics_listen); free(c->redis_url);
     free(c->state_dir); free(c->control_plane); free(c->dataplane_id); free(c->access_log);
     free(c->control_plane_ca_file); free(c->control_plane_cert_file); free(c->control_plane_key_file);

@@ -104,6 +104,8 @@ typedef struct gw_model {
     size_t         nfallbacks;
     gw_route_policy policy;
     gw_prompt     *prompt;       /* prompt decoration (decorate.h), or NULL */
+    char         **guardrails;   /* policy names (guardcfg.h) */
+    size_t         nguardrails;
 } gw_model;
 
 typedef struct gw_config {
@@ -144,6 +146,8 @@ typedef struct gw_config {
     double     trace_sample_ratio;
     long       trace_queue_spans, trace_batch_spans, trace_flush_ms;
     double     log_prompts_ratio;  /* log_prompts: sample_ratio (0: off) */
+
+    struct guard_set *guard;   /* guardrails: policies and who uses them (guardcfg.h); NULL: none */
 
     gw_model  *models;
     size_t     nmodels;

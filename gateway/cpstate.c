@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cplink.h"
+#include "guardcfg.h"
 #include "json.h"
 #include "log.h"
 #include "pbwire.h"
@@ -105,6 +106,7 @@ static int check_model(const Gw__ModelAlias *m, char *err, size_t errlen)
 {
     if (!check_str(m->alias, 1, ALIAS_MAX) || !check_str(m->strategy, 0, 64) || !check_str(m->router_json, 0, 8192) ||
         !check_str(m->prompt_json, 0, 4 * PROMPT_TEXT_MAX) ||
+        !check_str(m->guardrails_json, 0, 1u << 20) ||
         m->n_deployments == 0 || m->n_deployments > DEPLOYMENTS_MAX || m->n_fallbacks > DEPLOYMENTS_MAX) {
         snprintf(err, errlen, "model: bad alias, strategy, deployments or fallbacks");
         return -1;
@@ -504,6 +506,26 @@ fail:
     return -1;
 }
 
+/* Each alias's guardrails (a JSON list, checked by the control plane):
+ * compiled once per snapshot. A list this gateway cannot compile is logged
+ * and the alias served without it. -1: out of memory. */
+static int guardrails_from_snapshot(const cpstate *s, gw_config *c)
+{
+    for (size_t i = 0; i < s->nmodels; i++) {
+        const Gw__ModelAlias *in = s->models[i];
+        if (!in->guardrails_json || !in->guardrails_json[0]) continue;
+        char why[320];
+        guard_set *one = guard_set_parse_text(in->guardrails_json, strlen(in->guardrails_json), why, sizeof why);
+        if (!one) { log_warn("model %s: guardrails ignored: %s", in->alias, why); continue; }
+        if ((!c->guard && !(c->guard = guard_set_new())) ||
+            guard_set_adopt(c->guard, one, GUARD_BIND_MODEL, in->alias, why, sizeof why) < 0) {
+            if (!c->guard) guard_set_free(one);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 gw_config *cpstate_build_config(const cpstate *s, const gw_config *base, char *err, size_t errlen)
 {
     gw_config *c = config_with_settings(base, s->keys);
@@ -558,6 +580,7 @@ gw_config *cpstate_build_config(const cpstate *s, const gw_config *base, char *e
             m->semantic = NULL;
         }
     }
+    if (guardrails_from_snapshot(s, c) < 0) { config_unref(c); snprintf(err, errlen, "out of memory"); return NULL; }
     return c;
 oom:
     for (size_t i = 0; i < n; i++) config_model_free(&models[i]);

@@ -23,6 +23,7 @@
 #define MX_LABEL    64
 #define MX_FALLBACKS 32    /* (from, to) alias pairs per worker; more go to ("other", "other") */
 #define MX_PROV     24
+#define MX_GUARD    64     /* (stage, detector, action) per worker; more fold into "other" */
 
 /* Seconds; the same bounds for all three histograms. */
 static const double g_bounds[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -58,6 +59,13 @@ typedef struct mx_fallback {
     uint64_t n;
 } mx_fallback;
 
+/* Guardrail verdicts, per (stage, detector, action). */
+typedef struct mx_guard {
+    uint32_t used;
+    char     stage[8], detector[MX_LABEL], action[8];
+    uint64_t n;
+} mx_guard;
+
 typedef struct mx_slot {
     int32_t  pid;                      /* 0: never used */
     int32_t  redis;                    /* -1: no redis_url; 0 down; 1 up */
@@ -67,6 +75,7 @@ typedef struct mx_slot {
     uint64_t semcache[MX_SEM_KINDS];
     uint64_t spans_exported, spans_dropped;
     mx_fallback fallbacks[MX_FALLBACKS];
+    mx_guard guard[MX_GUARD];
     mx_hist  total, ttft, overhead;
     mx_series series[MX_SERIES];
     mx_dep   deps[MX_DEPS];
@@ -236,6 +245,25 @@ void metrics_fallback(const char *from, const char *to)
     add(&other->n, 1);
 }
 
+void metrics_guard(const char *stage, const char *detector, const char *action, uint64_t n)
+{
+    if (!g_me || !stage || !detector || !action) return;
+    for (int i = 0; i < MX_GUARD; i++) {
+        mx_guard *gd = &g_me->guard[i];
+        const char *det = i == MX_GUARD - 1 ? "other" : detector;   /* the last slot takes the overflow */
+        if (!__atomic_load_n(&gd->used, __ATOMIC_ACQUIRE)) {
+            copy_label(gd->stage, sizeof gd->stage, stage);
+            copy_label(gd->detector, sizeof gd->detector, det);
+            copy_label(gd->action, sizeof gd->action, action);
+            __atomic_store_n(&gd->used, 1, __ATOMIC_RELEASE);
+        } else if (i < MX_GUARD - 1 && (!label_eq(gd->stage, sizeof gd->stage, stage) ||
+                   !label_eq(gd->detector, sizeof gd->detector, det) || !label_eq(gd->action, sizeof gd->action, action))) {
+            continue;
+        }
+        add(&gd->n, n);
+        return;
+    }
+}
 
 void metrics_cache(int result)
 {
@@ -489,6 +517,43 @@ static void render_fallbacks(buf_t *b)
     }
 }
 
+/* gatewayllm_guardrail_verdicts_total{stage,detector,action}: summed over the live workers */
+static void render_guard(buf_t *b)
+{
+    buf_puts(b, "# HELP gatewayllm_guardrail_verdicts_total Guardrail verdicts by stage, detector and action.\n"
+                "# TYPE gatewayllm_guardrail_verdicts_total counter\n");
+    for (int i = 0; i < g_shm->nslots; i++) {
+        const mx_slot *sl = &g_shm->slots[i];
+        if (!slot_live(sl)) continue;
+        for (int k = 0; k < MX_GUARD; k++) {
+            const mx_guard *f = &sl->guard[k];
+            if (!__atomic_load_n(&f->used, __ATOMIC_ACQUIRE)) continue;
+            int earlier = 0;
+            uint64_t n = 0;
+            for (int i2 = 0; i2 < g_shm->nslots && !earlier; i2++) {
+                const mx_slot *s2 = &g_shm->slots[i2];
+                if (!slot_live(s2)) continue;
+                for (int k2 = 0; k2 < MX_GUARD; k2++) {
+                    const mx_guard *e = &s2->guard[k2];
+                    if (!__atomic_load_n(&e->used, __ATOMIC_ACQUIRE) || strcmp(e->stage, f->stage) ||
+                        strcmp(e->detector, f->detector) || strcmp(e->action, f->action))
+                        continue;
+                    if (i2 < i || (i2 == i && k2 < k)) { earlier = 1; break; }
+                    n += rd(&e->n);
+                }
+            }
+            if (earlier) continue;
+            buf_puts(b, "gatewayllm_guardrail_verdicts_total{");
+            put_label(b, "stage", f->stage);
+            buf_putc(b, ',');
+            put_label(b, "detector", f->detector);
+            buf_putc(b, ',');
+            put_label(b, "action", f->action);
+            buf_printf(b, "} %" PRIu64 "\n", n);
+        }
+    }
+}
+
 static void render_deps(buf_t *b)
 {
     buf_puts(b, "# HELP gatewayllm_deployment_healthy 1 when the last call to the deployment (on any worker) succeeded.\n"
@@ -549,6 +614,7 @@ void metrics_render(buf_t *b)
     buf_puts(b, "# HELP gatewayllm_fallbacks_total Requests moved from one alias to another.\n"
                 "# TYPE gatewayllm_fallbacks_total counter\n");
     render_fallbacks(b);
+    render_guard(b);
     buf_printf(b, "# HELP gatewayllm_config_version Config snapshot version served.\n"
                   "# TYPE gatewayllm_config_version gauge\ngatewayllm_config_version %" PRIu64 "\n", version);
     int cp = __atomic_load_n(&g_shm->cp_connected, __ATOMIC_RELAXED);

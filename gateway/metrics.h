@@ -61,6 +61,8 @@ void metrics_attempt(const char *model, const char *provider, const char *upstre
 /* A request moved from alias `from` to alias `to` (gatewayllm_fallbacks_total{from,to}). */
 void metrics_fallback(const char *from, const char *to);
 void metrics_rate_limited(int kind);
+/* Guardrail verdicts: gatewayllm_guardrail_verdicts_total{stage,detector,action} += n. */
+void metrics_guard(const char *stage, const char *detector, const char *action, uint64_t n);
 void metrics_trace_spans(uint64_t exported, uint64_t dropped);
 
 /* Agent: node-wide gauges. */

@@ -38,6 +38,10 @@
 #include "classify.h"
 #include "config.h"
 #include "decorate.h"
+#include "guard.h"
+#include "guardcfg.h"
+#include "guardhook.h"
+#include "guardjson.h"
 #include "httputil.h"
 #include "json.h"
 #include "log.h"
@@ -161,6 +165,10 @@ typedef struct gw_req {
     double               complexity;   /* classifier: the prompt's score */
     const char          *split;        /* traffic split: the alias this request was sent to */
     char                 guard[128];   /* guardrail verdicts for the usage event (no matched text) */
+    guard_chain          gchain;       /* the alias's then the key's policies (guardcfg.h) */
+    guard_result         gres;         /* what they decided, input and output */
+    guard_sse           *gsse;         /* an answer stream being guarded */
+    guard_hook          *ghook;        /* the guard webhook in flight */
     double               cache_similarity;  /* semantic cache: nearest cached prompt's score, 0: none */
     int                  schema_retries;   /* structured output (structout.h): answers retried */
     int                  schema_pending;   /* the last answer broke the schema: the reply if none follows */
@@ -297,6 +305,7 @@ static void access_log(gw_req *r)
     buf_puts(b, ",\"bytes_out\":");
     buf_put_u64(b, r->bytes_out);
     if (r->error) put_field_str(b, ",\"error\":", r->error);
+    if (r->guard[0]) put_field_str(b, ",\"guard\":", r->guard);
     buf_puts(b, "}\n");
     if (!b->oom) accesslog_write(r->w->alog, b->data, b->len);
     else { buf_free(b); buf_init(b); }
@@ -389,6 +398,8 @@ void request_pool_free(worker_t *w)
 static void req_free(gw_req *r)
 {
     if (r->up) upstream_cancel(r->up);
+    guard_hook_cancel(r->ghook);
+    if (r->gsse) { guard_sse_free(r->gsse); free(r->gsse); }
     cache_cancel(r->cache_wait);
     buf_free(&r->cache_buf);
     semembed_cancel(r->sem_embed);
@@ -423,6 +434,7 @@ static void req_free(gw_req *r)
 static void account(gw_req *r)
 {
     if (r->dep && r->usage.present) r->cost_e10 = pricing_cost_e10(&r->dep->price, &r->usage);
+    if (r->gres.nhits) guard_result_summary(&r->gres, r->guard, sizeof r->guard);   /* names only, never text */
 }
 
 /* The usage event for the control plane (control-plane mode only). */
@@ -485,6 +497,10 @@ static void observe(gw_req *r)
         .upstream_failed = r->up_failed, .attempted = r->t_up.tv_sec != 0 && r->status != 499,
     };
     metrics_request(&m);
+    for (size_t i = 0; i < r->gres.nhits; i++) {   /* one verdict per request and (stage, detector, action) */
+        const guard_hit *h = &r->gres.hits[i];
+        metrics_guard(h->stage == GUARD_INPUT ? "input" : "output", h->detector, guard_action_name(h->action), 1);
+    }
     if (r->tr.sampled) {
         trace_attrs a = {
             .route = route_path(r->route), .request_id = r->id, .model = m.model, .provider = m.provider,
@@ -566,6 +582,79 @@ static void reply_error(gw_req *r, int status, const char *type, const char *cod
     else r->bytes_out += http_send_openai_error(r->req, status, type, code, param, message);
 }
 
+/* ---- guardrails (guard.h, guardjson.h): the input before routing, the
+ * answer on its way out; refusals in the client's dialect ---- */
+
+static int guard_wants(const gw_req *r, int stage)
+{
+    for (size_t i = 0; i < r->gchain.n; i++) if (guard_policy_stages(r->gchain.p[i]) & stage) return 1;
+    return 0;
+}
+
+/* A non-streaming answer's usage (a translation brought its own along). */
+static void take_usage(gw_req *r, const char *body, size_t len)
+{
+    if (r->translate || !r->dep) return;
+    if (r->client == CLIENT_ANTHROPIC) anthropic_usage(body, len, &r->usage);
+    else usage_from_bytes(body, len, &r->usage);
+}
+
+/* 403 for a deny list, 400 for the rest (detectors, caps, a webhook's block). */
+static void guard_refuse(gw_req *r, int stage)
+{
+    char msg[200];
+    const char *det = r->gres.block_detector ? r->gres.block_detector : "guard_error";
+    int st = r->gres.block_is_deny ? 403 : 400;
+    if (stage == GUARD_OUTPUT)
+        snprintf(msg, sizeof msg, "The answer was blocked by a guardrail (%s).", det);
+    else
+        snprintf(msg, sizeof msg, "The request was blocked by a guardrail (%s).", det);
+    r->error = stage == GUARD_OUTPUT ? "guardrail_output_blocked" : "guardrail_blocked";
+    reply_error(r, st, st == 403 ? "permission_error" : "invalid_request_error",
+                stage == GUARD_OUTPUT ? "output_blocked" : "guardrail_blocked", NULL, msg);
+}
+
+/* The body the provider gets from now on (parsed again for the render). */
+static int replace_body(gw_req *r, const buf_t *nb)
+{
+    struct evbuffer *in = r->req->buffer_in;
+    json_error je;
+    json_limits lim = { .max_depth = JSON_MAX_DEPTH };
+    json_doc *d = json_parse(nb->data, nb->len, &lim, &je);
+    if (!d || evbuffer_drain(in, evbuffer_get_length(in)) < 0 || evbuffer_add(in, nb->data, nb->len) < 0) {
+        json_doc_free(d);
+        return -1;
+    }
+    json_doc_free(r->doc);
+    r->doc = d;
+    return 0;
+}
+
+/* Local detectors, caps and lists over the request's text. 0: go on; 1: refused. */
+static int guard_input(gw_req *r)
+{
+    if (!guard_wants(r, GUARD_INPUT)) return 0;
+    const char *body = (const char *)evbuffer_pullup(r->req->buffer_in, -1);
+    buf_t nb;
+    buf_init(&nb);
+    int rc = guardjson_input(&r->gchain, r->route, body ? body : "", json_root(r->doc), &nb, &r->gres);
+    const char *what = NULL;
+    if (rc >= 0 && guard_caps_exceeded(&r->gchain, r->gres.bytes, r->gres.chars, &what)) {
+        guard_result_add(&r->gres, GUARD_INPUT, what, GUARD_BLOCK, 0);
+        char msg[160];
+        snprintf(msg, sizeof msg, "The prompt is larger than a guardrail allows (%s).", what);
+        r->error = "guardrail_blocked";
+        reply_error(r, 400, "invalid_request_error", "prompt_too_large", NULL, msg);
+        rc = 2;
+    } else if (rc >= 0 && r->gres.action == GUARD_BLOCK) {
+        guard_refuse(r, GUARD_INPUT);
+        rc = 2;
+    } else if (rc == 1 && replace_body(r, &nb) < 0) rc = -1;
+    if (rc < 0) reply_error(r, 500, "server_error", "internal_error", NULL, "Out of memory.");
+    buf_free(&nb);
+    return rc < 0 || rc == 2;
+}
+
 /* ---- the response cache (cache.h) ---- */
 
 /* Stores a complete 200 answer when the request used the cache; a stream
@@ -595,6 +684,7 @@ static void prompt_log(gw_req *r, const char *answer, size_t len)
 }
 
 static void relay_start(gw_req *r, int status, const char *content_type);
+static void relay_sink(void *ud, const char *p, size_t n);
 static void relay_out(void *ud, const char *p, size_t n);
 static int relay_chunk(gw_req *r, const char *data, size_t len);
 static void relay_end(gw_req *r, upstream_result res);
@@ -653,7 +743,9 @@ static void relay_start(gw_req *r, int status, const char *content_type)
     r->relaying = 1;
     sse_init(&r->sse, 1u << 20, on_stream_event, r);
     if (r->route == ROUTE_CHAT && status == 200 && structout_schema(json_root(r->doc)) && (r->sos = malloc(sizeof *r->sos)))
-        structout_stream_init(r->sos, relay_out, r);
+        structout_stream_init(r->sos, relay_sink, r);
+    if (guard_wants(r, GUARD_OUTPUT) && r->route != ROUTE_EMBEDDINGS && status < 300 && (r->gsse = malloc(sizeof *r->gsse)))
+        guard_sse_init(r->gsse, &r->gchain, &r->gres, r->client == CLIENT_ANTHROPIC);
     add_gateway_headers(r);
     evhtp_headers_add_header(r->req->headers_out,
         evhtp_header_new("Content-Type", content_type ? content_type : "text/event-stream", 0, 1));
@@ -662,15 +754,11 @@ static void relay_start(gw_req *r, int status, const char *content_type)
     http_conn_flush(r->req);   /* the client sees the status line before the first token */
 }
 
-/* Client-bound bytes; a stream with a strict schema passes through its checker first. */
-static void relay_emit(void *ud, const char *p, size_t n)
-{
-    gw_req *r = ud;
-    if (r->sos) structout_stream_feed(r->sos, p, n);
-    else relay_out(r, p, n);
-}
-
-static void relay_out(void *ud, const char *p, size_t n)
+/* Client-bound stream bytes pass, in order: relay_out (the entry) -> the
+ * output guard, when the request has one -> relay_checked -> the strict
+ * schema's checker, when the request asked for one -> relay_sink (the reply
+ * chunk, and the cache's recording). */
+static void relay_sink(void *ud, const char *p, size_t n)
 {
     gw_req *r = ud;
     evbuffer_add(r->chunk, p, n);
@@ -683,6 +771,31 @@ static void relay_out(void *ud, const char *p, size_t n)
     }
 }
 
+static void relay_checked(void *ud, const char *p, size_t n)
+{
+    gw_req *r = ud;
+    if (r->sos) structout_stream_feed(r->sos, p, n);
+    else relay_sink(r, p, n);
+}
+
+static void relay_out(void *ud, const char *p, size_t n)
+{
+    gw_req *r = ud;
+    if (!r->gsse) { relay_checked(r, p, n); return; }
+    int was = r->gsse->blocked;
+    guard_sse_feed(r->gsse, p, n, relay_checked, r);
+    if (!was && r->gsse->blocked) r->error = "guardrail_output_blocked";
+}
+
+static void relay_guard_end(gw_req *r)
+{
+    if (!r->gsse || !r->chunk) return;
+    int was = r->gsse->blocked;
+    guard_sse_end(r->gsse, relay_checked, r);
+    if (!was && r->gsse->blocked) r->error = "guardrail_output_blocked";
+    if (evbuffer_get_length(r->chunk)) evhtp_send_reply_chunk(r->req, r->chunk);
+}
+
 /* Returns 1 when the producer should pause (the client reads slower than the provider writes). */
 static int relay_chunk(gw_req *r, const char *data, size_t len)
 {
@@ -690,12 +803,12 @@ static int relay_chunk(gw_req *r, const char *data, size_t len)
     if (r->xs_on) {
         /* translated: the provider's events become the client's, usage counted by the encoder */
         xlate_stream_feed(&r->xs, data, len);
-        relay_emit(r, r->xs.out.data, r->xs.out.len);
+        relay_out(r, r->xs.out.data, r->xs.out.len);
         buf_reset(&r->xs.out);
     } else {
         sse_feed(&r->sse, data, len);
-        if (r->strip_usage) usagestrip_feed(&r->strip, data, len, relay_emit, r);
-        else relay_emit(r, data, len);
+        if (r->strip_usage) usagestrip_feed(&r->strip, data, len, relay_out, r);
+        else relay_out(r, data, len);
     }
     if (evbuffer_get_length(r->chunk) == 0) return 0;
     evhtp_send_reply_chunk(r->req, r->chunk);
@@ -718,8 +831,9 @@ static void relay_end(gw_req *r, upstream_result res)
         if (r->xs.enc.usage.present) r->usage = r->xs.enc.usage;
         if (r->xs.failed || res != UPSTREAM_OK) r->error = res != UPSTREAM_OK ? upstream_result_name(res) : "upstream_stream_malformed";
         if (r->chunk || (r->chunk = evbuffer_new())) {
-            relay_emit(r, r->xs.out.data, r->xs.out.len);
+            relay_out(r, r->xs.out.data, r->xs.out.len);
             buf_reset(&r->xs.out);
+            relay_guard_end(r);   /* held text first: the schema checker sees the whole answer */
             schema_stream_end(r, res == UPSTREAM_OK && !r->xs.failed);
             if (evbuffer_get_length(r->chunk)) evhtp_send_reply_chunk(r->req, r->chunk);
         }
@@ -729,9 +843,10 @@ static void relay_end(gw_req *r, upstream_result res)
         return;
     }
     if (r->strip_usage && r->chunk) {
-        usagestrip_flush(&r->strip, relay_emit, r);
+        usagestrip_flush(&r->strip, relay_out, r);
         if (evbuffer_get_length(r->chunk)) evhtp_send_reply_chunk(r->req, r->chunk);
     }
+    relay_guard_end(r);   /* held text before an error event, and before the recording is stored */
     if (res != UPSTREAM_OK) {
         /* the status line is gone: end the stream with an error event the SDKs surface */
         char ev[256];
@@ -757,14 +872,28 @@ static void relay_end(gw_req *r, upstream_result res)
 
 static void reply_buffered(gw_req *r, int status, const char *content_type, const char *body, size_t len)
 {
+    buf_t guarded;
+    buf_init(&guarded);
+    if (status == 200 && r->route != ROUTE_EMBEDDINGS && guard_wants(r, GUARD_OUTPUT)) {
+        int rc = guardjson_output(&r->gchain, body, len, &guarded, &r->gres);
+        if (rc < 0 || r->gres.action == GUARD_BLOCK) {
+            take_usage(r, body, len);   /* the answer was paid for even though the client does not get it */
+            if (r->route == ROUTE_RESPONSES) responses_rekeep(&r->chat, body, len, 1);
+            guard_refuse(r, GUARD_OUTPUT);
+            buf_free(&guarded);
+            return;
+        }
+        if (rc == 1) {
+            body = guarded.data;
+            len = guarded.len;
+            if (r->route == ROUTE_RESPONSES) responses_rekeep(&r->chat, body, len, 0);   /* GET shows what the client saw */
+        }
+    }
     r->status = status;
     add_gateway_headers(r);
     /* the cost header goes out with the reply: usage_from_bytes parses only the usage object */
     if (status < 300 && r->dep) {
-        if (!r->translate) {   /* a translation brought its usage along already */
-            if (r->client == CLIENT_ANTHROPIC) anthropic_usage(body, len, &r->usage);
-            else usage_from_bytes(body, len, &r->usage);
-        }
+        take_usage(r, body, len);
         account(r);
         char usd[32];
         pricing_format_usd(r->cost_e10, usd);
@@ -778,6 +907,7 @@ static void reply_buffered(gw_req *r, int status, const char *content_type, cons
     evbuffer_add(r->req->buffer_out, body, len);
     r->bytes_out += len;
     evhtp_send_reply(r->req, (evhtp_res)status);
+    buf_free(&guarded);
 }
 
 /* ---- upstream callbacks ---- */
@@ -1798,28 +1928,107 @@ static int cache_begin(gw_req *r)
 
 /* The alias's prompt decoration (decorate.h): the body is replaced by the
  * decorated one, so pass-through, translation, hedges and the cache key all
- * see it. 0 go on (*len updated), -1 answered (out of memory). */
-static int decorate(gw_req *r, size_t *len)
+ * see it. 0 go on, -1 answered (out of memory). */
+static int decorate(gw_req *r)
 {
     if (r->route == ROUTE_EMBEDDINGS) return 0;
     struct evbuffer *in = r->req->buffer_in;
+    size_t len = evbuffer_get_length(in);
     const char *body = (const char *)evbuffer_pullup(in, -1);
     buf_t out; buf_init(&out);
-    int rc = decorate_body(r->model->prompt, r->route == ROUTE_MESSAGES, body, *len, json_root(r->doc), &out);
-    json_doc *doc = NULL;
-    if (rc > 0) {
-        json_limits lim = { .max_depth = JSON_MAX_DEPTH, .max_bytes = 0 };
-        if (!(doc = json_parse(out.data, out.len, &lim, NULL)) ||
-            evbuffer_drain(in, *len) < 0 || evbuffer_add(in, out.data, out.len) < 0) rc = -1;
-    }
-    if (rc > 0) {
-        json_doc_free(r->doc);
-        r->doc = doc;
-        *len = out.len;
-    } else json_doc_free(doc);
+    int rc = decorate_body(r->model->prompt, r->route == ROUTE_MESSAGES, body ? body : "", len, json_root(r->doc), &out);
+    if (rc > 0 && replace_body(r, &out) < 0) rc = -1;
     buf_free(&out);
     if (rc < 0) reply_error(r, 500, "server_error", "internal_error", NULL, "Out of memory while decorating the prompt.");
     return rc < 0 ? -1 : 0;
+}
+
+/* Cache, then the router. 1: the connection waits for an answer; 0: answered. */
+static int cache_and_route(gw_req *r)
+{
+    if (r->cfg->log_prompts_ratio > 0 && (r->log_prompt = promptlog_sampled(r->cfg->log_prompts_ratio, r->w->req_seq)))
+        r->cache_rec = r->stream;   /* the stream's text is kept for the log line */
+    switch (cache_begin(r)) {
+    case 1: trace_mark(&r->tr, TR_ROUTE, 1); return 0;   /* answered from memory */
+    case 2: return 1;                                    /* Redis answers later: on_cache_answer */
+    }
+    if (semantic_begin(r)) return 1;                     /* the embedding answers later: on_sem_embedded */
+    int started = route_start(r);
+    trace_mark(&r->tr, TR_ROUTE, 1);
+    return started;
+}
+
+/* The webhook's verdict (guardhook.h): allow, block, mask the listed text;
+ * a timeout or error is allowed with fail_open, refused (503) without. */
+static void on_guard_verdict(void *ud, const guard_verdict *v)
+{
+    gw_req *r = ud;
+    r->ghook = NULL;   /* the hook frees itself after this returns */
+    const guard_policy *p = NULL;
+    for (size_t i = 0; i < r->gchain.n && !p; i++)
+        if (guard_policy_webhook(r->gchain.p[i], NULL, NULL) && (guard_policy_stages(r->gchain.p[i]) & GUARD_INPUT)) p = r->gchain.p[i];
+    int fail_open = 0;
+    if (p) guard_policy_webhook(p, NULL, &fail_open);
+    int64_t now = loop_now_ms(r->w);
+    if (v->action == HOOK_ERROR && !fail_open) {
+        guard_result_add(&r->gres, GUARD_INPUT, "webhook_error", GUARD_BLOCK, 0);
+        ratelimit_release(r->w->rl, &r->rl, now);
+        ratelimit_release(r->w->rl, &r->rl_team, now);
+        r->error = "guardrail_unavailable";
+        reply_error(r, 503, "server_error", "guardrail_unavailable", NULL,
+                    "The guardrail service could not check this request; please try again.");
+        req_finish(r);
+        return;
+    }
+    if (v->action == HOOK_ERROR) guard_result_add(&r->gres, GUARD_INPUT, "webhook_error", GUARD_LOG, 0);
+    else if (v->action == HOOK_BLOCK) {
+        guard_result_add(&r->gres, GUARD_INPUT, "webhook", GUARD_BLOCK, 0);
+        ratelimit_release(r->w->rl, &r->rl, now);
+        ratelimit_release(r->w->rl, &r->rl_team, now);
+        guard_refuse(r, GUARD_INPUT);
+        req_finish(r);
+        return;
+    } else if (v->action == HOOK_MASK) {
+        guard_result_add(&r->gres, GUARD_INPUT, "webhook", GUARD_MASK, 0);
+        const char *body = (const char *)evbuffer_pullup(r->req->buffer_in, -1);
+        buf_t nb;
+        buf_init(&nb);
+        int rc = guardjson_mask_literals(r->route, body ? body : "", json_root(r->doc), v->mask, v->nmask, "[REDACTED]", &nb);
+        if (rc < 0 || (rc == 1 && replace_body(r, &nb) < 0)) {
+            buf_free(&nb);
+            reply_error(r, 500, "server_error", "internal_error", NULL, "Out of memory.");
+            req_finish(r);
+            return;
+        }
+        buf_free(&nb);
+    } else guard_result_add(&r->gres, GUARD_INPUT, "webhook", GUARD_LOG, 0);
+    if (!cache_and_route(r)) req_finish(r);
+}
+
+/* The first input policy with a webhook gets the (already masked) text.
+ * 0: none; 1: in flight; 2: refused (it could not start, fail-closed). */
+static int guard_webhook_start(gw_req *r)
+{
+    for (size_t i = 0; i < r->gchain.n; i++) {
+        long tmo;
+        int fail_open;
+        const char *url = guard_policy_webhook(r->gchain.p[i], &tmo, &fail_open);
+        if (!url || !(guard_policy_stages(r->gchain.p[i]) & GUARD_INPUT)) continue;
+        buf_t text;
+        buf_init(&text);
+        if (guardjson_collect(r->route, json_root(r->doc), &text) == 0)
+            r->ghook = guard_hook_start(r->w->up, url, tmo, r->model->alias, text.data ? text.data : "", text.len,
+                                        on_guard_verdict, r);
+        buf_free(&text);
+        if (r->ghook) return 1;
+        if (fail_open) { guard_result_add(&r->gres, GUARD_INPUT, "webhook_error", GUARD_LOG, 0); return 0; }
+        guard_result_add(&r->gres, GUARD_INPUT, "webhook_error", GUARD_BLOCK, 0);
+        r->error = "guardrail_unavailable";
+        reply_error(r, 503, "server_error", "guardrail_unavailable", NULL,
+                    "The guardrail service could not check this request; please try again.");
+        return 2;
+    }
+    return 0;
 }
 
 static void handle_api(evhtp_request_t *req, gw_route route, worker_t *w)
@@ -1892,33 +2101,36 @@ static void handle_api(evhtp_request_t *req, gw_route route, worker_t *w)
         reply_error(r, 403, "permission_error", "model_not_allowed", "model", msg);
         goto done;
     }
+    guard_set_chain(r->cfg->guard, r->model->alias, r->key->name, &r->gchain);
+    if (r->gchain.n && guard_input(r)) goto done;   /* the client's text, before the alias's own is added */
     if (route == ROUTE_RESPONSES) {   /* parsed now: its previous response is looked up before any limit is spent */
-        int st = responses_prepare(&r->chat, json_root(r->doc), body ? body : "", r->key, msg, sizeof msg, &param);
+        const char *cur = (const char *)evbuffer_pullup(in, -1);   /* the guard may have replaced the body */
+        int st = responses_prepare(&r->chat, json_root(r->doc), cur ? cur : "", r->key, msg, sizeof msg, &param);
         if (st) {
             reply_error(r, st, st >= 500 ? "server_error" : "invalid_request_error",
                         st == 404 ? "not_found" : st >= 500 ? "internal_error" : "invalid_request", param, msg);
             goto done;
         }
         r->chat_parsed = 1;
+        if (r->stream && guard_wants(r, GUARD_OUTPUT)) {   /* its typed events carry the text several times over */
+            reply_error(r, 400, "invalid_request_error", "unsupported_with_guardrails", "stream",
+                        "This model's output guardrails cannot check a streamed Responses answer yet; send stream: false.");
+            goto done;
+        }
         if (r->model->prompt && decorate_chat(r->model->prompt, &r->chat) < 0) {
             reply_error(r, 500, "server_error", "internal_error", NULL, "Out of memory while decorating the prompt.");
             goto done;
         }
-    } else if (r->model->prompt && decorate(r, &len) < 0) goto done;   /* before routing: every variant gets it */
+    } else if (r->model->prompt && decorate(r) < 0) goto done;   /* before routing: every variant gets it */
     trace_mark(&r->tr, TR_LIMITS, 0);
-    int admitted = check_limits(r, len);
+    int admitted = check_limits(r, evbuffer_get_length(in));
     trace_mark(&r->tr, TR_LIMITS, 1);
     if (!admitted) goto done;
-    if (r->cfg->log_prompts_ratio > 0 && (r->log_prompt = promptlog_sampled(r->cfg->log_prompts_ratio, w->req_seq)))
-        r->cache_rec = r->stream;   /* the stream's text is kept for the log line */
-    switch (cache_begin(r)) {
-    case 1: trace_mark(&r->tr, TR_ROUTE, 1); goto done;   /* answered from memory */
-    case 2: go_async(r); return;                          /* Redis answers later: on_cache_answer */
+    switch (r->gchain.n ? guard_webhook_start(r) : 0) {
+    case 1: go_async(r); return;   /* on_guard_verdict goes on */
+    case 2: goto done;
     }
-    if (semantic_begin(r)) { go_async(r); return; }        /* the embedding answers later: on_sem_embedded */
-    int started = route_start(r);
-    trace_mark(&r->tr, TR_ROUTE, 1);
-    if (!started) goto done;
+    if (!cache_and_route(r)) goto done;
     go_async(r);
     return;
 done:

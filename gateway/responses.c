@@ -8,6 +8,7 @@
 #include "auth.h"
 #include "buf.h"
 #include "httputil.h"
+#include "json.h"
 #include "respstore.h"
 #include "worker.h"
 
@@ -81,6 +82,18 @@ void responses_keep(const chat_req *q, const char *id, const char *response, siz
     buf_putc(&b, '}');
     if (!b.oom) respstore_put(x->subject, id, b.data, b.len);   /* too large: not kept (a later GET is a 404) */
     buf_free(&b);
+}
+
+void responses_rekeep(const chat_req *q, const char *response, size_t len, int blocked)
+{
+    const chat_responses *x = q ? q->responses : NULL;
+    if (!x || !x->store || !respstore_enabled()) return;
+    json_limits lim = { .max_depth = 64, .max_bytes = len };
+    json_doc *d = json_parse(response, len, &lim, NULL);
+    const char *id = d ? json_get_str(json_root(d), "id") : NULL;
+    if (id && blocked) respstore_del(x->subject, id);
+    else if (id) responses_keep(q, id, response, len);
+    json_doc_free(d);
 }
 
 /* ---- GET / DELETE /v1/responses/{id}[/input_items] ---- */

@@ -24,6 +24,9 @@ int  responses_prepare(chat_req *q, const json_value *root, const char *body, co
 /* Keeps a finished answer (the response object the client got) when the
  * request asked to store it. */
 void responses_keep(const chat_req *q, const char *id, const char *response, size_t len);
+/* The output guardrails changed the answer after it was kept: keep what the
+ * client got instead (blocked: keep nothing). The id is read from it. */
+void responses_rekeep(const chat_req *q, const char *response, size_t len, int blocked);
 /* GET / DELETE /v1/responses/... on the worker's server; -1 on failure. */
 int  responses_register_routes(struct worker *w);
 

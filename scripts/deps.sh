@@ -6,6 +6,7 @@ pkgs=(build-essential pkg-config clang libclang-rt-14-dev
       libevhtp-dev libevent-dev libcurl4-openssl-dev libyaml-dev libssl-dev
       libnng-dev libprotobuf-c-dev protobuf-c-compiler libhiredis-dev
       libmicrohttpd-dev libpq-dev postgresql redis-server
+      libpcre2-dev   # guardrails: the multi-pattern matcher (JIT)
       python3 curl jq wrk nginx-light
       iproute2 nftables openssl systemd   # hybrid network test, deploy checks
       chromium)   # headless browser for the admin UI test (tests/ui)

@@ -7,6 +7,7 @@
  */
 #include "api.h"
 #include "promptcfg.h"
+#include "guardcfg.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -16,7 +17,8 @@
 
 #define MODEL_JSON \
     "json_build_object('alias', m.alias, 'strategy', m.strategy, 'deployments', m.deployments, " \
-    "'fallbacks', m.fallbacks, 'cache', m.cache, 'router', m.router, 'prompt', m.prompt, 'created_at', m.created_at, " \
+    "'fallbacks', m.fallbacks, 'cache', m.cache, 'router', m.router, 'prompt', m.prompt, " \
+    "'guardrails', m.guardrails, 'created_at', m.created_at, " \
     "'updated_at', m.updated_at)"
 
 #define MAX_DEPLOYMENTS 64
@@ -167,7 +169,8 @@ typedef struct model_in {
     char       *cache;        /* JSON text, or NULL */
     char       *router;       /* JSON text, or NULL */
     char       *prompt;       /* JSON text, or NULL */
-    int         has_deployments, has_fallbacks, has_cache, has_router, has_prompt;
+    char       *guardrails;   /* JSON text, or NULL */
+    int         has_deployments, has_fallbacks, has_cache, has_router, has_prompt, has_guardrails;
     cred_refs   refs;
 } model_in;
 
@@ -178,6 +181,7 @@ static void model_in_free(model_in *m)
     free(m->cache);
     free(m->router);
     free(m->prompt);
+    free(m->guardrails);
 }
 
 /* The alias's router settings (the data plane's README "Router"): known
@@ -262,7 +266,7 @@ static int check_semantic(api_req *r, const json_value *v, const char *self)
 static int parse_model(api_req *r, const json_value *body, int creating, const char *path_alias, model_in *m)
 {
     static const char *const allowed[] = { "alias", "strategy", "deployments", "fallbacks", "cache", "router", "prompt",
-                                           NULL };
+                                           "guardrails", NULL };
     memset(m, 0, sizeof *m);
     if (api_only_fields(r, body, allowed) < 0) return -1;
 
@@ -350,6 +354,22 @@ static int parse_model(api_req *r, const json_value *body, int creating, const c
             prompt_free(p);
         }
     }
+    v = json_get(body, "guardrails");
+    if (v) {
+        m->has_guardrails = 1;
+        if (v->type != JSON_NULL) {
+            if (v->type != JSON_ARRAY) {
+                api_error(r, 400, "invalid_request_error", "guardrails must be an array of policies");
+                return -1;
+            }
+            if (!(m->guardrails = api_source(r, v))) goto oom;
+            /* compiled here as the gateway will: a bad pattern is named with PCRE2's offset */
+            char why[320];
+            guard_set *g = guard_set_parse_text(m->guardrails, strlen(m->guardrails), why, sizeof why);
+            if (!g) { api_error(r, 400, "invalid_request_error", "%s", why); return -1; }
+            guard_set_free(g);
+        }
+    }
     v = json_get(body, "cache");
     if (v) {
         m->has_cache = 1;
@@ -407,12 +427,13 @@ void api_models_create(api_req *r)
     model_in m;
     PGresult *res = NULL;
     if (parse_model(r, body, 1, NULL, &m) < 0) goto out;
-    const char *params[] = { m.alias, m.strategy, m.deployments, m.fallbacks, m.cache, m.router, m.prompt };
+    const char *params[] = { m.alias, m.strategy, m.deployments, m.fallbacks, m.cache, m.router, m.prompt,
+                             m.guardrails };
     if (cp_db_begin(r->db) < 0) { api_db_error(r, NULL); goto out; }
     if (check_credentials(r, &m.refs) < 0) goto out;
     if (!(res = cp_db_exec(r->db,
-            "INSERT INTO models AS m (alias, strategy, deployments, fallbacks, cache, router, prompt) "
-            "VALUES ($1, $2, $3::jsonb, $4::text[], $5::jsonb, $6::jsonb, $7::jsonb) RETURNING " MODEL_JSON, 7, params)) ||
+            "INSERT INTO models AS m (alias, strategy, deployments, fallbacks, cache, router, prompt, guardrails) "
+            "VALUES ($1, $2, $3::jsonb, $4::text[], $5::jsonb, $6::jsonb, $7::jsonb, $8::jsonb) RETURNING " MODEL_JSON, 8, params)) ||
         cp_audit_record(r->db, r->actor, "create", "models", m.alias, NULL, PQgetvalue(res, 0, 0), 1) < 0 ||
         cp_db_commit(r->db) < 0) {
         api_db_error(r, "a model with this alias already exists");
@@ -465,15 +486,17 @@ void api_models_update(api_req *r)
     model_in m;
     PGresult *before = NULL, *after = NULL;
     if (parse_model(r, body, 0, r->param, &m) < 0) goto out;
-    if (!m.strategy && !m.has_deployments && !m.has_fallbacks && !m.has_cache && !m.has_router && !m.has_prompt) {
+    if (!m.strategy && !m.has_deployments && !m.has_fallbacks && !m.has_cache && !m.has_router && !m.has_prompt &&
+        !m.has_guardrails) {
         api_error(r, 400, "invalid_request_error",
-                  "nothing to update: send strategy, deployments, fallbacks, cache, router or prompt");
+                  "nothing to update: send strategy, deployments, fallbacks, cache, router, prompt or guardrails");
         goto out;
     }
     /* Absent members keep their value: CASE on a "present" flag per column. */
     const char *params[] = { r->param, m.strategy, m.has_deployments ? "1" : NULL, m.deployments,
                              m.has_fallbacks ? "1" : NULL, m.fallbacks, m.has_cache ? "1" : NULL, m.cache,
-                             m.has_router ? "1" : NULL, m.router, m.has_prompt ? "1" : NULL, m.prompt };
+                             m.has_router ? "1" : NULL, m.router, m.has_prompt ? "1" : NULL, m.prompt,
+                             m.has_guardrails ? "1" : NULL, m.guardrails };
     if (cp_db_begin(r->db) < 0) { api_db_error(r, NULL); goto out; }
     if (!(before = lock_model(r)) || check_credentials(r, &m.refs) < 0) goto out;
     if (!(after = cp_db_exec(r->db,
@@ -482,8 +505,9 @@ void api_models_update(api_req *r)
             "  fallbacks = CASE WHEN $5::text IS NULL THEN m.fallbacks ELSE $6::text[] END, "
             "  cache = CASE WHEN $7::text IS NULL THEN m.cache ELSE $8::jsonb END, "
             "  router = CASE WHEN $9::text IS NULL THEN m.router ELSE $10::jsonb END, "
-            "  prompt = CASE WHEN $11::text IS NULL THEN m.prompt ELSE $12::jsonb END "
-            "WHERE m.alias = $1 RETURNING " MODEL_JSON, 12, params)) ||
+            "  prompt = CASE WHEN $11::text IS NULL THEN m.prompt ELSE $12::jsonb END, "
+            "  guardrails = CASE WHEN $13::text IS NULL THEN m.guardrails ELSE $14::jsonb END "
+            "WHERE m.alias = $1 RETURNING " MODEL_JSON, 14, params)) ||
         cp_audit_record(r->db, r->actor, "update", "models", r->param, PQgetvalue(before, 0, 0),
                         PQgetvalue(after, 0, 0), 1) < 0 ||
         cp_db_commit(r->db) < 0) {

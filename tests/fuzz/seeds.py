@@ -86,6 +86,32 @@ for s in streams:
     write("sse_feed", bytes([0]) + raw)
     write("sse_feed", bytes([5, 1, 0, 3, 16, 2]) + raw)
 
+# ---- guard_mask: first byte = number of split points, then split sizes, then text ----
+texts = [
+    "Mail ann@ex.io, card 4111 1111 1111 1111, call +1 415 555 2671, IBAN DE89 3704 0044 0532 0130 00",
+    "key sk-ant-api03-abcdefghijklmnopqrstuvwxyz and AKIA" + "IOSFODNN7EXAMPLE, TCK-1234, forbidden phrase, ok@example.com",
+    "-----BEGIN RSA PRIVATE KEY-----\nMIIEow==\n-----END RSA PRIVATE KEY----- Bearer abcdefghijklmnop1234",
+    'data: {"choices":[{"index":0,"delta":{"content":"mail bob@"}}]}\n\ndata: {"choices":[{"index":0,"delta":{"content":"x.io now"},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n',
+    'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"card 4111 1111"}}\n\nevent: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" 1111 1111 ok"}}\n\nevent: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n',
+    "2024-01-15 10:30 order 4155552671 v1.2.3 192.168.1.1 \u00fcn\u00efc\u00f8d\u00e9",
+]
+texts += [
+    json.dumps({"model": "m", "messages": [{"role": "user", "content": "mail a@b.io"},
+               {"role": "assistant", "tool_calls": [{"function": {"arguments": "{\"to\":\"c@d.io\"}"}}], "content": "x"},
+               {"role": "user", "content": [{"type": "text", "text": "card 4111 1111 1111 1111"},
+                                            {"type": "tool_result", "content": [{"type": "text", "text": "e@f.io"}]}]}]}),
+    json.dumps({"system": [{"type": "text", "text": "AKIA" + "IOSFODNN7EXAMPLE"}], "prompt": ["a@b.io", 1], "input": ["x@y.io"],
+                "choices": [{"message": {"content": "g@h.io"}, "text": "i@j.io"}],
+                "content": [{"type": "tool_use", "input": {"to": ["k@l.io"]}}]}),
+]
+for lit in c_literals("tests/unit/guard_test.c"):
+    if len(lit) > 8:
+        texts.append(lit.decode("utf-8", "replace"))
+for t in texts:
+    raw = t.encode("utf-8")
+    write("guard_mask", bytes([0]) + raw)
+    write("guard_mask", bytes([6, 1, 7, 3, 13, 2, 40]) + raw)
+
 # ---- config_parse ---------------------------------------------------------
 yamls = [
     "listen: 127.0.0.1:8080\nworkers: 2\nmax_body_bytes: 4194304\nmax_header_bytes: 32768\nclient_timeout_ms: 60000\naccess_log: stdout\n"
