@@ -47,6 +47,7 @@
 #include "providers/embed.h"
 #include "providers/provider.h"
 #include "ratelimit.h"
+#include "respredis.h"
 #include "responses.h"
 #include "budget.h"
 #include "router.h"
@@ -123,6 +124,7 @@ typedef struct gw_req {
     long                 cache_ttl_s;
     uint8_t              cache_key[32];
     cache_lookup        *cache_wait;   /* a Redis lookup in flight */
+    struct respredis_op *prev_wait;    /* previous_response_id asked of Redis (responses.h) */
     buf_t                cache_buf;    /* the recorded stream */
     int                  log_prompt;   /* sampled for the prompt log (promptlog.h) */
     trace_ctx            tr;           /* spans (trace.h) */
@@ -374,6 +376,7 @@ static void req_free(gw_req *r)
 {
     if (r->up) upstream_cancel(r->up);
     cache_cancel(r->cache_wait);
+    respredis_cancel(r->prev_wait);
     buf_free(&r->cache_buf);
     hedge_free(r);
     if (r->in_attempt) router_attempt_abandon(&r->w->router, r->serving, r->dep_index);
@@ -1731,6 +1734,53 @@ static int decorate(gw_req *r, size_t *len)
     return rc < 0 ? -1 : 0;
 }
 
+/* After responses_prepare: 0 go on, -1 answered (the error). */
+static int responses_prepared(gw_req *r, int st, const char *msg, const char *param)
+{
+    if (st) {
+        reply_error(r, st, st >= 500 ? "server_error" : "invalid_request_error",
+                    st == 404 ? "not_found" : st >= 500 ? "internal_error" : "invalid_request", param, msg);
+        return -1;
+    }
+    r->chat_parsed = 1;
+    if (r->model->prompt && decorate_chat(r->model->prompt, &r->chat) < 0) {
+        reply_error(r, 500, "server_error", "internal_error", NULL, "Out of memory while decorating the prompt.");
+        return -1;
+    }
+    return 0;
+}
+
+/* Limits, the response cache and the router: 2 async (the connection is
+ * held), else the client has its answer and the caller finishes r. */
+static int admit_and_route(gw_req *r, size_t len)
+{
+    trace_mark(&r->tr, TR_LIMITS, 0);
+    int admitted = check_limits(r, len);
+    trace_mark(&r->tr, TR_LIMITS, 1);
+    if (!admitted) return 0;
+    if (r->cfg->log_prompts_ratio > 0 && (r->log_prompt = promptlog_sampled(r->cfg->log_prompts_ratio, r->w->req_seq)))
+        r->cache_rec = r->stream;   /* the stream's text is kept for the log line */
+    switch (cache_begin(r)) {
+    case 1: trace_mark(&r->tr, TR_ROUTE, 1); return 0;   /* answered from memory */
+    case 2: if (!r->conn_paused) go_async(r); return 2;  /* Redis answers later: on_cache_answer */
+    }
+    int started = route_start(r);
+    trace_mark(&r->tr, TR_ROUTE, 1);
+    if (!started) return 0;
+    if (!r->conn_paused) go_async(r);
+    return 2;
+}
+
+/* The previous response came from Redis (or did not): on as handle_api. */
+static void on_responses_prepared(void *ud, int status, const char *msg, const char *param)
+{
+    gw_req *r = ud;
+    r->prev_wait = NULL;   /* freed by respredis after this returns */
+    if (responses_prepared(r, status, msg, param) == 0 &&
+        admit_and_route(r, evbuffer_get_length(r->req->buffer_in)) == 2) return;
+    req_finish(r);
+}
+
 static void handle_api(evhtp_request_t *req, gw_route route, worker_t *w)
 {
     gw_req *r = req_acquire(w);
@@ -1802,33 +1852,12 @@ static void handle_api(evhtp_request_t *req, gw_route route, worker_t *w)
         goto done;
     }
     if (route == ROUTE_RESPONSES) {   /* parsed now: its previous response is looked up before any limit is spent */
-        int st = responses_prepare(&r->chat, json_root(r->doc), body ? body : "", r->key, msg, sizeof msg, &param);
-        if (st) {
-            reply_error(r, st, st >= 500 ? "server_error" : "invalid_request_error",
-                        st == 404 ? "not_found" : st >= 500 ? "internal_error" : "invalid_request", param, msg);
-            goto done;
-        }
-        r->chat_parsed = 1;
-        if (r->model->prompt && decorate_chat(r->model->prompt, &r->chat) < 0) {
-            reply_error(r, 500, "server_error", "internal_error", NULL, "Out of memory while decorating the prompt.");
-            goto done;
-        }
+        int st = responses_prepare(&r->chat, json_root(r->doc), body ? body : "", r->key, msg, sizeof msg, &param,
+                                   on_responses_prepared, r, &r->prev_wait);
+        if (st == RESPONSES_PENDING) { go_async(r); return; }   /* on another node's: Redis answers later */
+        if (responses_prepared(r, st, msg, param) < 0) goto done;
     } else if (r->model->prompt && decorate(r, &len) < 0) goto done;   /* before routing: every variant gets it */
-    trace_mark(&r->tr, TR_LIMITS, 0);
-    int admitted = check_limits(r, len);
-    trace_mark(&r->tr, TR_LIMITS, 1);
-    if (!admitted) goto done;
-    if (r->cfg->log_prompts_ratio > 0 && (r->log_prompt = promptlog_sampled(r->cfg->log_prompts_ratio, w->req_seq)))
-        r->cache_rec = r->stream;   /* the stream's text is kept for the log line */
-    switch (cache_begin(r)) {
-    case 1: trace_mark(&r->tr, TR_ROUTE, 1); goto done;   /* answered from memory */
-    case 2: go_async(r); return;                          /* Redis answers later: on_cache_answer */
-    }
-    int started = route_start(r);
-    trace_mark(&r->tr, TR_ROUTE, 1);
-    if (!started) goto done;
-    go_async(r);
-    return;
+    if (admit_and_route(r, len) == 2) return;
 done:
     req_finish(r);
 }
