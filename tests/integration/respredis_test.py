@@ -10,6 +10,7 @@ No timing assertion; every wait is bounded."""
 import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
 
@@ -184,6 +185,27 @@ def f_redis_back_sharing_resumes():
     g = get(1, "/v1/responses/" + rid)
     h.expect_status(g, 200)
     h.expect_status(post(1, {"model": "mock", "input": "z", "previous_response_id": rid}), 200)
+
+
+@test
+def g_redis_frozen_is_a_miss_then_shared_again():
+    """A Redis that accepts but never answers (SIGSTOP): node 2's lookups give up after the link's timeout."""
+    rid = create(0, "before the freeze")["id"]
+    with open(os.path.join(REDIS_DIR, "redis.pid")) as f:
+        pid = int(f.read().strip())
+    before = count_in_stderr("responses: redis did not answer in time", nodes=(1,))
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        h.expect_status(get(1, "/v1/responses/" + rid), 404)
+        h.expect_status(post(1, {"model": "mock", "input": "x", "previous_response_id": rid}), 404)
+        check(count_in_stderr("responses: redis did not answer in time", nodes=(1,)) > before,
+              "node 2 did not give up on the frozen Redis")
+        h.expect_status(get(0, "/v1/responses/" + rid), 200)   # node 1: from memory
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    # shared again once it answers (the link reconnects with backoff)
+    h.wait_for(lambda: get(1, "/v1/responses/" + rid).status == 200, 20, interval=0.2,
+               what="node 2 to find it through Redis again")
 
 
 @test
