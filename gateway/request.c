@@ -51,6 +51,7 @@
 #include "providers/embed.h"
 #include "providers/provider.h"
 #include "ratelimit.h"
+#include "respredis.h"
 #include "responses.h"
 #include "budget.h"
 #include "router.h"
@@ -130,6 +131,7 @@ typedef struct gw_req {
     long                 cache_ttl_s;
     uint8_t              cache_key[32];
     cache_lookup        *cache_wait;   /* a Redis lookup in flight */
+    struct respredis_op *prev_wait;    /* previous_response_id asked of Redis (responses.h) */
     buf_t                cache_buf;    /* the recorded stream */
     int                  log_prompt;   /* sampled for the prompt log (promptlog.h) */
     trace_ctx            tr;           /* spans (trace.h) */
@@ -401,6 +403,7 @@ static void req_free(gw_req *r)
     guard_hook_cancel(r->ghook);
     if (r->gsse) { guard_sse_free(r->gsse); free(r->gsse); }
     cache_cancel(r->cache_wait);
+    respredis_cancel(r->prev_wait);
     buf_free(&r->cache_buf);
     semembed_cancel(r->sem_embed);
     semcache_cancel(r->sem_wait);
@@ -2031,6 +2034,54 @@ static int guard_webhook_start(gw_req *r)
     return 0;
 }
 
+/* After responses_prepare: 0 go on, -1 answered (the error). */
+static int responses_prepared(gw_req *r, int st, const char *msg, const char *param)
+{
+    if (st) {
+        reply_error(r, st, st >= 500 ? "server_error" : "invalid_request_error",
+                    st == 404 ? "not_found" : st >= 500 ? "internal_error" : "invalid_request", param, msg);
+        return -1;
+    }
+    r->chat_parsed = 1;
+    if (r->stream && guard_wants(r, GUARD_OUTPUT)) {   /* its typed events carry the text several times over */
+        reply_error(r, 400, "invalid_request_error", "unsupported_with_guardrails", "stream",
+                    "This model's output guardrails cannot check a streamed Responses answer yet; send stream: false.");
+        return -1;
+    }
+    if (r->model->prompt && decorate_chat(r->model->prompt, &r->chat) < 0) {
+        reply_error(r, 500, "server_error", "internal_error", NULL, "Out of memory while decorating the prompt.");
+        return -1;
+    }
+    return 0;
+}
+
+/* Limits, the guard's webhook, the response cache and the router: 2 async
+ * (the connection is held), else the client has its answer and the caller
+ * finishes r. */
+static int admit_and_route(gw_req *r)
+{
+    trace_mark(&r->tr, TR_LIMITS, 0);
+    int admitted = check_limits(r, evbuffer_get_length(r->req->buffer_in));
+    trace_mark(&r->tr, TR_LIMITS, 1);
+    if (!admitted) return 0;
+    switch (r->gchain.n ? guard_webhook_start(r) : 0) {
+    case 1: if (!r->conn_paused) go_async(r); return 2;   /* on_guard_verdict goes on */
+    case 2: return 0;
+    }
+    if (!cache_and_route(r)) return 0;
+    if (!r->conn_paused) go_async(r);
+    return 2;
+}
+
+/* The previous response came from Redis (or did not): on as handle_api. */
+static void on_responses_prepared(void *ud, int status, const char *msg, const char *param)
+{
+    gw_req *r = ud;
+    r->prev_wait = NULL;   /* freed by respredis after this returns */
+    if (responses_prepared(r, status, msg, param) == 0 && admit_and_route(r) == 2) return;
+    req_finish(r);
+}
+
 static void handle_api(evhtp_request_t *req, gw_route route, worker_t *w)
 {
     gw_req *r = req_acquire(w);
@@ -2105,34 +2156,12 @@ static void handle_api(evhtp_request_t *req, gw_route route, worker_t *w)
     if (r->gchain.n && guard_input(r)) goto done;   /* the client's text, before the alias's own is added */
     if (route == ROUTE_RESPONSES) {   /* parsed now: its previous response is looked up before any limit is spent */
         const char *cur = (const char *)evbuffer_pullup(in, -1);   /* the guard may have replaced the body */
-        int st = responses_prepare(&r->chat, json_root(r->doc), cur ? cur : "", r->key, msg, sizeof msg, &param);
-        if (st) {
-            reply_error(r, st, st >= 500 ? "server_error" : "invalid_request_error",
-                        st == 404 ? "not_found" : st >= 500 ? "internal_error" : "invalid_request", param, msg);
-            goto done;
-        }
-        r->chat_parsed = 1;
-        if (r->stream && guard_wants(r, GUARD_OUTPUT)) {   /* its typed events carry the text several times over */
-            reply_error(r, 400, "invalid_request_error", "unsupported_with_guardrails", "stream",
-                        "This model's output guardrails cannot check a streamed Responses answer yet; send stream: false.");
-            goto done;
-        }
-        if (r->model->prompt && decorate_chat(r->model->prompt, &r->chat) < 0) {
-            reply_error(r, 500, "server_error", "internal_error", NULL, "Out of memory while decorating the prompt.");
-            goto done;
-        }
+        int st = responses_prepare(&r->chat, json_root(r->doc), cur ? cur : "", r->key, msg, sizeof msg, &param,
+                                   on_responses_prepared, r, &r->prev_wait);
+        if (st == RESPONSES_PENDING) { go_async(r); return; }   /* on another node's: Redis answers later */
+        if (responses_prepared(r, st, msg, param) < 0) goto done;
     } else if (r->model->prompt && decorate(r) < 0) goto done;   /* before routing: every variant gets it */
-    trace_mark(&r->tr, TR_LIMITS, 0);
-    int admitted = check_limits(r, evbuffer_get_length(in));
-    trace_mark(&r->tr, TR_LIMITS, 1);
-    if (!admitted) goto done;
-    switch (r->gchain.n ? guard_webhook_start(r) : 0) {
-    case 1: go_async(r); return;   /* on_guard_verdict goes on */
-    case 2: goto done;
-    }
-    if (!cache_and_route(r)) goto done;
-    go_async(r);
-    return;
+    if (admit_and_route(r) == 2) return;
 done:
     req_finish(r);
 }

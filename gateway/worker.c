@@ -24,6 +24,9 @@
 #include "accesslog.h"
 #include "cache.h"
 #include "semcache.h"
+#include "respredis.h"
+#include "responses.h"
+#include "respstore.h"
 #include "config.h"
 #include "cpagent.h"
 #include "cpsync.h"
@@ -350,6 +353,13 @@ int worker_run(int listen_fd, gw_config *cfg, const char *config_path, int index
         log_error("cannot set up the semantic cache");
         goto out;
     }
+    if (respstore_enabled() && cfg->redis_url && *cfg->redis_url) {   /* stored Responses, for every node */
+        if (!(w.respredis = respredis_new(w.base, cfg->redis_url, cfg->responses_ttl_s, cfg->responses_max_entry_bytes))) {
+            log_error("cannot set up the responses' Redis tier");
+            goto out;
+        }
+        responses_set_redis(w.respredis);
+    }
     if (router_init(&w.router, w.id_prefix ^ (uint64_t)getpid(), node_workers(cfg)) < 0) { log_error("cannot set up the router"); goto out; }
     if (!(w.ab = abjudge_new(w.base, w.up, &w.router, w.usage))) { log_error("out of memory"); goto out; }
     if (setup_server(&w, listen_fd) < 0) { log_error("cannot start the HTTP server"); goto out; }
@@ -376,6 +386,8 @@ out:
     rlredis_free(w.rlstore);
     semcache_free(w.semcache);   /* before the cache whose Redis connection it borrows */
     cache_free(w.cache);
+    responses_set_redis(NULL);
+    respredis_free(w.respredis);   /* after the server: no request waits on it */
     ratelimit_free(w.rl);
     budget_local_free(w.budget);
     router_free(&w.router);

@@ -22,6 +22,7 @@ struct ratelimit;
 struct rlredis;
 struct budget_local;
 struct cache;
+struct respredis;
 struct tracer;
 
 typedef struct worker {
@@ -39,6 +40,7 @@ typedef struct worker {
     struct budget_local *budget;    /* this worker's own spend per budgeted key (budget.h) */
     struct cache       *cache;      /* response cache: LRU + Redis (cache.h) */
     struct semcache    *semcache;   /* semantic cache: HNSW per partition + Redis streams (semcache.h) */
+    struct respredis   *respredis;  /* stored Responses shared by every node (respredis.h), or NULL */
     struct tracer      *tracer;     /* OTLP span export, when tracing is configured (trace.h) */
     router_t            router;     /* deployment health, latency and usage; retry budget (router.h) */
     struct abjudge     *ab;         /* evaluated A/B: judge jobs off the request path (abjudge.h) */
