@@ -1,43 +1,5 @@
 #!/usr/bin/env bash
-# Integration suite for observability and the response cache: a throwaway
-# Redis on a free loopback port; obs_test.py starts standalone gateways
-# (2 workers), a mock upstream and a small OTLP receiver, and stops/starts
-# Redis itself. Everything is stopped on exit. Last stdout line: "N passed, N failed".
-set -u
-root=$(cd "$(dirname "$0")/../.." && pwd)
-bin=${GW_BIN_DIR:-$root/bin}
-
-fail_early() {
-  echo "suite_obs: $*" >&2
-  echo "0 passed, 1 failed"
-  exit 1
-}
-
-[ -x "$bin/gateway" ] || fail_early "$bin/gateway not found (build it first)"
-command -v redis-server >/dev/null || fail_early "redis-server not found"
-
-work=$(mktemp -d /tmp/obs.XXXXXX) || fail_early "mktemp failed"
-redis_port=""
-test_pid=""
-cleanup() {
-  if [ -n "$test_pid" ] && kill -0 "$test_pid" 2>/dev/null; then kill -TERM "$test_pid" 2>/dev/null; wait "$test_pid" 2>/dev/null; fi
-  if [ -n "$redis_port" ]; then "$root/scripts/redis.sh" stop "$work/redis" "$redis_port" >/dev/null 2>&1 || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-redis_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()') \
-  || fail_early "no free port"
-"$root/scripts/redis.sh" start "$work/redis" "$redis_port" >/dev/null 2>"$work/redis-start.err" \
-  || { cat "$work/redis-start.err" >&2; fail_early "redis did not start"; }
-
-REDIS_DIR="$work/redis" REDIS_PORT="$redis_port" GW_BIN_DIR="$bin" \
-  python3 "$root/tests/integration/obs_test.py" >"$work/result.txt" &
-test_pid=$!
-wait "$test_pid"
-test_pid=""
-line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$work/result.txt" | tail -n 1)
-grep -vE '^[0-9]+ passed, [0-9]+ failed$' "$work/result.txt" >&2
-echo "${line:-0 passed, 1 failed}"
-case "$line" in *", 0 failed") exit 0 ;; *) exit 1 ;; esac
+# Integration suite for observability and the response cache: obs_test.py
+# starts standalone gateways (2 workers), a mock upstream and a small OTLP
+# receiver against a throwaway Redis, and stops/starts Redis itself.
+exec bash "$(dirname "$0")/redis_suite.sh" suite_obs obs_test.py
