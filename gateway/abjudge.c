@@ -11,6 +11,7 @@
 #include "config.h"
 #include "json.h"
 #include "log.h"
+#include "metrics.h"
 #include "router.h"
 #include "sse.h"
 #include "translate.h"
@@ -19,6 +20,14 @@
 
 #define RESPONSE_MAX   (8u << 20)
 #define JUDGE_MAX_TOKENS 512
+
+
+/* A judgement's outcome, in the worker's stats and on /metrics. */
+static void tally(uint64_t *count, int kind)
+{
+    (*count)++;
+    metrics_judge(kind);
+}
 
 static const char DEFAULT_RUBRIC[] =
     "Judge which answer is more helpful, correct and complete for the user's request.";
@@ -259,7 +268,7 @@ static int job_schedule(ab_job *job)
 
 static void fail_job(ab_job *job, const char *why)
 {
-    job->j->st.failed++;
+    tally(&job->j->st.failed, MX_AB_FAILED);
     log_debug("ab judge %s: %s", job->request_id, why);
     job_free(job);
 }
@@ -390,7 +399,7 @@ static void record_verdict(ab_job *job)
     const char *jt = job->jtext.data ? job->jtext.data : "";
     int v = abjudge_parse_verdict(jt, job->jtext.len);
     if (v < 0) {
-        job->j->st.unparsed++;
+        tally(&job->j->st.unparsed, MX_AB_UNPARSED);
         log_info("ab judge %s: no verdict in the judge's answer", job->request_id);
         return;
     }
@@ -403,7 +412,7 @@ static void record_verdict(ab_job *job)
         .judge_alias = job->judge->alias, .judge_model = job->dep->model,
     };
     usagelog_add_verdict(job->j->usage, &e);
-    job->j->st.verdicts++;
+    tally(&job->j->st.verdicts, MX_AB_VERDICT);
     log_info("ab verdict: alias=%s a=%s b=%s winner=%s judge=%s request_id=%s", e.alias, e.variant_a, e.variant_b,
              w, e.judge_model, e.request_id);
 }
@@ -451,11 +460,11 @@ int abjudge_start(abjudge *j, const abjudge_sample *s)
     const gw_model *split = p->split_alias ? config_find_model(s->cfg, p->split_alias, strlen(p->split_alias)) : NULL;
     const gw_model *judge = p->judge_alias ? config_find_model(s->cfg, p->judge_alias, strlen(p->judge_alias)) : NULL;
     if (!split || !judge || (s->served != s->model && s->served != split) || j->njobs >= ABJUDGE_MAX_JOBS) {
-        j->st.dropped++;
+        tally(&j->st.dropped, MX_AB_DROPPED);
         return -1;
     }
     ab_job *job = calloc(1, sizeof *job);
-    if (!job) { j->st.dropped++; return -1; }
+    if (!job) { tally(&j->st.dropped, MX_AB_DROPPED); return -1; }
     job->j = j;
     job->next = j->jobs;
     if (j->jobs) j->jobs->prev = job;
@@ -477,7 +486,7 @@ int abjudge_start(abjudge *j, const abjudge_sample *s)
     job->body = malloc(s->body_len + 1);
     job->client_raw = malloc(s->answer_len + 1);
     if (!job->body || !job->client_raw || job_schedule(job) < 0) {
-        j->st.dropped++;
+        tally(&j->st.dropped, MX_AB_DROPPED);
         job_free(job);
         return -1;
     }
@@ -487,6 +496,6 @@ int abjudge_start(abjudge *j, const abjudge_sample *s)
     memcpy(job->client_raw, s->answer, s->answer_len);
     job->client_raw[s->answer_len] = '\0';
     job->client_raw_len = s->answer_len;
-    j->st.started++;
+    tally(&j->st.started, MX_AB_STARTED);
     return 0;
 }

@@ -73,6 +73,7 @@ typedef struct mx_slot {
     uint64_t rate_limited[MX_LIMIT_KINDS];
     uint64_t cache[MX_CACHE_KINDS];
     uint64_t semcache[MX_SEM_KINDS];
+    uint64_t judge[MX_AB_KINDS];
     uint64_t spans_exported, spans_dropped;
     mx_fallback fallbacks[MX_FALLBACKS];
     mx_guard guard[MX_GUARD];
@@ -273,6 +274,11 @@ void metrics_cache(int result)
 void metrics_semcache(int result)
 {
     if (g_me && result >= 0 && result < MX_SEM_KINDS) add(&g_me->semcache[result], 1);
+}
+
+void metrics_judge(int result)
+{
+    if (g_me && result >= 0 && result < MX_AB_KINDS) add(&g_me->judge[result], 1);
 }
 
 void metrics_rate_limited(int kind)
@@ -578,7 +584,7 @@ void metrics_render(buf_t *b)
     render_hist(b, "gatewayllm_overhead_seconds", "Gateway time, excluding the time spent waiting on the provider.",
                 offsetof(mx_slot, overhead));
 
-    uint64_t rl[MX_LIMIT_KINDS] = { 0 }, cache[MX_CACHE_KINDS] = { 0 }, sem[MX_SEM_KINDS] = { 0 }, exp = 0, drop = 0, version = 0;
+    uint64_t rl[MX_LIMIT_KINDS] = { 0 }, cache[MX_CACHE_KINDS] = { 0 }, sem[MX_SEM_KINDS] = { 0 }, judge[MX_AB_KINDS] = { 0 }, exp = 0, drop = 0, version = 0;
     int redis_up = 0, redis_any = 0, redis_down = 0;
     for (int i = 0; i < g_shm->nslots; i++) {
         const mx_slot *s = &g_shm->slots[i];
@@ -586,6 +592,7 @@ void metrics_render(buf_t *b)
         for (int k = 0; k < MX_LIMIT_KINDS; k++) rl[k] += rd(&s->rate_limited[k]);
         for (int k = 0; k < MX_CACHE_KINDS; k++) cache[k] += rd(&s->cache[k]);
         for (int k = 0; k < MX_SEM_KINDS; k++) sem[k] += rd(&s->semcache[k]);
+        for (int k = 0; k < MX_AB_KINDS; k++) judge[k] += rd(&s->judge[k]);
         exp += rd(&s->spans_exported);
         drop += rd(&s->spans_dropped);
         uint64_t v = rd(&s->config_version);
@@ -611,6 +618,11 @@ void metrics_render(buf_t *b)
     for (int k = MX_SEM_SKIP_FIRST; k < MX_SEM_KINDS; k++)
         buf_printf(b, "gatewayllm_semantic_cache_total{result=\"skip\",reason=\"%s\"} %" PRIu64 "\n",
                    sk[k - MX_SEM_SKIP_FIRST], sem[k]);
+    static const char *const jk[] = { "started", "verdict", "dropped", "failed", "unparsed" };
+    buf_puts(b, "# HELP gatewayllm_ab_judgements_total Evaluated A/B judgements by outcome.\n"
+                "# TYPE gatewayllm_ab_judgements_total counter\n");
+    for (int k = 0; k < MX_AB_KINDS; k++)
+        buf_printf(b, "gatewayllm_ab_judgements_total{result=\"%s\"} %" PRIu64 "\n", jk[k], judge[k]);
     buf_puts(b, "# HELP gatewayllm_fallbacks_total Requests moved from one alias to another.\n"
                 "# TYPE gatewayllm_fallbacks_total counter\n");
     render_fallbacks(b);

@@ -23,6 +23,9 @@ enum { MX_CACHE_HIT, MX_CACHE_MISS, MX_CACHE_BYPASS, MX_CACHE_KINDS };
 enum { MX_LIMIT_RPM, MX_LIMIT_TPM, MX_LIMIT_BUDGET, MX_LIMIT_KINDS };
 /* semantic cache: hit, miss, then one skip per reason of semprompt.h (SEM_SKIP_OPTOUT.. in order) */
 enum { MX_SEM_HIT, MX_SEM_MISS, MX_SEM_SKIP_FIRST, MX_SEM_KINDS = MX_SEM_SKIP_FIRST + 5 };
+/* evaluated A/B (abjudge.h): judgements started, verdicts recorded, dropped
+ * (too many in flight), failed (a call failed), unparsed (no verdict read) */
+enum { MX_AB_STARTED, MX_AB_VERDICT, MX_AB_DROPPED, MX_AB_FAILED, MX_AB_UNPARSED, MX_AB_KINDS };
 
 /* One finished API request, as request.c saw it. */
 typedef struct mx_request {
@@ -53,6 +56,7 @@ void metrics_worker_stop(void);
 /* Hot path: no allocation, no syscall. No-ops before metrics_init. */
 void metrics_request(const mx_request *m);
 void metrics_cache(int result);
+void metrics_judge(int result);
 void metrics_semcache(int result);
 /* One upstream attempt's outcome for the deployment's health and failure
  * counts, and whether this worker's breaker now keeps traffic away from it. */

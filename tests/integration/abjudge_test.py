@@ -27,6 +27,7 @@ ENV = Env()
 
 def setup():
     ENV.a = h.Mock("A")
+    ENV.mport = h.free_port()
     ENV.good = h.Mock("good")
     ENV.bad = h.Mock("bad")
     a = ENV.a
@@ -40,7 +41,7 @@ def setup():
               "defaults": {"temperature": 0.2, "max_tokens": 300, "top_k": 40}}
     cfg = {
         "listen": "127.0.0.1:%d" % h.free_port(),
-        "metrics_listen": "off",
+        "metrics_listen": "127.0.0.1:%d" % ENV.mport,
         "workers": 1,
         "models": [
             {"alias": "deco", "deployments": [oa], "prompt": prompt},
@@ -288,6 +289,10 @@ def test_ab_judge_verdicts_in_the_log():
     h.check(msgs[0]["role"] == "system" and "Prefer the correct answer." in msgs[0]["content"], "rubric: %r" % msgs[0])
     first = [("mock[good]" in x["body"]["messages"][1]["content"].split("Answer B:")[0]) for x in judged]
     h.check(0 < sum(first) < n, "answers shown in one order only: %r" % first)
+    text = h.http_request(ENV.mport, "GET", "/metrics").text
+    for result in ("started", "verdict"):
+        line = 'gatewayllm_ab_judgements_total{result="%s"} %d' % (result, n)
+        h.check(line in text.splitlines(), "metrics lack %r" % line)
 
 
 @h.test
