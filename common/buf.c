@@ -105,11 +105,28 @@ int buf_json_str(buf_t *b, const char *s, size_t n)
     return buf_putc(b, '"');
 }
 
+/* Two digits per division: span timestamps have 19 of them. */
+static const char digit_pairs[] =
+    "0001020304050607080910111213141516171819202122232425262728293031323334353637383940414243444546474849"
+    "5051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
+
 int buf_put_u64(buf_t *b, unsigned long long v)
 {
     char tmp[24];
     int i = sizeof tmp;
-    do { tmp[--i] = (char)('0' + v % 10); v /= 10; } while (v);
+    while (v >= 100) {
+        unsigned d = (unsigned)(v % 100) * 2;
+        v /= 100;
+        tmp[--i] = digit_pairs[d + 1];
+        tmp[--i] = digit_pairs[d];
+    }
+    if (v >= 10) {
+        unsigned d = (unsigned)v * 2;
+        tmp[--i] = digit_pairs[d + 1];
+        tmp[--i] = digit_pairs[d];
+    } else {
+        tmp[--i] = (char)('0' + v);
+    }
     return buf_append(b, tmp + i, sizeof tmp - (size_t)i);
 }
 

@@ -1,6 +1,7 @@
 /* Unit tests for common/json.c. Every input is copied into an exact-size heap
  * buffer first, so AddressSanitizer catches any read past len. */
 #include "test.h"
+#include "buf.h"
 #include "json.h"
 
 #include <math.h>
@@ -601,8 +602,27 @@ static void test_error_struct_cleared(void)
     CHECK(json_parse("{", 1, NULL, NULL) == NULL);
 }
 
+/* buf_put_u64 / buf_put_i64 against snprintf at every digit count and sign. */
+static void test_integer_formatting(void)
+{
+    const long long vals[] = { 0, 1, 9, 10, 11, 99, 100, 101, 999, 1000, 12345, 99999, 100000, 1234567890123LL,
+                               1700000000123456789LL, 9223372036854775807LL, -1, -10, -99, -100, -12345,
+                               -9223372036854775807LL - 1 };
+    for (size_t i = 0; i < sizeof vals / sizeof *vals; i++) {
+        buf_t b; buf_init(&b);
+        char want[32];
+        snprintf(want, sizeof want, "%lld", vals[i]);
+        CHECK(buf_put_i64(&b, vals[i]) == 0 && b.len == strlen(want) && !strcmp(b.data, want));
+        buf_free(&b);
+    }
+    buf_t b; buf_init(&b);
+    CHECK(buf_put_u64(&b, 18446744073709551615ULL) == 0 && !strcmp(b.data, "18446744073709551615"));
+    buf_free(&b);
+}
+
 int main(void)
 {
+    RUN(test_integer_formatting);
     RUN(test_scalars);
     RUN(test_object_access);
     RUN(test_array_access);
