@@ -89,7 +89,7 @@ for s in streams:
 # ---- guard_mask: first byte = number of split points, then split sizes, then text ----
 texts = [
     "Mail ann@ex.io, card 4111 1111 1111 1111, call +1 415 555 2671, IBAN DE89 3704 0044 0532 0130 00",
-    "key sk-ant-api03-abcdefghijklmnopqrstuvwxyz and AKIA" + "IOSFODNN7EXAMPLE, TCK-1234, forbidden phrase, ok@example.com",
+    "key sk-ant-" + "api03-abcdefghijklmnopqrstuvwxyz and AKIA" + "IOSFODNN7EXAMPLE, TCK-1234, forbidden phrase, ok@example.com",
     "-----BEGIN RSA PRIVATE KEY-----\nMIIEow==\n-----END RSA PRIVATE KEY----- Bearer abcdefghijklmnop1234",
     'data: {"choices":[{"index":0,"delta":{"content":"mail bob@"}}]}\n\ndata: {"choices":[{"index":0,"delta":{"content":"x.io now"},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n',
     'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"card 4111 1111"}}\n\nevent: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" 1111 1111 ok"}}\n\nevent: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n',
