@@ -2,6 +2,7 @@
 #include "metrics.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -491,74 +492,90 @@ static void render_deps_family(buf_t *b, int family)
     }
 }
 
-/* gatewayllm_fallbacks_total{from,to}: each pair summed over the live workers */
-static void render_fallbacks(buf_t *b)
+/* A per-slot table of labelled counters (fallbacks, guardrail verdicts):
+ * every entry starts with its `used` flag; each distinct label set is
+ * printed once, summed over the live workers. */
+typedef struct mx_table {
+    const char *name;
+    size_t      off, size, count, n_off;   /* in mx_slot; one entry; entries; its counter */
+    int       (*same)(const void *a, const void *b);
+    void      (*labels)(buf_t *b, const void *e);
+} mx_table;
+
+static const void *table_entry(const mx_table *t, const mx_slot *sl, size_t k)
+{
+    return (const char *)sl + t->off + k * t->size;
+}
+
+static int entry_used(const void *e) { return __atomic_load_n((const uint32_t *)e, __ATOMIC_ACQUIRE) != 0; }
+
+static void render_table(buf_t *b, const mx_table *t)
 {
     for (int i = 0; i < g_shm->nslots; i++) {
         const mx_slot *sl = &g_shm->slots[i];
         if (!slot_live(sl)) continue;
-        for (int k = 0; k < MX_FALLBACKS; k++) {
-            const mx_fallback *f = &sl->fallbacks[k];
-            if (!__atomic_load_n(&f->used, __ATOMIC_ACQUIRE)) continue;
-            int earlier = 0;
+        for (size_t k = 0; k < t->count; k++) {
+            const void *f = table_entry(t, sl, k);
+            if (!entry_used(f)) continue;
+            int earlier = 0;   /* printed with the first slot and entry that has these labels */
             uint64_t n = 0;
             for (int i2 = 0; i2 < g_shm->nslots && !earlier; i2++) {
                 const mx_slot *s2 = &g_shm->slots[i2];
                 if (!slot_live(s2)) continue;
-                for (int k2 = 0; k2 < MX_FALLBACKS; k2++) {
-                    const mx_fallback *e = &s2->fallbacks[k2];
-                    if (!__atomic_load_n(&e->used, __ATOMIC_ACQUIRE) || strcmp(e->from, f->from) || strcmp(e->to, f->to))
-                        continue;
+                for (size_t k2 = 0; k2 < t->count; k2++) {
+                    const void *e = table_entry(t, s2, k2);
+                    if (!entry_used(e) || !t->same(e, f)) continue;
                     if (i2 < i || (i2 == i && k2 < k)) { earlier = 1; break; }
-                    n += rd(&e->n);
+                    n += rd((const uint64_t *)((const char *)e + t->n_off));
                 }
             }
             if (earlier) continue;
-            buf_puts(b, "gatewayllm_fallbacks_total{");
-            put_label(b, "from", f->from);
-            buf_putc(b, ',');
-            put_label(b, "to", f->to);
+            buf_puts(b, t->name);
+            buf_putc(b, '{');
+            t->labels(b, f);
             buf_printf(b, "} %" PRIu64 "\n", n);
         }
     }
 }
 
-/* gatewayllm_guardrail_verdicts_total{stage,detector,action}: summed over the live workers */
-static void render_guard(buf_t *b)
+static int same_fallback(const void *a, const void *b)
 {
-    buf_puts(b, "# HELP gatewayllm_guardrail_verdicts_total Guardrail verdicts by stage, detector and action.\n"
-                "# TYPE gatewayllm_guardrail_verdicts_total counter\n");
-    for (int i = 0; i < g_shm->nslots; i++) {
-        const mx_slot *sl = &g_shm->slots[i];
-        if (!slot_live(sl)) continue;
-        for (int k = 0; k < MX_GUARD; k++) {
-            const mx_guard *f = &sl->guard[k];
-            if (!__atomic_load_n(&f->used, __ATOMIC_ACQUIRE)) continue;
-            int earlier = 0;
-            uint64_t n = 0;
-            for (int i2 = 0; i2 < g_shm->nslots && !earlier; i2++) {
-                const mx_slot *s2 = &g_shm->slots[i2];
-                if (!slot_live(s2)) continue;
-                for (int k2 = 0; k2 < MX_GUARD; k2++) {
-                    const mx_guard *e = &s2->guard[k2];
-                    if (!__atomic_load_n(&e->used, __ATOMIC_ACQUIRE) || strcmp(e->stage, f->stage) ||
-                        strcmp(e->detector, f->detector) || strcmp(e->action, f->action))
-                        continue;
-                    if (i2 < i || (i2 == i && k2 < k)) { earlier = 1; break; }
-                    n += rd(&e->n);
-                }
-            }
-            if (earlier) continue;
-            buf_puts(b, "gatewayllm_guardrail_verdicts_total{");
-            put_label(b, "stage", f->stage);
-            buf_putc(b, ',');
-            put_label(b, "detector", f->detector);
-            buf_putc(b, ',');
-            put_label(b, "action", f->action);
-            buf_printf(b, "} %" PRIu64 "\n", n);
-        }
-    }
+    const mx_fallback *x = a, *y = b;
+    return !strcmp(x->from, y->from) && !strcmp(x->to, y->to);
 }
+
+static void fallback_labels(buf_t *b, const void *e)
+{
+    const mx_fallback *f = e;
+    put_label(b, "from", f->from);
+    buf_putc(b, ',');
+    put_label(b, "to", f->to);
+}
+
+static int same_guard(const void *a, const void *b)
+{
+    const mx_guard *x = a, *y = b;
+    return !strcmp(x->stage, y->stage) && !strcmp(x->detector, y->detector) && !strcmp(x->action, y->action);
+}
+
+static void guard_labels(buf_t *b, const void *e)
+{
+    const mx_guard *g = e;
+    put_label(b, "stage", g->stage);
+    buf_putc(b, ',');
+    put_label(b, "detector", g->detector);
+    buf_putc(b, ',');
+    put_label(b, "action", g->action);
+}
+
+static const mx_table fallback_table = {
+    "gatewayllm_fallbacks_total", offsetof(mx_slot, fallbacks), sizeof(mx_fallback), MX_FALLBACKS,
+    offsetof(mx_fallback, n), same_fallback, fallback_labels,
+};
+static const mx_table guard_table = {
+    "gatewayllm_guardrail_verdicts_total", offsetof(mx_slot, guard), sizeof(mx_guard), MX_GUARD,
+    offsetof(mx_guard, n), same_guard, guard_labels,
+};
 
 static void render_deps(buf_t *b)
 {
@@ -625,8 +642,10 @@ void metrics_render(buf_t *b)
         buf_printf(b, "gatewayllm_ab_judgements_total{result=\"%s\"} %" PRIu64 "\n", jk[k], judge[k]);
     buf_puts(b, "# HELP gatewayllm_fallbacks_total Requests moved from one alias to another.\n"
                 "# TYPE gatewayllm_fallbacks_total counter\n");
-    render_fallbacks(b);
-    render_guard(b);
+    render_table(b, &fallback_table);
+    buf_puts(b, "# HELP gatewayllm_guardrail_verdicts_total Guardrail verdicts by stage, detector and action.\n"
+                "# TYPE gatewayllm_guardrail_verdicts_total counter\n");
+    render_table(b, &guard_table);
     buf_printf(b, "# HELP gatewayllm_config_version Config snapshot version served.\n"
                   "# TYPE gatewayllm_config_version gauge\ngatewayllm_config_version %" PRIu64 "\n", version);
     int cp = __atomic_load_n(&g_shm->cp_connected, __ATOMIC_RELAXED);
