@@ -34,7 +34,7 @@ int buf_reserve(buf_t *b, size_t extra)
     return 0;
 }
 
-int buf_append(buf_t *b, const void *p, size_t n)
+int buf_append_slow(buf_t *b, const void *p, size_t n)
 {
     if (buf_reserve(b, n) < 0) return -1;
     if (n) memcpy(b->data + b->len, p, n);
@@ -42,10 +42,6 @@ int buf_append(buf_t *b, const void *p, size_t n)
     b->data[b->len] = '\0';
     return 0;
 }
-
-int buf_puts(buf_t *b, const char *s) { return buf_append(b, s, strlen(s)); }
-
-int buf_putc(buf_t *b, char c) { return buf_append(b, &c, 1); }
 
 int buf_vprintf(buf_t *b, const char *fmt, va_list ap)
 {
@@ -163,4 +159,12 @@ char *buf_steal(buf_t *b)
     if (!p) p = calloc(1, 1);
     memset(b, 0, sizeof *b);
     return p;
+}
+
+void str_copy_trunc(char *dst, size_t cap, const char *s)
+{
+    if (!cap) return;
+    size_t n = s ? utf8_prefix(s, strnlen(s, cap), cap - 1) : 0;
+    if (n) memcpy(dst, s, n);
+    dst[n] = '\0';
 }

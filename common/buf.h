@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdarg.h>
+#include <string.h>
 
 typedef struct buf {
     char  *data;
@@ -16,9 +17,20 @@ void buf_init(buf_t *b);
 void buf_free(buf_t *b);
 void buf_reset(buf_t *b);                       /* len = 0, keeps memory */
 int  buf_reserve(buf_t *b, size_t extra);       /* 0 ok, -1 out of memory */
-int  buf_append(buf_t *b, const void *p, size_t n);
-int  buf_puts(buf_t *b, const char *s);
-int  buf_putc(buf_t *b, char c);
+/* Growth and the sticky oom flag live out of line; the common append that
+ * fits is inline, so a literal's strlen and the copy fold at the call site
+ * (the access log, span export and reply headers append dozens of pieces). */
+int  buf_append_slow(buf_t *b, const void *p, size_t n);
+static inline int buf_append(buf_t *b, const void *p, size_t n)
+{
+    if (b->oom || b->len + n + 1 > b->cap) return buf_append_slow(b, p, n);
+    if (n) memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return 0;
+}
+static inline int buf_puts(buf_t *b, const char *s) { return buf_append(b, s, strlen(s)); }
+static inline int buf_putc(buf_t *b, char c) { return buf_append(b, &c, 1); }
 int  buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int  buf_vprintf(buf_t *b, const char *fmt, va_list ap);
 /* Appends s as a JSON string literal, quotes included, escaping as RFC 8259 requires. */
@@ -30,6 +42,8 @@ int  buf_put_fixed3(buf_t *b, double v);        /* v >= 0, e.g. 12.345 */
 /* The longest prefix of s[0..n) no longer than max bytes that does not cut
  * a UTF-8 sequence in half (for truncating text that must stay valid). */
 size_t utf8_prefix(const char *s, size_t n, size_t max);
+/* Copies s (NULL: "") into dst[cap], cut on a UTF-8 boundary to fit. */
+void   str_copy_trunc(char *dst, size_t cap, const char *s);
 char *buf_steal(buf_t *b);                      /* caller frees; b is reset to empty */
 
 #endif

@@ -10,17 +10,17 @@
 
 #define MAX_KEY_LEN 512
 
-const char *auth_extract_token(evhtp_headers_t *headers)
+const char *auth_extract_token(const http_req_headers *h)
 {
-    const char *v = evhtp_header_find(headers, "authorization");
+    const char *v = h->authorization;
     if (v) {
         if (strncasecmp(v, "Bearer ", 7) != 0) return NULL;
         v += 7;
         while (*v == ' ') v++;
         return *v ? v : NULL;
     }
-    if ((v = evhtp_header_find(headers, "x-api-key")) && *v) return v;
-    if ((v = evhtp_header_find(headers, "api-key")) && *v) return v;
+    if ((v = h->x_api_key) && *v) return v;
+    if ((v = h->api_key) && *v) return v;
     return NULL;
 }
 

@@ -6,10 +6,11 @@
 #include <evhtp.h>
 
 #include "config.h"
+#include "httputil.h"
 
 /* The presented key: "Authorization: Bearer k", "x-api-key: k" (Anthropic
  * SDKs) or "api-key: k" (Azure SDKs). NULL if none. */
-const char   *auth_extract_token(evhtp_headers_t *headers);
+const char   *auth_extract_token(const http_req_headers *h);
 /* The key, if usable (known, unexpired, unblocked); the result is valid only
  * until the next lookup or change of the key table: copy what you keep. */
 const gw_key *auth_lookup(const gw_config *cfg, const char *token);

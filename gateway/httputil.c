@@ -2,11 +2,35 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 
 #include "buf.h"
+
+void http_index_headers(evhtp_headers_t *headers, http_req_headers *out)
+{
+    memset(out, 0, sizeof *out);
+    evhtp_header_t *h;
+    TAILQ_FOREACH(h, headers, next) {
+        const char **slot = NULL, *name = NULL;
+        switch (h->klen) {   /* the length picks the candidate; one compare confirms it */
+        case 7:  slot = &out->api_key; name = "api-key"; break;
+        case 9:  slot = &out->x_api_key; name = "x-api-key"; break;
+        case 11: slot = &out->traceparent; name = "traceparent"; break;
+        case 13:
+            if (h->key[0] == 'a' || h->key[0] == 'A') { slot = &out->authorization; name = "authorization"; }
+            else { slot = &out->cache_control; name = "cache-control"; }
+            break;
+        case 14: slot = &out->anthropic_beta; name = "anthropic-beta"; break;
+        case 15: slot = &out->x_gateway_cache; name = "x-gateway-cache"; break;
+        case 24: slot = &out->x_gateway_semantic_cache; name = "x-gateway-semantic-cache"; break;
+        default: continue;
+        }
+        if (!*slot && !strncasecmp(h->key, name, h->klen)) *slot = h->val;
+    }
+}
 
 void http_send_json(evhtp_request_t *req, int status, const char *body, size_t len)
 {

@@ -5,6 +5,15 @@
 #include <stddef.h>
 #include <evhtp.h>
 
+/* The request headers the gateway reads, found in one pass over the list
+ * (each evhtp_header_find walks it with a strcasecmp per field, and a
+ * request asks for up to eight). The first occurrence wins, as there. */
+typedef struct http_req_headers {
+    const char *authorization, *x_api_key, *api_key, *traceparent, *anthropic_beta;
+    const char *cache_control, *x_gateway_cache, *x_gateway_semantic_cache;
+} http_req_headers;
+void   http_index_headers(evhtp_headers_t *headers, http_req_headers *out);
+
 void   http_send_json(evhtp_request_t *req, int status, const char *body, size_t len);
 /* OpenAI error shape {"error":{"message","type","param","code"}}; returns the body length. */
 size_t http_send_openai_error(evhtp_request_t *req, int status, const char *type, const char *code,

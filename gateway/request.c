@@ -135,6 +135,7 @@ typedef struct gw_req {
     buf_t                cache_buf;    /* the recorded stream */
     int                  log_prompt;   /* sampled for the prompt log (promptlog.h) */
     trace_ctx            tr;           /* spans (trace.h) */
+    http_req_headers     hdr;          /* the request headers read, indexed once */
     char                 tp_line[72];  /* "traceparent: ..." for the upstream */
     /* routing (router.h): one attempt at a time; a failed one before the
      * client saw a byte moves on to another deployment or fallback alias */
@@ -1107,9 +1108,9 @@ static void up_on_done(void *ud, upstream_req_t *u, upstream_result res, const c
         return;
     }
     r->last_res = res;
-    snprintf(r->last_errmsg, sizeof r->last_errmsg, "%s", errmsg ? errmsg : "");
+    str_copy_trunc(r->last_errmsg, sizeof r->last_errmsg, errmsg);
     const char *ct = r->up_status ? upstream_header(u, "content-type") : NULL;
-    snprintf(r->last_ctype, sizeof r->last_ctype, "%s", ct ? ct : "");
+    str_copy_trunc(r->last_ctype, sizeof r->last_ctype, ct);
     attempt_outcome o = router_classify(res, r->up_status, r->resp.data, r->resp.len);
     long ra = r->up_status == 429 || r->up_status == 503 ? router_retry_after_ms(upstream_header(u, "retry-after")) : 0;
     attempt_report(r, o, ra);
@@ -1216,7 +1217,7 @@ static int start_attempt(gw_req *r, char *msg, size_t msglen, const upstream_cal
     const provider *p = r->dep->provider;
     clock_gettime(CLOCK_MONOTONIC, &r->t_up);
     trace_mark(&r->tr, TR_UPSTREAM, 0);
-    if (r->route == ROUTE_MESSAGES) call.anthropic_beta = evhtp_header_find(r->req->headers_in, "anthropic-beta");
+    if (r->route == ROUTE_MESSAGES) call.anthropic_beta = r->hdr.anthropic_beta;
     if (r->translate) {
         call.chat = &r->chat;
         call.want_usage = p->local_reply != NULL;   /* the mock's answer is translated: it must carry usage */
@@ -1776,7 +1777,7 @@ static int check_limits(gw_req *r, size_t body_len)
 
 static const gw_key *authenticate(gw_req *r)
 {
-    const char *token = auth_extract_token(r->req->headers_in);
+    const char *token = auth_extract_token(&r->hdr);
     if (!token) {
         reply_error(r, 401, "invalid_request_error", "missing_api_key", NULL,
                     "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.");
@@ -1876,9 +1877,8 @@ static int semantic_begin(gw_req *r)
 {
     const gw_semantic *sc = r->model->semantic;
     if (!sc || !r->w->semcache || (r->route != ROUTE_CHAT && r->route != ROUTE_MESSAGES)) return 0;
-    evhtp_headers_t *hi = r->req->headers_in;
-    int why = semprompt_optout(evhtp_header_find(hi, "cache-control"), evhtp_header_find(hi, "x-gateway-cache"),
-                               evhtp_header_find(hi, "x-gateway-semantic-cache")) ? SEM_SKIP_OPTOUT : SEM_SKIP_NONE;
+    int why = semprompt_optout(r->hdr.cache_control, r->hdr.x_gateway_cache, r->hdr.x_gateway_semantic_cache)
+              ? SEM_SKIP_OPTOUT : SEM_SKIP_NONE;
     buf_t text;
     buf_init(&text);
     if (!why) why = semprompt_text(json_root(r->doc), (int)r->route, sc->max_temperature, &text);
@@ -1910,9 +1910,8 @@ static void on_cache_answer(void *ud, const cache_entry *e)
 /* 0: go upstream (miss, bypass or no cache), 1: answered (hit), 2: waiting on Redis. */
 static int cache_begin(gw_req *r)
 {
-    const char *cc = evhtp_header_find(r->req->headers_in, "cache-control");
-    const char *xg = evhtp_header_find(r->req->headers_in, "x-gateway-cache");
-    if (!cc && !xg && r->model->cache_ttl_s <= 0) return 0;   /* the common case: two header probes */
+    const char *cc = r->hdr.cache_control, *xg = r->hdr.x_gateway_cache;
+    if (!cc && !xg && r->model->cache_ttl_s <= 0) return 0;   /* the common case */
     r->cache_mode = cache_parse_directives(cc, xg, r->model->cache_ttl_s, r->cfg->cache_default_ttl_s, &r->cache_ttl_s);
     if (r->cache_mode == CACHE_OFF) return 0;
     if (r->cache_mode == CACHE_NO_STORE) { metrics_cache(MX_CACHE_BYPASS); return 0; }
@@ -2103,7 +2102,8 @@ static void handle_api(evhtp_request_t *req, gw_route route, worker_t *w)
     chat_req_init(&r->chat);
     r->cfg = config_ref(w->cfg);
     new_request_id(w, r->id, sizeof r->id);
-    trace_begin(w->tracer, &r->tr, &r->t0, evhtp_header_find(req->headers_in, "traceparent"));
+    http_index_headers(req->headers_in, &r->hdr);
+    trace_begin(w->tracer, &r->tr, &r->t0, r->hdr.traceparent);
     buf_init(&r->http.url); buf_init(&r->http.body); buf_init(&r->http.hdrs); buf_init(&r->local); buf_init(&r->resp);
 
     char msg[256];
@@ -2181,7 +2181,9 @@ static void on_models(evhtp_request_t *req, void *arg)
         http_conn_sync_done(req);
         return;
     }
-    const char *token = auth_extract_token(req->headers_in);
+    http_req_headers hdr;
+    http_index_headers(req->headers_in, &hdr);
+    const char *token = auth_extract_token(&hdr);
     const gw_key *k = token ? auth_lookup(cfg, token) : NULL;
     if (!k) {
         http_send_openai_error(req, 401, "invalid_request_error", token ? "invalid_api_key" : "missing_api_key",

@@ -318,7 +318,9 @@ static void on_response_item(evhtp_request_t *req, void *arg)
     const char *slash = strchr(id, '/');
     size_t idn = slash ? (size_t)(slash - id) : strlen(id);
     int items = slash && !strcmp(slash, "/input_items");
-    const char *token = auth_extract_token(req->headers_in);
+    http_req_headers hdr;
+    http_index_headers(req->headers_in, &hdr);
+    const char *token = auth_extract_token(&hdr);
     int no_config = !w->cfg || w->cfg->awaiting_cp;
     const gw_key *k = token && !no_config ? auth_lookup(w->cfg, token) : NULL;
     char subject[72], idbuf[RESPSTORE_ID_MAX + 1];

@@ -266,12 +266,15 @@ static int usage_from_parse(const char *p, size_t n, usage_t *u)
  * "usage" key and scan only the object after it, not the whole completion. */
 int usage_from_bytes(const char *p, size_t n, usage_t *u)
 {
-    /* look in the tail first (memmem is vectorised), then in the whole body; take the last hit */
+    /* the last "usage", searched from the end: on the rare 'g' (vectorised
+     * memrchr), then the 7 bytes around it */
     const char *k = NULL;
-    size_t from = n > 1024 ? n - 1024 : 0;
-    for (int pass = 0; pass < 2 && !k; pass++, from = 0) {
-        for (const char *s = p + from; (s = memmem(s, n - (size_t)(s - p), "\"usage\"", 7)); s += 7) k = s;
-        if (from == 0) break;
+    for (size_t end = n; end > 0 && !k;) {
+        const char *g = memrchr(p, 'g', end);
+        if (!g) break;
+        size_t i = (size_t)(g - p);
+        if (i >= 4 && i + 2 < n && !memcmp(g - 4, "\"usage\"", 7)) k = g - 4;
+        end = i;
     }
     if (!k) return -1;
     scan s = { k + 7, p + n };

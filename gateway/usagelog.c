@@ -59,12 +59,7 @@ int usagelog_dir(const char *state_dir, char *out, size_t outlen)
     return n < 0 || (size_t)n >= outlen ? -1 : 0;
 }
 
-static void copy(char *dst, size_t cap, const char *src)
-{
-    size_t n = src ? strnlen(src, cap - 1) : 0;
-    if (n) memcpy(dst, src, n);
-    dst[n] = '\0';
-}
+#define copy str_copy_trunc
 
 static int32_t ms32(double ms) { return ms <= 0 ? 0 : ms > 2e9 ? 2000000000 : (int32_t)(ms + 0.5); }
 

@@ -82,26 +82,33 @@ static evhtp_res on_header(evhtp_request_t *req, evhtp_header_t *h, void *arg)
     return EVHTP_RES_OK;
 }
 
-/* Counts the Content-Length and Transfer-Encoding fields (evhtp_header_find
- * sees only the first of each). */
-static void count_framing(evhtp_headers_t *hdrs, int *ncl, int *nte)
+/* The framing fields in one pass: the first Content-Length and
+ * Transfer-Encoding (what evhtp_header_find would return), how many of each
+ * there are (it sees only the first), and whether Expect is present. */
+typedef struct framing {
+    const char *cl, *te;
+    int         ncl, nte, expect;
+} framing;
+
+static void scan_framing(evhtp_headers_t *hdrs, framing *f)
 {
     evhtp_header_t *h;
-    *ncl = *nte = 0;
+    memset(f, 0, sizeof *f);
     TAILQ_FOREACH(h, hdrs, next) {
-        if (h->klen == 14 && !strncasecmp(h->key, "content-length", 14)) (*ncl)++;
-        else if (h->klen == 17 && !strncasecmp(h->key, "transfer-encoding", 17)) (*nte)++;
+        if (h->klen == 14 && !strncasecmp(h->key, "content-length", 14)) { if (!f->ncl++) f->cl = h->val; }
+        else if (h->klen == 17 && !strncasecmp(h->key, "transfer-encoding", 17)) { if (!f->nte++) f->te = h->val; }
+        else if (h->klen == 6 && !strncasecmp(h->key, "expect", 6)) f->expect = 1;
     }
 }
 
 static evhtp_res on_headers(evhtp_request_t *req, evhtp_headers_t *hdrs, void *arg)
 {
     conn_guard *g = arg;
-    if (evhtp_header_find(hdrs, "expect")) http_conn_expect_continue(req);
-    const char *cl = evhtp_header_find(hdrs, "content-length");
-    const char *te = evhtp_header_find(hdrs, "transfer-encoding");
-    int ncl, nte;
-    count_framing(hdrs, &ncl, &nte);
+    framing f;
+    scan_framing(hdrs, &f);
+    if (f.expect) http_conn_expect_continue(req);
+    const char *cl = f.cl, *te = f.te;
+    int ncl = f.ncl, nte = f.nte;
     if (ncl > 1 || nte > 1) {
         /* evhtp frames the body by one of them, a proxy in front may have
          * used the other: ambiguous framing is refused (RFC 9112 6.3) */

@@ -7,6 +7,7 @@ pkgs=(build-essential pkg-config clang libclang-rt-14-dev
       libnng-dev libprotobuf-c-dev protobuf-c-compiler libhiredis-dev
       libmicrohttpd-dev libpq-dev postgresql redis-server
       libpcre2-dev   # guardrails: the multi-pattern matcher (JIT)
+      libjemalloc-dev   # the gateway's allocator (not in sanitizer builds)
       python3 curl jq wrk nginx-light
       iproute2 nftables openssl systemd   # hybrid network test, deploy checks
       chromium)   # headless browser for the admin UI test (tests/ui)

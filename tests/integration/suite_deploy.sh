@@ -96,6 +96,23 @@ for d in "$root"/deploy/docker/Dockerfile.*; do
     ok "$n: multi-stage, debian:12-slim runtime, non-root"
   else bad "$n" "not multi-stage / slim / non-root"; fi
 done
+# each runtime image installs the Debian package of every library its binary
+# links (NEEDED entries; libc6 is in the base image, sanitizer runtimes are not shipped): a library added to the
+# build without its runtime package would start nowhere but here
+for b in gateway controlplane; do
+  d="$root/deploy/docker/Dockerfile.$b"; [ -f "$d" ] || d="$root/deploy/docker/Dockerfile.controlplane"
+  runtime=$(awk '/^FROM /{buf=""} {buf=buf"\n"$0} END{print buf}' "$d")
+  missing=""
+  for so in $(objdump -p "$bin/$b" | awk '/NEEDED/{print $2}'); do
+    path=$(ldconfig -p | awk -v s="$so" '$1==s{print $NF; exit}')
+    pkg=$(dpkg -S "$(readlink -f "$path")" 2>/dev/null | head -1 | cut -d: -f1)
+    [ -n "$pkg" ] || pkg=$(dpkg -S "$path" 2>/dev/null | head -1 | cut -d: -f1)
+    case $pkg in libc6|libgcc-s1|libasan*|libubsan*) continue ;; esac   # base image; sanitizer builds
+    grep -qE "(^|[[:space:]])$pkg([[:space:]]|\\|$)" <<<"$runtime" || missing="$missing $so($pkg)"
+  done
+  if [ -z "$missing" ]; then ok "Dockerfile.$b runtime installs every linked library's package"
+  else bad "Dockerfile.$b runtime" "missing:$missing"; fi
+done
 # plain tcp:// beyond loopback needs forcing, on both sides
 printf 'control_plane: tcp://10.1.2.3:7400\n' >"$work/remote-tcp.yaml"
 out=$("$bin/gateway" --check-config "$work/remote-tcp.yaml" 2>&1)
