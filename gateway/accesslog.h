@@ -1,5 +1,8 @@
-/* accesslog: one JSON line per request, buffered per worker and flushed in
- * batches (by size or every 100 ms) so logging costs no syscall per request. */
+/* accesslog: one JSON line per request, buffered per worker and handed in
+ * batches (by size or every 100 ms) to a writer thread, so logging costs no
+ * syscall per request and a slow sink (a stalled stdout pipe, a slow disk)
+ * never blocks the event loop: past 8 MB waiting, lines are dropped and the
+ * drop is logged. */
 #ifndef GW_ACCESSLOG_H
 #define GW_ACCESSLOG_H
 

@@ -12,6 +12,7 @@ import re
 import secrets
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -952,6 +953,86 @@ def test_access_log_and_no_secrets():
         check(any(e.get("request_id") == rid401 for e in log), "the 401 request %s is not logged" % rid401)
     check_no_secrets(g)
 
+
+
+@test
+def test_stalled_access_log_sink_blocks_no_request():
+    """The access log goes to a FIFO whose reader does not read: the pipe
+    (64 KiB) fills after ~150 lines, yet every request is answered; once the
+    reader drains, every line arrives exactly once; and a worker whose sink
+    stalls again still exits on SIGTERM (it waits a bounded time for it)."""
+    d = h.make_tmpdir("gwtest-fifo-")
+    fifo = os.path.join(d, "access.fifo")
+    os.mkfifo(fifo)
+    rfd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)   # a reader exists, and never reads (yet)
+    m = mock()
+    cfg = make_config(h.free_port(), m, ENV.dead_port, workers=2)
+    cfg["access_log"] = fifo
+    g = h.Gateway(cfg)
+    try:
+        tag = uniq()
+        total, nthreads = 1200, 4
+        ok, failed, rids = [0], [], []
+        lock = threading.Lock()
+
+        def load(k):
+            with h.Conn(g.port, timeout=10) as c:
+                for i in range(total // nthreads):
+                    try:
+                        r = c.request("POST", "/v1/chat/completions", chat("mock-alias", "%s %d %d" % (tag, k, i)),
+                                      key=KEY_A)
+                        with lock:
+                            if r.status == 200:
+                                ok[0] += 1
+                                rids.append(r.header("x-gateway-request-id"))
+                            else:
+                                failed.append(r.status)
+                    except Exception as e:  # noqa: BLE001
+                        with lock:
+                            failed.append(repr(e))
+                        return
+        threads = [threading.Thread(target=load, args=(k,)) for k in range(nthreads)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120 * h.SLOW)
+        check(not any(t.is_alive() for t in threads), "requests hung behind the stalled access-log sink")
+        check(ok[0] == total and not failed, "%d of %d answered with the sink stalled; failures: %r" % (
+            ok[0], total, failed[:5]))
+        # now read: every request's line arrives, once
+        got, buf = {}, b""
+        deadline = time.monotonic() + 20 * h.SLOW
+        want = set(rids)
+        while time.monotonic() < deadline and not want.issubset(got):
+            try:
+                chunk = os.read(rfd, 1 << 16)
+            except BlockingIOError:
+                time.sleep(0.02)
+                continue
+            buf += chunk
+            *lines, buf = buf.split(b"\n")
+            for ln in lines:
+                e = json.loads(ln)
+                rid = e.get("request_id")
+                got[rid] = got.get(rid, 0) + 1
+        missing = want - set(got)
+        twice = [k for k, v in got.items() if v > 1]
+        h.log("  %d requests answered with the sink stalled; %d lines read back after" % (ok[0], len(got)))
+        check(not missing, "%d request ids never reached the access log, e.g. %r" % (len(missing), list(missing)[:3]))
+        check(not twice, "lines written twice: %r" % twice[:3])
+        # stall again, then stop: the workers must not hang on the sink
+        for i in range(400):
+            h.http_request(g.port, "POST", "/v1/chat/completions", chat("mock-alias", "%s again %d" % (tag, i)),
+                           key=KEY_A)
+        g.signal(signal.SIGTERM)
+        try:
+            rc = g.proc.wait(timeout=20 * h.SLOW)
+        except subprocess.TimeoutExpired:
+            rc = None
+        check(rc is not None, "the gateway did not exit within 20 s of SIGTERM with its access-log sink stalled")
+    finally:
+        stop_and_check(g)
+        os.close(rfd)
 
 
 @test
