@@ -32,11 +32,101 @@ void http_index_headers(evhtp_headers_t *headers, http_req_headers *out)
     }
 }
 
+static const char *reason_phrase(int code)
+{
+    switch (code) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 402: return "Payment Required";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Entity";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 499: return "Client Closed Request";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default:  return code < 300 ? "OK" : code < 500 ? "Client Error" : "Server Error";
+    }
+}
+
+static int key_is(const evhtp_header_t *h, const char *name, size_t n)
+{
+    return h->klen == n && !strncasecmp(h->key, name, n);
+}
+
+void http_send_reply(evhtp_request_t *req, int code)
+{
+    evhtp_connection_t *c = req->conn;
+    static buf_t head;   /* a worker is single-threaded; reused for every reply */
+    size_t body = evbuffer_get_length(req->buffer_out);
+    int chunked = req->flags & EVHTP_REQ_FLAG_CHUNKED, keepalive = req->flags & EVHTP_REQ_FLAG_KEEPALIVE;
+    req->flags |= EVHTP_REQ_FLAG_FINISHED;
+    req->status = (evhtp_res)code;
+    if (req->proto != EVHTP_PROTO_10 && req->proto != EVHTP_PROTO_11) {   /* as evhtp: answered before the version was read */
+        htparser_set_major(c->parser, 1);
+        htparser_set_minor(c->parser, 0);
+    }
+    buf_reset(&head);
+    char v[24];
+    v[0] = 'H'; v[1] = 'T'; v[2] = 'T'; v[3] = 'P'; v[4] = '/';
+    v[5] = (char)('0' + htparser_get_major(c->parser) % 10);
+    v[6] = '.';
+    v[7] = (char)('0' + htparser_get_minor(c->parser) % 10);
+    v[8] = ' ';
+    buf_append(&head, v, 9);
+    buf_put_u64(&head, (unsigned)code % 1000);
+    buf_putc(&head, ' ');
+    buf_puts(&head, reason_phrase(code));
+    buf_append(&head, "\r\n", 2);
+    int have_ct = 0, have_cl = 0;
+    evhtp_header_t *h;
+    TAILQ_FOREACH(h, req->headers_out, next) {
+        have_ct |= key_is(h, "Content-Type", 12);
+        have_cl |= key_is(h, "Content-Length", 14);
+        buf_append(&head, h->key, h->klen);
+        buf_append(&head, ": ", 2);
+        buf_append(&head, h->val, h->vlen);
+        buf_append(&head, "\r\n", 2);
+    }
+    if (body && !chunked && !have_cl && htparser_get_multipart(c->parser) != 1) {
+        buf_puts(&head, "Content-Length: ");
+        buf_put_u64(&head, body);
+        buf_append(&head, "\r\n", 2);
+        have_cl = 1;
+    }
+    if (req->proto == EVHTP_PROTO_11) {
+        if (!keepalive) buf_puts(&head, "Connection: close\r\n");
+        if (!have_cl && !chunked) buf_puts(&head, "Content-Length: 0\r\n");
+    } else if (req->proto == EVHTP_PROTO_10 && keepalive) {
+        buf_puts(&head, "Connection: keep-alive\r\n");
+    }
+    if (!have_ct) buf_puts(&head, "Content-Type: text/plain\r\n");
+    buf_append(&head, "\r\n", 2);
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (head.oom) { buf_free(&head); buf_init(&head); evhtp_send_reply(req, (evhtp_res)code); return; }
+    evbuffer_add(out, head.data, head.len);
+    if (body) evbuffer_add_buffer(out, req->buffer_out);
+    if (head.cap > (64u << 10)) { buf_free(&head); buf_init(&head); }   /* one huge header set does not pin memory */
+}
+
 void http_send_json(evhtp_request_t *req, int status, const char *body, size_t len)
 {
     evhtp_headers_add_header(req->headers_out, evhtp_header_new("Content-Type", "application/json", 0, 0));
     evbuffer_add(req->buffer_out, body, len);
-    evhtp_send_reply(req, (evhtp_res)status);
+    http_send_reply(req, status);
 }
 
 static void error_body(buf_t *b, const char *type, const char *code, const char *param, const char *message)

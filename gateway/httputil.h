@@ -14,6 +14,12 @@ typedef struct http_req_headers {
 } http_req_headers;
 void   http_index_headers(evhtp_headers_t *headers, http_req_headers *out);
 
+/* evhtp_send_reply's answer, byte for byte (status line, the headers, the
+ * Content-Length / Connection / Content-Type it would add, the body), built
+ * in one flat buffer and handed to the connection in one append instead of
+ * four evbuffer pieces per header: a third of what a proxied request costs
+ * in libevhtp. */
+void   http_send_reply(evhtp_request_t *req, int code);
 void   http_send_json(evhtp_request_t *req, int status, const char *body, size_t len);
 /* OpenAI error shape {"error":{"message","type","param","code"}}; returns the body length. */
 size_t http_send_openai_error(evhtp_request_t *req, int status, const char *type, const char *code,

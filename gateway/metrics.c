@@ -699,7 +699,7 @@ static void on_metrics(evhtp_request_t *req, void *arg)
         evhtp_headers_add_header(req->headers_out,
             evhtp_header_new("Content-Type", "text/plain; version=0.0.4; charset=utf-8", 0, 0));
         evbuffer_add(req->buffer_out, b.data, b.len);
-        evhtp_send_reply(req, EVHTP_RES_OK);
+        http_send_reply(req, 200);
     }
     buf_free(&b);
 }

@@ -716,7 +716,7 @@ static void reply_cached(gw_req *r, const cache_entry *e)
         evhtp_headers_add_header(h, evhtp_header_new("Content-Type", e->content_type, 0, 1));
         evbuffer_add(r->req->buffer_out, e->body, e->len);
         r->bytes_out += e->len;
-        evhtp_send_reply(r->req, EVHTP_RES_OK);
+        http_send_reply(r->req, 200);
     }
     memset(&r->usage, 0, sizeof r->usage);   /* nothing was spent */
     r->cost_e10 = 0;
@@ -910,7 +910,7 @@ static void reply_buffered(gw_req *r, int status, const char *content_type, cons
     if (r->ab_sampled && status == 200 && len <= (1u << 20)) buf_append(&r->ab_answer, body, len);
     evbuffer_add(r->req->buffer_out, body, len);
     r->bytes_out += len;
-    evhtp_send_reply(r->req, (evhtp_res)status);
+    http_send_reply(r->req, status);
     buf_free(&guarded);
 }
 
