@@ -849,6 +849,68 @@ def test_expect_100_continue():
     expect_status(r, 413)
 
 
+def raw_head_and_body(sock, timeout=5):
+    """Reads one Content-Length framed answer from a raw socket: (head lines, body)."""
+    sock.settimeout(timeout)
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        d = sock.recv(65536)
+        check(d, "connection closed before the header block ended: %r" % buf)
+        buf += d
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    lines = head.decode().split("\r\n")
+    cl = [ln for ln in lines if ln.lower().startswith("content-length:")]
+    check(len(cl) == 1, "want exactly one Content-Length, got %r" % lines)
+    n = int(cl[0].split(":", 1)[1])
+    while len(rest) < n:
+        d = sock.recv(65536)
+        check(d, "connection closed inside the body")
+        rest += d
+    check(len(rest) == n, "%d bytes after a body of %d (more than one answer?)" % (len(rest), n))
+    return lines, rest
+
+
+@test
+def test_reply_framing_per_http_version():
+    """The reply head the gateway writes itself: status line by version, one
+    Content-Length matching the body, Connection as each version wants it,
+    and the connection kept or closed accordingly."""
+    body = json.dumps(chat("mock-alias", "framing")).encode()
+
+    def ask(version, extra=b""):
+        req = (b"POST /v1/chat/completions HTTP/" + version + b"\r\nHost: x\r\nAuthorization: Bearer " +
+               KEY_A.encode() + b"\r\nContent-Type: application/json\r\n" + extra +
+               b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        with h.Conn(port()) as c:
+            c.send_raw(req)
+            lines, got = raw_head_and_body(c.sock)
+            try:   # kept open: a second request on it is answered; closed: the peer hangs up
+                c.send_raw(req)
+                raw_head_and_body(c.sock)
+                closed = False
+            except (AssertionError, OSError):
+                closed = True
+        hdrs = {}
+        for ln in lines[1:]:
+            k, v = ln.split(":", 1)
+            check(k.lower() not in hdrs, "header %s twice: %r" % (k, lines))
+            hdrs[k.lower()] = v.strip()
+        check(json.loads(got)["object"] == "chat.completion", "body: %r" % got[:200])
+        check(hdrs.get("content-type") == "application/json", "content-type: %r" % lines)
+        check(hdrs.get("x-gateway-request-id", "").startswith("req_"), "request id: %r" % lines)
+        return lines[0], hdrs.get("connection"), closed
+
+    status, conn, closed = ask(b"1.1")
+    check(status == "HTTP/1.1 200 OK" and conn is None and not closed, "1.1 keep-alive: %r %r closed=%s" % (status, conn, closed))
+    status, conn, closed = ask(b"1.1", b"Connection: close\r\n")
+    check(status == "HTTP/1.1 200 OK" and conn == "close" and closed, "1.1 close: %r %r closed=%s" % (status, conn, closed))
+    status, conn, closed = ask(b"1.0")
+    check(status == "HTTP/1.0 200 OK" and conn is None and closed, "1.0: %r %r closed=%s" % (status, conn, closed))
+    status, conn, closed = ask(b"1.0", b"Connection: keep-alive\r\n")
+    check(status == "HTTP/1.0 200 OK" and conn == "keep-alive" and not closed,
+          "1.0 keep-alive: %r %r closed=%s" % (status, conn, closed))
+
+
 @test
 def test_http10_request():
     with h.Conn(port()) as c:
