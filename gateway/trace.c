@@ -2,7 +2,6 @@
  * encodings are otlp_pb.c and otlp_json.c). */
 #include "trace.h"
 
-#include <endian.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,19 +103,14 @@ int trace_parse_traceparent(const char *s, uint8_t trace_id[16], uint8_t parent_
     return 0;
 }
 
-/* Lowercase hex, 4 bytes at a time in a 64-bit word (every upstream call
- * formats a traceparent): each byte's nibbles are spread to a byte each,
- * then turned into '0'-'9' / 'a'-'f' all at once. n is a multiple of 4. */
+/* Two hex digits per byte from one table (every upstream call formats a traceparent). */
+#define H16(x) x "0" x "1" x "2" x "3" x "4" x "5" x "6" x "7" x "8" x "9" x "a" x "b" x "c" x "d" x "e" x "f"
+static const char hex_pairs[] = H16("0") H16("1") H16("2") H16("3") H16("4") H16("5") H16("6") H16("7")
+                                H16("8") H16("9") H16("a") H16("b") H16("c") H16("d") H16("e") H16("f");
+
 static void hex(char *out, const uint8_t *in, size_t n)
 {
-    for (size_t i = 0; i < n; i += 4) {
-        uint64_t x = (uint64_t)in[i] | (uint64_t)in[i + 1] << 16 | (uint64_t)in[i + 2] << 32 | (uint64_t)in[i + 3] << 48;
-        x = (x >> 4 & 0x000f000f000f000full) | (x & 0x000f000f000f000full) << 8;   /* byte 2k: high nibble, 2k+1: low */
-        uint64_t letters = ((x + 0x0606060606060606ull) >> 4) & 0x0101010101010101ull;   /* 1 where nibble > 9 */
-        x += 0x3030303030303030ull + letters * ('a' - '0' - 10);
-        x = htole64(x);
-        memcpy(out + 2 * i, &x, 8);
-    }
+    for (size_t i = 0; i < n; i++) memcpy(out + 2 * i, hex_pairs + 2 * in[i], 2);
 }
 
 void trace_format_traceparent(const uint8_t trace_id[16], const uint8_t span_id[8], int sampled, char out[56])
@@ -173,7 +167,7 @@ void trace_mark_now(trace_ctx *c, int phase, int end)
 }
 
 /* Copies s (NULL: "") into dst, cut at a UTF-8 boundary to fit; its length. */
-static uint8_t copy_str(char *dst, size_t cap, const char *s)
+static inline uint8_t copy_str(char *dst, size_t cap, const char *s)
 {
     size_t n = s ? strnlen(s, cap) : 0;
     if (n == cap) n = utf8_prefix(s, n, cap - 1);
