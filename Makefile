@@ -30,6 +30,12 @@ PROTO_GEN_C := $(patsubst proto/%.proto,$(BUILD)/proto/%.pb-c.c,$(PROTO_SRC))
 PROTO_GEN_H := $(PROTO_GEN_C:.c=.h)
 PROTO_OBJ  := $(PROTO_GEN_C:.c=.o)
 
+# test-only protobuf definitions (tests/proto/): generated into $(BUILD)/tests/proto
+# and linked into the unit tests that decode with them, never into the programs
+TEST_PROTO_SRC := $(wildcard tests/proto/*.proto)
+TEST_PROTO_GEN_C := $(patsubst tests/proto/%.proto,$(BUILD)/tests/proto/%.pb-c.c,$(TEST_PROTO_SRC))
+TEST_PROTO_OBJ := $(TEST_PROTO_GEN_C:.c=.o)
+
 obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
 
 BINS := $(BIN)/gateway $(if $(CP_SRC),$(BIN)/controlplane)
@@ -50,6 +56,18 @@ $(BUILD)/proto/%.pb-c.c $(BUILD)/proto/%.pb-c.h: proto/%.proto
 
 $(PROTO_OBJ): %.o: %.c
 	$(CC) $(CFLAGS_ALL) -Wno-unused-parameter -c $< -o $@
+
+$(BUILD)/tests/proto/%.pb-c.c $(BUILD)/tests/proto/%.pb-c.h: tests/proto/%.proto
+	@mkdir -p $(BUILD)/tests/proto
+	protoc-c --c_out=$(BUILD)/tests/proto -Itests/proto $<
+
+$(TEST_PROTO_OBJ): %.o: %.c
+	$(CC) $(CFLAGS_ALL) -Wno-unused-parameter -c $< -o $@
+
+# trace_test decodes the exporter's OTLP protobuf with protoc-c's code
+$(BUILD)/tests/unit/trace_test.o: $(BUILD)/tests/proto/otlp_trace.pb-c.h
+$(BUILD)/tests/unit/trace_test.o: CFLAGS_ALL += -I$(BUILD)/tests/proto
+$(BUILD)/tests/trace_test: $(BUILD)/tests/proto/otlp_trace.pb-c.o
 
 $(BUILD)/%.o: %.c | $(PROTO_GEN_H)
 	@mkdir -p $(dir $@)

@@ -494,6 +494,13 @@ static void parse_tracing(parse_ctx *p, const char *path, yaml_node_t *v, gw_con
         else if (!strcmp(k, "queue_spans")) want_long(p, fp, cv, 16, 1L << 20, &c->trace_queue_spans);
         else if (!strcmp(k, "batch_spans")) want_long(p, fp, cv, 1, 1L << 16, &c->trace_batch_spans);
         else if (!strcmp(k, "flush_ms")) want_long(p, fp, cv, 10, 60000, &c->trace_flush_ms);
+        else if (!strcmp(k, "protocol")) {
+            const char *s = scalar(cv);
+            if (s && !strcmp(s, "http/protobuf")) c->trace_protocol = TRACE_PROTO_PROTOBUF;
+            else if (s && !strcmp(s, "http/json")) c->trace_protocol = TRACE_PROTO_JSON;
+            else if (s) fail(p, fp, "unknown protocol \"%.64s\" (known: http/protobuf, http/json; OTLP over gRPC is not supported)", s);
+            else fail(p, fp, "must be http/protobuf or http/json");
+        }
         else fail(p, fp, "unknown field");
     }
 }
@@ -1045,6 +1052,7 @@ gw_config *config_parse(const char *yaml, size_t len, const char *path, char *er
     c->sem_m = 16;
     c->sem_ef = 128;
     c->trace_sample_ratio = 1.0;
+    c->trace_protocol = TRACE_PROTO_PROTOBUF;
     c->trace_queue_spans = 4096;
     c->trace_batch_spans = 512;
     c->trace_flush_ms = 1000;
@@ -1183,6 +1191,7 @@ gw_config *config_with_settings(const gw_config *base, keytab *keys)
     c->trace_queue_spans = base->trace_queue_spans;
     c->trace_batch_spans = base->trace_batch_spans;
     c->trace_flush_ms = base->trace_flush_ms;
+    c->trace_protocol = base->trace_protocol;
     c->log_prompts_ratio = base->log_prompts_ratio;
     c->trace_endpoint = dup_or_null(base->trace_endpoint, &oom);
     c->trace_service = dup_or_null(base->trace_service, &oom);

@@ -18,6 +18,7 @@
 #include "decorate.h"
 #include "keytab.h"
 #include "pricing.h"
+#include "trace.h"
 #include "upstream.h"
 
 struct provider;
@@ -145,6 +146,7 @@ typedef struct gw_config {
     char      *trace_service;
     double     trace_sample_ratio;
     long       trace_queue_spans, trace_batch_spans, trace_flush_ms;
+    int        trace_protocol;     /* tracing: protocol, TRACE_PROTO_* (default http/protobuf) */
     double     log_prompts_ratio;  /* log_prompts: sample_ratio (0: off) */
 
     struct guard_set *guard;   /* guardrails: policies and who uses them (guardcfg.h); NULL: none */

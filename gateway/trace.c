@@ -1,4 +1,5 @@
-/* trace: request spans, batched to an OTLP/HTTP collector as JSON (trace.h). */
+/* trace: request spans, batched to an OTLP/HTTP collector (trace.h; the
+ * encodings are otlp_pb.c and otlp_json.c). */
 #include "trace.h"
 
 #include <inttypes.h>
@@ -11,32 +12,20 @@
 #include "buf.h"
 #include "log.h"
 #include "metrics.h"
+#include "otlp.h"
 #include "upstream.h"
-
-#define LABEL 64
-
-enum { K_INTERNAL = 1, K_SERVER = 2, K_CLIENT = 3 };
-
-/* One finished span, fixed size: the ring never allocates. */
-typedef struct span_rec {
-    uint8_t     trace_id[16], span_id[8], parent_id[8];
-    uint8_t     kind, phase;        /* phase: TR_* for children, TR_PHASES for the root */
-    uint8_t     error, stream, cache_hit;
-    int64_t     start_ns, end_ns;   /* unix ns */
-    int         status;
-    int64_t     in_tok, out_tok;
-    const char *route;              /* a static string */
-    char        model[LABEL], provider[24], upstream_model[LABEL], request_id[40], err[32];
-} span_rec;
 
 struct tracer {
     struct event_base *base;
     upstream_t        *up;
     char              *url, *service;
     double             ratio;
-    size_t             cap, batch;
-    span_rec          *ring;
-    size_t             head, count;
+    int                protocol;     /* TRACE_PROTO_* */
+    otlp_pb            pb;           /* the batch header's constant bytes */
+    size_t             max_spans, batch;
+    otlp_rec          *ring;         /* one record per sampled request, max_spans of them */
+    size_t             head, count;  /* records */
+    size_t             spans;        /* spans in the ring */
     uint64_t           rng[2];
     struct event      *timer;
     upstream_req_t    *inflight;
@@ -59,14 +48,13 @@ static uint64_t next_rand(tracer *t)
     return t->rng[1] + s0;
 }
 
+/* A span id (8 bytes) or a trace id (16): never all zeros, which is invalid. */
 static void rand_id(tracer *t, uint8_t *out, size_t n)
 {
-    do {
-        for (size_t i = 0; i < n; i += 8) {
-            uint64_t v = next_rand(t);
-            memcpy(out + i, &v, n - i < 8 ? n - i : 8);
-        }
-    } while (!memcmp(out, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", n));   /* all-zero ids are invalid */
+    uint64_t v = next_rand(t), w = n > 8 ? next_rand(t) : 0;
+    if (!v && !w) v = 1;
+    memcpy(out, &v, 8);
+    if (n > 8) memcpy(out + 8, &w, 8);
 }
 
 /* ---- traceparent ---- */
@@ -115,10 +103,14 @@ int trace_parse_traceparent(const char *s, uint8_t trace_id[16], uint8_t parent_
     return 0;
 }
 
+/* Two hex digits per byte from one table (every upstream call formats a traceparent). */
+#define H16(x) x "0" x "1" x "2" x "3" x "4" x "5" x "6" x "7" x "8" x "9" x "a" x "b" x "c" x "d" x "e" x "f"
+static const char hex_pairs[] = H16("0") H16("1") H16("2") H16("3") H16("4") H16("5") H16("6") H16("7")
+                                H16("8") H16("9") H16("a") H16("b") H16("c") H16("d") H16("e") H16("f");
+
 static void hex(char *out, const uint8_t *in, size_t n)
 {
-    static const char h[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) { out[2 * i] = h[in[i] >> 4]; out[2 * i + 1] = h[in[i] & 15]; }
+    for (size_t i = 0; i < n; i++) memcpy(out + 2 * i, hex_pairs + 2 * in[i], 2);
 }
 
 void trace_format_traceparent(const uint8_t trace_id[16], const uint8_t span_id[8], int sampled, char out[56])
@@ -168,27 +160,20 @@ void trace_begin(tracer *t, trace_ctx *c, const struct timespec *t0, const char 
     c->start_unix_ns = (int64_t)wall.tv_sec * 1000000000 + wall.tv_nsec - since_t0_ns(c);
 }
 
-void trace_mark(trace_ctx *c, int phase, int end)
+void trace_mark_now(trace_ctx *c, int phase, int end)
 {
-    if (!c->sampled || phase < 0 || phase >= TR_PHASES) return;
+    if (phase < 0 || phase >= TR_PHASES) return;
     c->mark_ns[phase][end ? 1 : 0] = since_t0_ns(c) + 1;   /* +1: 0 means "not reached" */
 }
 
-static void copy_str(char *dst, size_t cap, const char *s)
+/* Copies s (NULL: "") into dst, cut at a UTF-8 boundary to fit; its length. */
+static inline uint8_t copy_str(char *dst, size_t cap, const char *s)
 {
-    size_t n = s ? utf8_prefix(s, strlen(s), cap - 1) : 0;
-    if (n) memcpy(dst, s, n);
+    size_t n = s ? strnlen(s, cap) : 0;
+    if (n == cap) n = utf8_prefix(s, n, cap - 1);
+    memcpy(dst, s ? s : "", n);
     dst[n] = '\0';
-}
-
-static span_rec *push(tracer *t)
-{
-    if (t->count == t->cap) { metrics_trace_spans(0, 1); return NULL; }   /* full: drop, count */
-    span_rec *s = &t->ring[(t->head + t->count) % t->cap];
-    t->count++;
-    memset(s, 0, offsetof(span_rec, model));
-    s->model[0] = s->provider[0] = s->upstream_model[0] = s->request_id[0] = s->err[0] = '\0';
-    return s;
+    return (uint8_t)n;
 }
 
 void trace_end(tracer *t, trace_ctx *c, const trace_attrs *a)
@@ -196,168 +181,47 @@ void trace_end(tracer *t, trace_ctx *c, const trace_attrs *a)
     if (!t || !c->sampled) return;
     c->sampled = 0;   /* once */
     int64_t end = since_t0_ns(c);
-    span_rec *root = push(t);
-    if (root) {
-        memcpy(root->trace_id, c->trace_id, 16);
-        memcpy(root->span_id, c->span_id, 8);
-        memcpy(root->parent_id, c->parent_id, 8);
-        root->kind = K_SERVER;
-        root->phase = TR_PHASES;
-        root->start_ns = c->start_unix_ns;
-        root->end_ns = c->start_unix_ns + end;
-        root->status = a->status;
-        root->error = a->status >= 500;
-        root->stream = (uint8_t)a->stream;
-        root->cache_hit = (uint8_t)a->cache_hit;
-        root->in_tok = a->input_tokens;
-        root->out_tok = a->output_tokens;
-        root->route = a->route;
-        copy_str(root->model, sizeof root->model, a->model);
-        copy_str(root->provider, sizeof root->provider, a->provider);
-        copy_str(root->upstream_model, sizeof root->upstream_model, a->upstream_model);
-        copy_str(root->request_id, sizeof root->request_id, a->request_id);
-        copy_str(root->err, sizeof root->err, a->error);
-    }
+    unsigned phases = 0, n = 1;
+    for (int p = 0; p < TR_PHASES; p++)
+        if (c->mark_ns[p][0]) { phases |= 1u << p; n++; }
+    if (t->spans + n > t->max_spans) { metrics_trace_spans(0, n); return; }   /* full: drop, count */
+    otlp_rec *r = &t->ring[(t->head + t->count) % t->max_spans];
+    t->count++;
+    t->spans += n;
+    memcpy(r->trace_id, c->trace_id, 16);
+    memcpy(r->span_id, c->span_id, 8);
+    memcpy(r->parent_id, c->parent_id, 8);
+    r->has_parent = !!(c->parent_id[0] | c->parent_id[1] | c->parent_id[2] | c->parent_id[3] |
+                       c->parent_id[4] | c->parent_id[5] | c->parent_id[6] | c->parent_id[7]);
+    r->start_ns = c->start_unix_ns;
+    r->end_ns = c->start_unix_ns + end;
+    r->phases = (uint8_t)phases;
+    r->nspans = (uint8_t)n;
     for (int p = 0; p < TR_PHASES; p++) {
-        if (!c->mark_ns[p][0]) continue;
-        span_rec *s = push(t);
-        if (!s) break;
-        memcpy(s->trace_id, c->trace_id, 16);
-        if (p == TR_UPSTREAM) memcpy(s->span_id, c->up_span_id, 8);
-        else rand_id(t, s->span_id, 8);
-        memcpy(s->parent_id, c->span_id, 8);
-        s->kind = p == TR_UPSTREAM ? K_CLIENT : K_INTERNAL;
-        s->phase = (uint8_t)p;
-        s->start_ns = c->start_unix_ns + c->mark_ns[p][0] - 1;
-        s->end_ns = c->start_unix_ns + (c->mark_ns[p][1] ? c->mark_ns[p][1] - 1 : end);
-        if (p == TR_UPSTREAM) {
-            s->status = a->upstream_status;
-            s->error = (uint8_t)a->upstream_failed;
-            s->in_tok = a->input_tokens;
-            s->out_tok = a->output_tokens;
-            s->stream = (uint8_t)a->stream;
-            copy_str(s->provider, sizeof s->provider, a->provider);
-            copy_str(s->upstream_model, sizeof s->upstream_model, a->upstream_model);
-        }
+        if (!(phases & (1u << p))) continue;
+        if (p == TR_UPSTREAM) memcpy(r->child_id[p], c->up_span_id, 8);
+        else rand_id(t, r->child_id[p], 8);
+        r->phase_ns[p][0] = c->start_unix_ns + c->mark_ns[p][0] - 1;
+        r->phase_ns[p][1] = c->start_unix_ns + (c->mark_ns[p][1] ? c->mark_ns[p][1] - 1 : end);
     }
-    if (t->count >= t->batch && !t->inflight) event_active(t->timer, EV_TIMEOUT, 0);
+    r->status = a->status;
+    r->up_status = a->upstream_status;
+    r->up_failed = (uint8_t)a->upstream_failed;
+    r->stream = (uint8_t)a->stream;
+    r->cache_hit = (uint8_t)a->cache_hit;
+    r->in_tok = a->input_tokens;
+    r->out_tok = a->output_tokens;
+    r->route = a->route ? a->route : "";
+    r->route_len = (uint8_t)strnlen(r->route, OTLP_ROUTE_MAX);
+    r->model_len = copy_str(r->model, sizeof r->model, a->model);
+    r->provider_len = copy_str(r->provider, sizeof r->provider, a->provider);
+    r->upstream_model_len = copy_str(r->upstream_model, sizeof r->upstream_model, a->upstream_model);
+    r->request_id_len = copy_str(r->request_id, sizeof r->request_id, a->request_id);
+    r->err_len = copy_str(r->err, sizeof r->err, a->error);
+    if (t->spans >= t->batch && !t->inflight) event_active(t->timer, EV_TIMEOUT, 0);
 }
 
 /* ---- export ---- */
-
-/* Export formats tens of thousands of spans a second: no printf, and every
- * fixed piece (a key with its JSON around it) is one literal of known length. */
-#define PUT(b, lit) buf_append((b), (lit), sizeof(lit) - 1)
-#define ATTR_HEAD(key, type) "{\"key\":\"" key "\",\"value\":{\"" type "\":"
-#define ATTR_STR(b, first, key, v)  attr_str((b), (first), ATTR_HEAD(key, "stringValue"), sizeof(ATTR_HEAD(key, "stringValue")) - 1, (v))
-#define ATTR_INT(b, first, key, v)  attr_int((b), (first), ATTR_HEAD(key, "intValue"), sizeof(ATTR_HEAD(key, "intValue")) - 1, (v))
-#define ATTR_BOOL(b, first, key, v) attr_bool((b), (first), ATTR_HEAD(key, "boolValue"), sizeof(ATTR_HEAD(key, "boolValue")) - 1, (v))
-
-static void attr_head(buf_t *b, int *first, const char *head, size_t n)
-{
-    if (!*first) buf_putc(b, ',');
-    *first = 0;
-    buf_append(b, head, n);
-}
-
-static void attr_str(buf_t *b, int *first, const char *head, size_t n, const char *v)
-{
-    if (!v || !*v) return;
-    attr_head(b, first, head, n);
-    buf_json_str(b, v, strlen(v));
-    PUT(b, "}}");
-}
-
-static void attr_int(buf_t *b, int *first, const char *head, size_t n, int64_t v)
-{
-    attr_head(b, first, head, n);
-    buf_putc(b, '"');
-    buf_put_i64(b, v);
-    PUT(b, "\"}}");
-}
-
-static void attr_bool(buf_t *b, int *first, const char *head, size_t n, int v)
-{
-    attr_head(b, first, head, n);
-    if (v) PUT(b, "true}}");
-    else PUT(b, "false}}");
-}
-
-static void put_hex(buf_t *b, const uint8_t *in, size_t n)
-{
-    char id[33];
-    hex(id, in, n);
-    buf_append(b, id, 2 * n);
-}
-
-static void put_span(buf_t *b, const span_rec *s)
-{
-    static const struct { const char *s; size_t n; } phase_name[TR_PHASES] = {
-        { "gateway.auth", 12 }, { "gateway.limits", 14 }, { "gateway.route", 13 }, { "", 0 },
-    };
-    buf_reserve(b, 1536);   /* one growth check for most spans */
-    PUT(b, "{\"traceId\":\"");
-    put_hex(b, s->trace_id, 16);
-    PUT(b, "\",\"spanId\":\"");
-    put_hex(b, s->span_id, 8);
-    buf_putc(b, '"');
-    static const uint8_t zero[8];
-    if (memcmp(s->parent_id, zero, 8)) {
-        PUT(b, ",\"parentSpanId\":\"");
-        put_hex(b, s->parent_id, 8);
-        buf_putc(b, '"');
-    }
-    if (s->phase == TR_PHASES) {
-        PUT(b, ",\"name\":\"POST ");
-        buf_puts(b, s->route ? s->route : "");   /* a static route path: nothing to escape */
-        buf_putc(b, '"');
-    } else if (s->phase == TR_UPSTREAM) {
-        char name[LABEL + 8];   /* "chat <model>", as the GenAI conventions name it */
-        size_t mn = strnlen(s->upstream_model, sizeof name - 6);
-        memcpy(name, "chat ", 5);
-        memcpy(name + 5, s->upstream_model, mn);
-        PUT(b, ",\"name\":");
-        buf_json_str(b, name, 5 + mn);
-    } else {
-        PUT(b, ",\"name\":\"");
-        buf_append(b, phase_name[s->phase].s, phase_name[s->phase].n);
-        buf_putc(b, '"');
-    }
-    PUT(b, ",\"kind\":");
-    buf_put_i64(b, s->kind);
-    PUT(b, ",\"startTimeUnixNano\":\"");
-    buf_put_i64(b, s->start_ns);
-    PUT(b, "\",\"endTimeUnixNano\":\"");
-    buf_put_i64(b, s->end_ns);
-    PUT(b, "\",\"attributes\":[");
-    int first = 1;
-    if (s->phase == TR_PHASES) {
-        ATTR_STR(b, &first, "http.request.method", "POST");
-        ATTR_STR(b, &first, "url.path", s->route);
-        ATTR_INT(b, &first, "http.response.status_code", s->status);
-        ATTR_STR(b, &first, "gateway.request_id", s->request_id);
-        ATTR_STR(b, &first, "gen_ai.operation.name", "chat");
-        ATTR_STR(b, &first, "gen_ai.request.model", s->model);
-        ATTR_STR(b, &first, "gen_ai.system", s->provider);
-        ATTR_STR(b, &first, "gen_ai.provider.name", s->provider);
-        ATTR_STR(b, &first, "gen_ai.response.model", s->upstream_model);
-        ATTR_BOOL(b, &first, "gateway.stream", s->stream);
-        ATTR_BOOL(b, &first, "gateway.cache_hit", s->cache_hit);
-        if (s->in_tok >= 0) ATTR_INT(b, &first, "gen_ai.usage.input_tokens", s->in_tok);
-        if (s->out_tok >= 0) ATTR_INT(b, &first, "gen_ai.usage.output_tokens", s->out_tok);
-        ATTR_STR(b, &first, "error.type", s->err);
-    } else if (s->phase == TR_UPSTREAM) {
-        ATTR_STR(b, &first, "gen_ai.operation.name", "chat");
-        ATTR_STR(b, &first, "gen_ai.system", s->provider);
-        ATTR_STR(b, &first, "gen_ai.provider.name", s->provider);
-        ATTR_STR(b, &first, "gen_ai.request.model", s->upstream_model);
-        if (s->status) ATTR_INT(b, &first, "http.response.status_code", s->status);
-        if (s->in_tok >= 0) ATTR_INT(b, &first, "gen_ai.usage.input_tokens", s->in_tok);
-        if (s->out_tok >= 0) ATTR_INT(b, &first, "gen_ai.usage.output_tokens", s->out_tok);
-    }
-    if (s->error) PUT(b, "],\"status\":{\"code\":2}}");
-    else PUT(b, "],\"status\":{\"code\":0}}");
-}
 
 static void on_export_response(void *ud, upstream_req_t *u, int status)
 {
@@ -387,33 +251,57 @@ static void on_export_done(void *ud, upstream_req_t *u, upstream_result res, con
                      t->inflight_spans);
     }
     t->inflight_spans = 0;
-    if (t->count >= t->batch) event_active(t->timer, EV_TIMEOUT, 0);
+    if (t->spans >= t->batch) event_active(t->timer, EV_TIMEOUT, 0);
 }
 
 static const upstream_callbacks export_cb = {
     .on_response = on_export_response, .on_data = on_export_data, .on_done = on_export_done,
 };
 
+const char *trace_content_type(const tracer *t)
+{
+    return t->protocol == TRACE_PROTO_JSON ? "application/json" : "application/x-protobuf";
+}
+
+size_t trace_take_batch(tracer *t, const char **body, size_t *len)
+{
+    if (!t || t->count == 0) return 0;
+    buf_t *b = &t->body;
+    int json = t->protocol == TRACE_PROTO_JSON;
+    if (json) otlp_json_begin(b, t->service);
+    else otlp_pb_begin(&t->pb, b);
+    size_t recs = 0, spans = 0;
+    while (recs < t->count) {   /* whole requests, up to batch spans (at least one request) */
+        const otlp_rec *r = &t->ring[(t->head + recs) % t->max_spans];
+        if (recs && spans + r->nspans > t->batch) break;
+        if (json) otlp_json_put(b, r, recs == 0);
+        else otlp_pb_put(b, r);
+        recs++;
+        spans += r->nspans;
+    }
+    t->head = (t->head + recs) % t->max_spans;
+    t->count -= recs;
+    t->spans -= spans;
+    *body = json ? otlp_json_end(b, len) : otlp_pb_end(&t->pb, b, len);
+    if (!*body) {   /* out of memory: the batch is lost */
+        metrics_trace_spans(0, spans);
+        buf_free(b);
+        buf_init(b);
+        return 0;
+    }
+    return spans;
+}
+
 void trace_flush(tracer *t)
 {
     if (!t || t->inflight || t->count == 0) return;
-    buf_t *b = &t->body;
-    buf_reset(b);
-    buf_puts(b, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[{\"key\":\"service.name\",\"value\":{\"stringValue\":");
-    buf_json_str(b, t->service, strlen(t->service));
-    buf_puts(b, "}}]},\"scopeSpans\":[{\"scope\":{\"name\":\"gatewayllm\"},\"spans\":[");
-    size_t n = t->count < t->batch ? t->count : t->batch;
-    for (size_t i = 0; i < n; i++) {
-        if (i) buf_putc(b, ',');
-        put_span(b, &t->ring[(t->head + i) % t->cap]);
-    }
-    buf_puts(b, "]}]}]}");
-    t->head = (t->head + n) % t->cap;
-    t->count -= n;
-    if (b->oom) { metrics_trace_spans(0, n); buf_free(b); buf_init(b); return; }
-    static const char *const headers[] = { "Content-Type: application/json", NULL };
+    const char *body;
+    size_t len, n = trace_take_batch(t, &body, &len);
+    if (!n) return;
+    const char *headers[] = { t->protocol == TRACE_PROTO_JSON ? "Content-Type: application/json"
+                                                              : "Content-Type: application/x-protobuf", NULL };
     upstream_request req = {
-        .method = "POST", .url = t->url, .headers = headers, .body = b->data, .body_len = b->len,
+        .method = "POST", .url = t->url, .headers = headers, .body = body, .body_len = len,
         .max_response_bytes = 1 << 20,
         .timeouts = { .connect_ms = 1000, .first_byte_ms = 5000, .idle_ms = 5000, .total_ms = 10000 },
     };
@@ -439,9 +327,10 @@ tracer *tracer_new(struct event_base *base, upstream_t *up, const trace_settings
     t->base = base;
     t->up = up;
     t->ratio = s->sample_ratio;
-    t->cap = s->queue_spans ? s->queue_spans : 4096;
+    t->protocol = s->protocol;
+    t->max_spans = s->queue_spans ? s->queue_spans : 4096;
     t->batch = s->batch_spans ? s->batch_spans : 512;
-    if (t->batch > t->cap) t->batch = t->cap;
+    if (t->batch > t->max_spans) t->batch = t->max_spans;
     buf_init(&t->body);
     if (RAND_bytes((unsigned char *)t->rng, sizeof t->rng) != 1 || (!t->rng[0] && !t->rng[1])) {
         t->rng[0] = (uint64_t)(uintptr_t)t ^ 0x9e3779b97f4a7c15ull;
@@ -450,7 +339,8 @@ tracer *tracer_new(struct event_base *base, upstream_t *up, const trace_settings
     long ms = s->flush_ms > 0 ? s->flush_ms : 1000;
     struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
     if (!(t->url = strdup(s->endpoint)) || !(t->service = strdup(s->service_name ? s->service_name : "gateway")) ||
-        !(t->ring = calloc(t->cap, sizeof *t->ring)) ||
+        otlp_pb_init(&t->pb, t->service) < 0 ||
+        !(t->ring = calloc(t->max_spans, sizeof *t->ring)) ||
         !(t->timer = event_new(base, -1, EV_PERSIST, on_timer, t)) || event_add(t->timer, &tv) < 0) {
         tracer_free(t);
         return NULL;
@@ -466,6 +356,7 @@ void tracer_free(tracer *t)
     free(t->ring);
     free(t->url);
     free(t->service);
+    otlp_pb_free(&t->pb);
     buf_free(&t->body);
     free(t);
 }

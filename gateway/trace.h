@@ -1,10 +1,12 @@
-/* trace: OpenTelemetry spans for API requests, exported as OTLP/HTTP JSON.
+/* trace: OpenTelemetry spans for API requests, exported over OTLP/HTTP
+ * (protobuf by default, JSON on request; the encodings are in otlp.h).
  *
  * A request carries a trace_ctx (no allocation): its trace id (the client's,
  * from a W3C traceparent, or a new one), the ids of its spans, and the
  * monotonic times at which its phases ended. When it finishes, trace_end
- * writes one root span (SERVER) and its children (auth, limits, routing,
- * each upstream attempt as a CLIENT span) into a fixed ring in the worker.
+ * writes one record (otlp_rec) into a fixed ring in the worker: it becomes
+ * the root span (SERVER) and its children (auth, limits, routing, the
+ * upstream attempt as a CLIENT span) when the batch is encoded.
  * A timer sends the ring in batches with the worker's own HTTP client, on
  * the loop, never blocking a request; while the collector is away (or
  * slow) the ring fills and further spans are dropped and counted
@@ -22,6 +24,8 @@ struct upstream;
 
 typedef struct tracer tracer;
 
+enum { TRACE_PROTO_PROTOBUF = 0, TRACE_PROTO_JSON = 1 };   /* tracing: protocol */
+
 typedef struct trace_settings {
     const char *endpoint;       /* http://host:port/v1/traces; NULL or "": tracing off */
     const char *service_name;
@@ -29,6 +33,7 @@ typedef struct trace_settings {
     size_t      queue_spans;    /* ring size */
     size_t      batch_spans;
     long        flush_ms;
+    int         protocol;       /* TRACE_PROTO_*: application/x-protobuf or application/json */
 } trace_settings;
 
 enum { TR_AUTH, TR_LIMITS, TR_ROUTE, TR_UPSTREAM, TR_PHASES };
@@ -66,10 +71,21 @@ void    tracer_free(tracer *t);
 /* Request start: t0 is the request's monotonic start. tp: the client's
  * traceparent header or NULL. No-op (ctx->sampled = 0) without a tracer. */
 void trace_begin(tracer *t, trace_ctx *ctx, const struct timespec *t0, const char *tp);
-void trace_mark(trace_ctx *ctx, int phase, int end);   /* 0: start, 1: end */
+void trace_mark_now(trace_ctx *ctx, int phase, int end);
+static inline void trace_mark(trace_ctx *ctx, int phase, int end)   /* end: 0 start, 1 end */
+{
+    if (ctx->sampled) trace_mark_now(ctx, phase, end);
+}
 void trace_end(tracer *t, trace_ctx *ctx, const trace_attrs *a);
 
 /* Flushes what is queued now (tests, drain). */
 void trace_flush(tracer *t);
+
+/* Encodes the next batch (up to batch_spans spans) and takes it off the
+ * ring: *body, *len is the request body (valid until the next call), the
+ * result the number of spans in it (0: nothing queued). trace_flush sends
+ * what this makes; tests decode it. */
+size_t trace_take_batch(tracer *t, const char **body, size_t *len);
+const char *trace_content_type(const tracer *t);
 
 #endif

@@ -348,7 +348,8 @@ int worker_run(int listen_fd, gw_config *cfg, const char *config_path, int index
     if (cfg->trace_endpoint && *cfg->trace_endpoint) {
         trace_settings ts = { .endpoint = cfg->trace_endpoint, .service_name = cfg->trace_service,
                               .sample_ratio = cfg->trace_sample_ratio, .queue_spans = (size_t)cfg->trace_queue_spans,
-                              .batch_spans = (size_t)cfg->trace_batch_spans, .flush_ms = cfg->trace_flush_ms };
+                              .batch_spans = (size_t)cfg->trace_batch_spans, .flush_ms = cfg->trace_flush_ms,
+                              .protocol = cfg->trace_protocol };
         if (!(w.tracer = tracer_new(w.base, w.up, &ts))) { log_error("cannot set up tracing"); goto out; }
     }
     if (!(w.cache = cache_new(w.base, cfg->redis_url, cfg->cache_memory_bytes, cfg->cache_max_entry_bytes))) {

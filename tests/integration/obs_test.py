@@ -458,30 +458,134 @@ def cache_redis_down_is_a_miss():
 # --------------------------------------------------------------------------
 # tracing
 # --------------------------------------------------------------------------
+# A protobuf wire decoder for the OTLP messages (no protobuf module here):
+# decodes into the dict shape of the OTLP/JSON mapping, so the tests read
+# either encoding alike (ids as lowercase hex, 64-bit integers as strings).
+def pb_fields(buf):
+    """(field, wire type, value) of one message; refuses malformed input and
+    varints that are not the shortest form (the exporter writes canonical ones)."""
+    i, n = 0, len(buf)
+
+    def varint():
+        nonlocal i
+        v = shift = 0
+        start = i
+        while True:
+            if i >= n or shift > 63:
+                raise ValueError("bad varint")
+            b = buf[i]
+            i += 1
+            v |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                if i - start > 1 and b == 0:
+                    raise ValueError("varint not in its shortest form")
+                return v
+
+    while i < n:
+        key = varint()
+        field, wt = key >> 3, key & 7
+        if field == 0:
+            raise ValueError("field 0")
+        if wt == 0:
+            yield field, wt, varint()
+            continue
+        size = {1: 8, 5: 4}.get(wt)
+        if wt == 2:
+            size = varint()
+        if size is None or i + size > n:
+            raise ValueError("bad wire type %d or length" % wt)
+        yield field, wt, bytes(buf[i:i + size])
+        i += size
+
+
+# message: {field: (JSON name, type, repeated)}; a type is another message or a scalar kind
+OTLP_SCHEMA = {
+    "ExportTraceServiceRequest": {1: ("resourceSpans", "ResourceSpans", True)},
+    "ResourceSpans": {1: ("resource", "Resource", False), 2: ("scopeSpans", "ScopeSpans", True),
+                      3: ("schemaUrl", "string", False)},
+    "Resource": {1: ("attributes", "KeyValue", True)},
+    "ScopeSpans": {1: ("scope", "InstrumentationScope", False), 2: ("spans", "Span", True),
+                   3: ("schemaUrl", "string", False)},
+    "InstrumentationScope": {1: ("name", "string", False), 2: ("version", "string", False)},
+    "Span": {1: ("traceId", "hex", False), 2: ("spanId", "hex", False), 3: ("traceState", "string", False),
+             4: ("parentSpanId", "hex", False), 5: ("name", "string", False), 6: ("kind", "int", False),
+             7: ("startTimeUnixNano", "fixed64", False), 8: ("endTimeUnixNano", "fixed64", False),
+             9: ("attributes", "KeyValue", True), 15: ("status", "Status", False)},
+    "Status": {2: ("message", "string", False), 3: ("code", "int", False)},
+    "KeyValue": {1: ("key", "string", False), 2: ("value", "AnyValue", False)},
+    "AnyValue": {1: ("stringValue", "string", False), 2: ("boolValue", "bool", False),
+                 3: ("intValue", "int64", False), 4: ("doubleValue", "double", False)},
+}
+PB_WIRE = {"string": 2, "hex": 2, "int": 0, "int64": 0, "bool": 0, "fixed64": 1, "double": 1}
+PB_DEFAULTS = {"Span": {"kind": 0}, "Status": {"code": 0}}
+
+
+def pb_decode(buf, msg="ExportTraceServiceRequest"):
+    import struct
+    out = dict(PB_DEFAULTS.get(msg, {}))
+    for field, wt, v in pb_fields(buf):
+        spec = OTLP_SCHEMA[msg].get(field)
+        if not spec:
+            continue   # a field these tests do not read
+        name, typ, repeated = spec
+        if wt != PB_WIRE.get(typ, 2):
+            raise ValueError("%s.%s: wire type %d" % (msg, name, wt))
+        if typ in OTLP_SCHEMA:
+            val = pb_decode(v, typ)
+        elif typ == "string":
+            val = v.decode("utf-8")   # strict: invalid UTF-8 is an error, as in real collectors
+        elif typ == "hex":
+            val = v.hex()
+        elif typ == "int":
+            val = v
+        elif typ == "int64":
+            val = str(v - (1 << 64) if v >= 1 << 63 else v)
+        elif typ == "bool":
+            val = bool(v)
+        elif typ == "fixed64":
+            val = str(int.from_bytes(v, "little"))
+        else:
+            val = struct.unpack("<d", v)[0]
+        if repeated:
+            out.setdefault(name, []).append(val)
+        else:
+            out[name] = val
+    return out
+
+
 class OTLPReceiver:
-    """A small OTLP/HTTP (JSON) collector: POST /v1/traces, spans kept in memory."""
+    """A small OTLP/HTTP collector: POST /v1/traces in protobuf (application/x-protobuf)
+    or JSON (application/json), spans kept in memory in the JSON mapping's shape."""
 
     def __init__(self):
         import http.server
         import threading
-        spans, lock = [], threading.Lock()
-        self.spans, self.lock = spans, lock
+        spans, lock, ctypes = [], threading.Lock(), []
+        self.spans, self.lock, self.content_types = spans, lock, ctypes
 
         class H(http.server.BaseHTTPRequestHandler):
             def do_POST(self):
                 n = int(self.headers.get("content-length") or 0)
                 data = self.rfile.read(n)
-                ok = self.path == "/v1/traces" and self.headers.get("content-type", "").startswith("application/json")
+                ctype = self.headers.get("content-type", "")
+                ok = self.path == "/v1/traces"
                 try:
-                    doc = json.loads(data)
+                    if ctype.startswith("application/x-protobuf"):
+                        doc = pb_decode(data)
+                    elif ctype.startswith("application/json"):
+                        doc = json.loads(data)
+                    else:
+                        raise ValueError("content-type %r" % ctype)
                     with lock:
+                        ctypes.append(ctype)
                         for rs in doc["resourceSpans"]:
                             svc = {a["key"]: a["value"] for a in rs["resource"]["attributes"]}
                             for ss in rs["scopeSpans"]:
                                 for sp in ss["spans"]:
                                     sp["_service"] = svc.get("service.name", {}).get("stringValue")
                                     spans.append(sp)
-                except (ValueError, KeyError, TypeError):
+                except (ValueError, KeyError, TypeError, UnicodeDecodeError):
                     ok = False
                 self.send_response(200 if ok else 400)
                 self.send_header("Content-Type", "application/json")
@@ -558,6 +662,9 @@ def trace_reaches_collector_with_client_parent():
         rec = mock.wait_find(tag)[0]
         tp = rec["headers"].get("traceparent")
         check(tp == "00-%s-%s-01" % (tid, up["spanId"]), "upstream traceparent %r, span %s" % (tp, up["spanId"]))
+        with otlp.lock:
+            ctypes = set(otlp.content_types)
+        check(ctypes == {"application/x-protobuf"}, "default OTLP encoding: content types %r" % ctypes)
         text = json.dumps(otlp.spans)
         for sec in (KEY, "sk-upstream-secret-t"):
             check(sec not in text, "a secret is in the spans")
@@ -590,6 +697,46 @@ def trace_reaches_collector_with_client_parent():
         g.stop()
         mock.stop()
         otlp.stop()
+
+
+@test
+def trace_json_protocol_on_request():
+    """tracing.protocol: http/json sends the same spans as OTLP/JSON."""
+    otlp = OTLPReceiver()
+    port, mport = h.free_port(), h.free_port()
+    c = base_config(port, mport, tracing={"otlp_endpoint": "http://127.0.0.1:%d/v1/traces" % otlp.port,
+                                          "protocol": "http/json", "flush_ms": 100})
+    g = h.Gateway(c)
+    try:
+        tid, pid = secrets.token_hex(16), secrets.token_hex(8)
+        r = post(port, chat("m", "json trace"), headers={"traceparent": "00-%s-%s-01" % (tid, pid)})
+        h.expect_status(r, 200)
+        spans = h.wait_for(lambda: len(otlp.trace(tid)) >= 5 and otlp.trace(tid), 10, what="5 spans as JSON")
+        with otlp.lock:
+            ctypes = set(otlp.content_types)
+        check(ctypes == {"application/json"}, "content types %r" % ctypes)
+        root = [s for s in spans if s.get("parentSpanId") == pid]
+        check(len(root) == 1 and root[0]["name"] == "POST /v1/chat/completions" and root[0]["kind"] == 2,
+              "root: %r" % root)
+        ra = attrs(root[0])
+        check(ra.get("gateway.request_id") == r.header("x-gateway-request-id") and ra.get("gen_ai.request.model") == "m",
+              "root attributes %r" % ra)
+        kids = sorted(s["name"] for s in spans if s.get("parentSpanId") == root[0]["spanId"])
+        check(kids == sorted(["gateway.auth", "gateway.limits", "gateway.route", "chat mock-1"]), "children %r" % kids)
+    finally:
+        g.stop()
+        otlp.stop()
+
+
+@test
+def trace_protocol_checked():
+    d = h.make_tmpdir("gwtest-otlp-")
+    path = os.path.join(d, "gw.yaml")
+    c = base_config(h.free_port(), h.free_port(), tracing={"otlp_endpoint": "http://127.0.0.1:4318/v1/traces",
+                                                           "protocol": "grpc"})
+    h.write_file_atomic(path, h.to_yaml(c))
+    rc, out, err = h.check_config(path)
+    check(rc != 0 and "tracing.protocol" in out + err and "grpc" in out + err, "check-config: %r %r %r" % (rc, out, err))
 
 
 @test

@@ -121,8 +121,25 @@ static void test_errors_name_the_field(void)
                  "base_url is required");
     expect_error("models: [ {alias: a, deployments: [ {provider: mock, model: m} ]}, {alias: a, deployments: [ {provider: mock, model: m} ]} ]\n",
                  "models[1].alias: duplicate alias");
+    expect_error("tracing: { otlp_endpoint: http://127.0.0.1:4318/v1/traces, protocol: grpc }\n",
+                 "tracing.protocol: unknown protocol \"grpc\" (known: http/protobuf, http/json");
+    expect_error("tracing: { protocol: [http/json] }\n", "tracing.protocol: must be http/protobuf or http/json");
     expect_error("listen: [unclosed\n", "yaml:");
     expect_error("- just\n- a list\n", "top level must be a mapping");
+}
+
+static void test_tracing_protocol(void)
+{
+    char err[256];
+    gw_config *c = parse("tracing: { otlp_endpoint: http://127.0.0.1:4318/v1/traces }\n", err, sizeof err);
+    CHECK(c && c->trace_protocol == TRACE_PROTO_PROTOBUF);   /* the OTLP default */
+    if (c) config_unref(c);
+    c = parse("tracing: { otlp_endpoint: http://127.0.0.1:4318/v1/traces, protocol: http/json }\n", err, sizeof err);
+    CHECK(c && c->trace_protocol == TRACE_PROTO_JSON);
+    if (c) config_unref(c);
+    c = parse("tracing: { protocol: http/protobuf }\n", err, sizeof err);
+    CHECK(c && c->trace_protocol == TRACE_PROTO_PROTOBUF);
+    if (c) config_unref(c);
 }
 
 static void test_router_settings(void)
@@ -273,6 +290,7 @@ int main(void)
     RUN(test_file_secret_and_defaults);
     RUN(test_price_overrides);
     RUN(test_router_settings);
+    RUN(test_tracing_protocol);
     RUN(test_refcount);
     TEST_MAIN_END();
 }
