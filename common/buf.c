@@ -160,11 +160,3 @@ char *buf_steal(buf_t *b)
     memset(b, 0, sizeof *b);
     return p;
 }
-
-void str_copy_trunc(char *dst, size_t cap, const char *s)
-{
-    if (!cap) return;
-    size_t n = s ? utf8_prefix(s, strnlen(s, cap), cap - 1) : 0;
-    if (n) memcpy(dst, s, n);
-    dst[n] = '\0';
-}

@@ -42,8 +42,17 @@ int  buf_put_fixed3(buf_t *b, double v);        /* v >= 0, e.g. 12.345 */
 /* The longest prefix of s[0..n) no longer than max bytes that does not cut
  * a UTF-8 sequence in half (for truncating text that must stay valid). */
 size_t utf8_prefix(const char *s, size_t n, size_t max);
-/* Copies s (NULL: "") into dst[cap], cut on a UTF-8 boundary to fit. */
-void   str_copy_trunc(char *dst, size_t cap, const char *s);
+/* Copies s (NULL: "") into dst[cap] (cap >= 1), cut on a UTF-8 boundary
+ * to fit; returns the length copied. Inline: span and usage records copy
+ * several short labels per request. */
+static inline size_t str_copy_trunc(char *dst, size_t cap, const char *s)
+{
+    size_t n = s ? strnlen(s, cap) : 0;
+    if (n == cap) n = utf8_prefix(s, n, cap - 1);
+    if (n) memcpy(dst, s, n);
+    dst[n] = '\0';
+    return n;
+}
 char *buf_steal(buf_t *b);                      /* caller frees; b is reset to empty */
 
 #endif

@@ -166,15 +166,7 @@ void trace_mark_now(trace_ctx *c, int phase, int end)
     c->mark_ns[phase][end ? 1 : 0] = since_t0_ns(c) + 1;   /* +1: 0 means "not reached" */
 }
 
-/* Copies s (NULL: "") into dst, cut at a UTF-8 boundary to fit; its length. */
-static inline uint8_t copy_str(char *dst, size_t cap, const char *s)
-{
-    size_t n = s ? strnlen(s, cap) : 0;
-    if (n == cap) n = utf8_prefix(s, n, cap - 1);
-    memcpy(dst, s ? s : "", n);
-    dst[n] = '\0';
-    return (uint8_t)n;
-}
+static inline uint8_t copy_str(char *dst, size_t cap, const char *s) { return (uint8_t)str_copy_trunc(dst, cap, s); }
 
 void trace_end(tracer *t, trace_ctx *c, const trace_attrs *a)
 {
