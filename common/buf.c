@@ -1,5 +1,6 @@
 #include "buf.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,4 +160,37 @@ char *buf_steal(buf_t *b)
     if (!p) p = calloc(1, 1);
     memset(b, 0, sizeof *b);
     return p;
+}
+
+/* 4 bytes -> 8 hex digits in one 64-bit word: spread each nibble into a
+ * byte, then add '0', plus 'a' - '0' - 10 where the nibble is above 9. */
+static uint64_t hex_word(uint32_t w)   /* w: the 4 bytes, first byte most significant */
+{
+    uint64_t x = w;
+    x = (x | x << 16) & 0x0000FFFF0000FFFFull;
+    x = (x | x << 8) & 0x00FF00FF00FF00FFull;
+    x = (x | x << 4) & 0x0F0F0F0F0F0F0F0Full;
+    uint64_t above9 = ((x + 0x0606060606060606ull) >> 4) & 0x0101010101010101ull;
+    x += 0x3030303030303030ull + above9 * ('a' - '0' - 10);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    x = __builtin_bswap64(x);   /* the most significant nibble first in memory */
+#endif
+    return x;
+}
+
+void hex_lower(char *out, const void *in, size_t n)
+{
+    const uint8_t *p = in;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        uint32_t w;
+        memcpy(&w, p + i, 4);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        w = __builtin_bswap32(w);   /* the first byte most significant */
+#endif
+        uint64_t h = hex_word(w);
+        memcpy(out + 2 * i, &h, 8);
+    }
+    static const char d[] = "0123456789abcdef";
+    for (; i < n; i++) { out[2 * i] = d[p[i] >> 4]; out[2 * i + 1] = d[p[i] & 15]; }
 }

@@ -53,6 +53,9 @@ static inline size_t str_copy_trunc(char *dst, size_t cap, const char *s)
     dst[n] = '\0';
     return n;
 }
+/* Lowercase hex of in[0..n): 2n chars, not terminated. Eight bytes at a
+ * time in a word (trace and span ids go into every traced request twice). */
+void   hex_lower(char *out, const void *in, size_t n);
 char *buf_steal(buf_t *b);                      /* caller frees; b is reset to empty */
 
 #endif

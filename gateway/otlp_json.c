@@ -45,9 +45,8 @@ static void attr_bool(buf_t *b, int *first, const char *head, size_t n, int v)
 
 static void put_hex(buf_t *b, const uint8_t *in, size_t n)
 {
-    static const char h[] = "0123456789abcdef";
     char id[32];
-    for (size_t i = 0; i < n; i++) { id[2 * i] = h[in[i] >> 4]; id[2 * i + 1] = h[in[i] & 15]; }
+    hex_lower(id, in, n);
     buf_append(b, id, 2 * n);
 }
 

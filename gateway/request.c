@@ -213,11 +213,16 @@ typedef struct hedge {
     int                  promoted;     /* the hedge's upstream callbacks serve the request now */
 } hedge_t;
 
+static double ms_between(const struct timespec *t0, const struct timespec *t1)
+{
+    return (double)(t1->tv_sec - t0->tv_sec) * 1e3 + (double)(t1->tv_nsec - t0->tv_nsec) / 1e6;
+}
+
 static double ms_since(const struct timespec *t0)
 {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)(now.tv_sec - t0->tv_sec) * 1e3 + (double)(now.tv_nsec - t0->tv_nsec) / 1e6;
+    return ms_between(t0, &now);
 }
 
 static const char *route_path(gw_route r)
@@ -266,10 +271,8 @@ static void access_log(gw_req *r)
     buf_puts(b, "\",\"request_id\":\"");
     buf_puts(b, r->id);
     if (r->tr.propagate) {   /* joins the line to its trace */
-        char tid[56];
-        trace_format_traceparent(r->tr.trace_id, r->tr.span_id, 0, tid);
         buf_puts(b, "\",\"trace_id\":\"");
-        buf_append(b, tid + 3, 32);
+        buf_append(b, trace_id_hex(&r->tr), 32);
     }
     buf_puts(b, "\",\"method\":\"POST\",\"path\":\"");
     buf_puts(b, route_path(r->route));
@@ -1098,9 +1101,11 @@ static void up_on_done(void *ud, upstream_req_t *u, upstream_result res, const c
 {
     gw_req *r = ud;
     r->up = NULL;  /* upstream frees it after this returns */
-    r->up_ms = ms_since(&r->t_up);
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    r->up_ms = ms_between(&r->t_up, &now);
     r->up_failed = res != UPSTREAM_OK || r->up_status >= 500;
-    trace_mark(&r->tr, TR_UPSTREAM, 1);
+    trace_mark_at(&r->tr, TR_UPSTREAM, 1, &now);
     if (r->relaying) {   /* the client has bytes: no failover, the stream ends (with an error event if it broke) */
         attempt_report(r, res == UPSTREAM_OK ? OUTCOME_OK : OUTCOME_RETRY, 0);
         relay_end(r, res);
@@ -1216,7 +1221,7 @@ static int start_attempt(gw_req *r, char *msg, size_t msglen, const upstream_cal
     call.model = json_get(call.root, "model");
     const provider *p = r->dep->provider;
     clock_gettime(CLOCK_MONOTONIC, &r->t_up);
-    trace_mark(&r->tr, TR_UPSTREAM, 0);
+    trace_mark_at(&r->tr, TR_UPSTREAM, 0, &r->t_up);
     if (r->route == ROUTE_MESSAGES) call.anthropic_beta = r->hdr.anthropic_beta;
     if (r->translate) {
         call.chat = &r->chat;
@@ -1248,7 +1253,7 @@ static int start_attempt(gw_req *r, char *msg, size_t msglen, const upstream_cal
         if (nh < PROVIDER_MAX_HEADERS) {
             _Static_assert(sizeof r->tp_line >= 13 + 56, "tp_line holds the header line");
             memcpy(r->tp_line, "traceparent: ", 13);   /* no printf: every upstream call has one */
-            trace_format_traceparent(r->tr.trace_id, r->tr.up_span_id, r->tr.up_sampled, r->tp_line + 13);
+            trace_format_upstream(&r->tr, r->tp_line + 13);
             r->http.headers[nh] = r->tp_line;
             r->http.headers[nh + 1] = NULL;
         }

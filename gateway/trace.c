@@ -33,7 +33,20 @@ struct tracer {
     size_t             inflight_spans;
     buf_t              body;        /* the batch being sent (must outlive the call) */
     uint64_t           dropped_logged;
+    int64_t            mono_to_unix_ns;   /* wall clock minus monotonic, re-read every flush tick */
 };
+
+static int64_t ts_ns(const struct timespec *ts) { return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec; }
+
+/* Span times are wall-clock; a request's phases are timed on the monotonic
+ * clock. Their difference is read once a tick rather than once a request. */
+static void sync_clocks(tracer *t)
+{
+    struct timespec wall, mono;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    clock_gettime(CLOCK_MONOTONIC, &mono);
+    t->mono_to_unix_ns = ts_ns(&wall) - ts_ns(&mono);
+}
 
 /* ---- ids ---- */
 
@@ -103,22 +116,12 @@ int trace_parse_traceparent(const char *s, uint8_t trace_id[16], uint8_t parent_
     return 0;
 }
 
-/* Two hex digits per byte from one table (every upstream call formats a traceparent). */
-#define H16(x) x "0" x "1" x "2" x "3" x "4" x "5" x "6" x "7" x "8" x "9" x "a" x "b" x "c" x "d" x "e" x "f"
-static const char hex_pairs[] = H16("0") H16("1") H16("2") H16("3") H16("4") H16("5") H16("6") H16("7")
-                                H16("8") H16("9") H16("a") H16("b") H16("c") H16("d") H16("e") H16("f");
-
-static void hex(char *out, const uint8_t *in, size_t n)
-{
-    for (size_t i = 0; i < n; i++) memcpy(out + 2 * i, hex_pairs + 2 * in[i], 2);
-}
-
 void trace_format_traceparent(const uint8_t trace_id[16], const uint8_t span_id[8], int sampled, char out[56])
 {
     memcpy(out, "00-", 3);
-    hex(out + 3, trace_id, 16);
+    hex_lower(out + 3, trace_id, 16);
     out[35] = '-';
-    hex(out + 36, span_id, 8);
+    hex_lower(out + 36, span_id, 8);
     out[52] = '-';
     out[53] = '0';
     out[54] = sampled ? '1' : '0';
@@ -127,11 +130,34 @@ void trace_format_traceparent(const uint8_t trace_id[16], const uint8_t span_id[
 
 /* ---- per request ---- */
 
+const char *trace_id_hex(trace_ctx *c)
+{
+    if (!c->hex_ready) { hex_lower(c->trace_hex, c->trace_id, 16); c->hex_ready = 1; }
+    return c->trace_hex;
+}
+
+void trace_format_upstream(trace_ctx *c, char out[56])
+{
+    memcpy(out, "00-", 3);
+    memcpy(out + 3, trace_id_hex(c), 32);
+    out[35] = '-';
+    hex_lower(out + 36, c->up_span_id, 8);
+    out[52] = '-';
+    out[53] = '0';
+    out[54] = c->up_sampled ? '1' : '0';
+    out[55] = '\0';
+}
+
+static int64_t ns_between(const struct timespec *a, const struct timespec *b)
+{
+    return (int64_t)(b->tv_sec - a->tv_sec) * 1000000000 + (b->tv_nsec - a->tv_nsec);
+}
+
 static int64_t since_t0_ns(const trace_ctx *c)
 {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    return (int64_t)(now.tv_sec - c->t0.tv_sec) * 1000000000 + (now.tv_nsec - c->t0.tv_nsec);
+    return ns_between(&c->t0, &now);
 }
 
 void trace_begin(tracer *t, trace_ctx *c, const struct timespec *t0, const char *tp)
@@ -155,15 +181,19 @@ void trace_begin(tracer *t, trace_ctx *c, const struct timespec *t0, const char 
     c->up_sampled = c->sampled;
     if (!c->sampled) return;
     c->t0 = *t0;
-    struct timespec wall;
-    clock_gettime(CLOCK_REALTIME, &wall);
-    c->start_unix_ns = (int64_t)wall.tv_sec * 1000000000 + wall.tv_nsec - since_t0_ns(c);
+    c->start_unix_ns = ts_ns(t0) + t->mono_to_unix_ns;
 }
 
 void trace_mark_now(trace_ctx *c, int phase, int end)
 {
     if (phase < 0 || phase >= TR_PHASES) return;
     c->mark_ns[phase][end ? 1 : 0] = since_t0_ns(c) + 1;   /* +1: 0 means "not reached" */
+}
+
+void trace_mark_time(trace_ctx *c, int phase, int end, const struct timespec *now)
+{
+    if (phase < 0 || phase >= TR_PHASES) return;
+    c->mark_ns[phase][end ? 1 : 0] = ns_between(&c->t0, now) + 1;
 }
 
 static inline uint8_t copy_str(char *dst, size_t cap, const char *s) { return (uint8_t)str_copy_trunc(dst, cap, s); }
@@ -274,6 +304,10 @@ size_t trace_take_batch(tracer *t, const char **body, size_t *len)
     t->head = (t->head + recs) % t->max_spans;
     t->count -= recs;
     t->spans -= spans;
+    /* emptied (the steady state): start again at slot 0, so the records in
+     * use stay the same few cache-warm kilobytes instead of walking the
+     * whole ring (MBs) and missing the cache on every record */
+    if (t->count == 0) t->head = 0;
     *body = json ? otlp_json_end(b, len) : otlp_pb_end(&t->pb, b, len);
     if (!*body) {   /* out of memory: the batch is lost */
         metrics_trace_spans(0, spans);
@@ -308,6 +342,7 @@ void trace_flush(tracer *t)
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd; (void)what;
+    sync_clocks(arg);
     trace_flush(arg);
 }
 
@@ -320,6 +355,7 @@ tracer *tracer_new(struct event_base *base, upstream_t *up, const trace_settings
     t->up = up;
     t->ratio = s->sample_ratio;
     t->protocol = s->protocol;
+    sync_clocks(t);
     t->max_spans = s->queue_spans ? s->queue_spans : 4096;
     t->batch = s->batch_spans ? s->batch_spans : 512;
     if (t->batch > t->max_spans) t->batch = t->max_spans;

@@ -49,6 +49,8 @@ typedef struct trace_ctx {
     int64_t  start_unix_ns;     /* wall clock at t0 */
     struct timespec t0;         /* monotonic, the request's own t0 */
     int64_t  mark_ns[TR_PHASES][2];   /* [phase][start, end] since t0; 0 = not reached */
+    int      hex_ready;
+    char     trace_hex[32];     /* the trace id in hex, made once (access log, upstream header) */
 } trace_ctx;
 
 /* What the root span says (GenAI semantic conventions). */
@@ -72,6 +74,16 @@ void    tracer_free(tracer *t);
  * traceparent header or NULL. No-op (ctx->sampled = 0) without a tracer. */
 void trace_begin(tracer *t, trace_ctx *ctx, const struct timespec *t0, const char *tp);
 void trace_mark_now(trace_ctx *ctx, int phase, int end);
+/* The same with a monotonic time the caller already read. */
+void trace_mark_time(trace_ctx *ctx, int phase, int end, const struct timespec *now);
+static inline void trace_mark_at(trace_ctx *ctx, int phase, int end, const struct timespec *now)
+{
+    if (ctx->sampled) trace_mark_time(ctx, phase, end, now);
+}
+/* The trace id as 32 hex digits (not terminated). */
+const char *trace_id_hex(trace_ctx *ctx);
+/* The traceparent for the upstream call: 55 chars + NUL. */
+void trace_format_upstream(trace_ctx *ctx, char out[56]);
 static inline void trace_mark(trace_ctx *ctx, int phase, int end)   /* end: 0 start, 1 end */
 {
     if (ctx->sampled) trace_mark_now(ctx, phase, end);

@@ -1507,6 +1507,7 @@ static int hdr_named(const char *h, size_t len, const char *name, size_t nl)
     return len > nl && h[nl] == ':' && strncasecmp(h, name, nl) == 0;
 }
 
+
 /* curl semantics for "Name:" with nothing after it: send nothing. */
 static int hdr_empty(const char *h, size_t len)
 {
@@ -1517,6 +1518,17 @@ static int hdr_empty(const char *h, size_t len)
         if (*p != ' ' && *p != '\t')
             return 0;
     return 1;
+}
+
+/* Every header line's sendable length, found once (0: skipped: empty, or
+ * "Name:" with nothing after it). Past the first HEAD_SCAN lines, the
+ * second pass measures again. */
+#define HEAD_SCAN 32
+
+static size_t sendable_len(const char *h)
+{
+    size_t l = line_len(h);
+    return l && !hdr_empty(h, l) ? l : 0;
 }
 
 static char *put(char *o, const char *s, size_t n)
@@ -1530,14 +1542,17 @@ static int build_head(h1_req *r, const char *method, const url_parts *u, const u
     size_t ml = strlen(method);
     int own_host = 1, own_cl = 1;
     size_t need = ml + 1 + 1 + u->path_len + 11 + 2;
-    for (const char *const *hp = req->headers; hp && *hp; hp++) {
+    size_t lens[HEAD_SCAN], nh = 0;
+    for (const char *const *hp = req->headers; hp && *hp; hp++, nh++) {
         size_t l = line_len(*hp);
+        size_t send = l && !hdr_empty(*hp, l) ? l : 0;
+        if (nh < HEAD_SCAN) lens[nh] = send;
         if (!l)
             continue;
-        if (hdr_named(*hp, l, "Host", 4)) own_host = 0;
-        if (hdr_named(*hp, l, "Content-Length", 14)) own_cl = 0;
-        if (!hdr_empty(*hp, l))
-            need += l + 2;
+        char c0 = (char)(**hp | 0x20);   /* only names starting like these two need the compare */
+        if (c0 == 'h' && hdr_named(*hp, l, "Host", 4)) own_host = 0;
+        if (c0 == 'c' && hdr_named(*hp, l, "Content-Length", 14)) own_cl = 0;
+        need += send ? send + 2 : 0;
     }
     int send_cl = own_cl && (req->body || strcmp(method, "POST") == 0);
     if (own_host)
@@ -1555,9 +1570,10 @@ static int build_head(h1_req *r, const char *method, const url_parts *u, const u
     o = put(o, " HTTP/1.1\r\n", 11);
     if (own_host)
         o = put(o, r->h->host_line, r->h->host_line_len);
-    for (const char *const *hp = req->headers; hp && *hp; hp++) {
-        size_t l = line_len(*hp);
-        if (!l || hdr_empty(*hp, l))
+    nh = 0;
+    for (const char *const *hp = req->headers; hp && *hp; hp++, nh++) {
+        size_t l = nh < HEAD_SCAN ? lens[nh] : sendable_len(*hp);
+        if (!l)
             continue;
         o = put(o, *hp, l);
         o = put(o, "\r\n", 2);
