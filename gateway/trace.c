@@ -184,17 +184,7 @@ void trace_begin(tracer *t, trace_ctx *c, const struct timespec *t0, const char 
     c->start_unix_ns = ts_ns(t0) + t->mono_to_unix_ns;
 }
 
-void trace_mark_now(trace_ctx *c, int phase, int end)
-{
-    if (phase < 0 || phase >= TR_PHASES) return;
-    c->mark_ns[phase][end ? 1 : 0] = since_t0_ns(c) + 1;   /* +1: 0 means "not reached" */
-}
 
-void trace_mark_time(trace_ctx *c, int phase, int end, const struct timespec *now)
-{
-    if (phase < 0 || phase >= TR_PHASES) return;
-    c->mark_ns[phase][end ? 1 : 0] = ns_between(&c->t0, now) + 1;
-}
 
 static inline uint8_t copy_str(char *dst, size_t cap, const char *s) { return (uint8_t)str_copy_trunc(dst, cap, s); }
 
