@@ -59,9 +59,15 @@ void sse_feed(sse_parser *p, const char *b, size_t n)
     if (p->last_cr && b[0] == '\n') i = 1;  /* second half of a split "\r\n" */
     p->last_cr = 0;
     size_t start = i;
-    for (; i < n; i++) {
+    while (i < n) {
+        /* the next line end: '\n' by a vectorised search, then a '\r' before
+         * it (streams rarely use one); every other byte is left unlooked at */
+        const char *nl = memchr(b + i, '\n', n - i);
+        size_t lim = nl ? (size_t)(nl - b) : n;
+        const char *cr = memchr(b + i, '\r', lim - i);
+        if (!cr && !nl) break;
+        i = cr ? (size_t)(cr - b) : lim;
         char c = b[i];
-        if (c != '\n' && c != '\r') continue;
         if (p->line.len) {
             buf_append(&p->line, b + start, i - start);
             field(p, p->line.data, p->line.len);
@@ -73,7 +79,7 @@ void sse_feed(sse_parser *p, const char *b, size_t n)
             if (i + 1 < n && b[i + 1] == '\n') i++;
             else if (i + 1 == n) p->last_cr = 1;
         }
-        start = i + 1;
+        start = ++i;
     }
     if (start < n) {
         /* a partial line longer than an event can be is junk: cap what we keep */

@@ -282,6 +282,9 @@ int usage_from_bytes(const char *p, size_t n, usage_t *u)
     if (s.p >= s.end || *s.p != ':') return -1;
     s.p++;
     skip_ws(&s);
+    /* "usage":null is how every chunk of an OpenAI stream but the last says
+     * "none yet": no usage, and no reason for the whole parse below */
+    if ((size_t)(s.end - s.p) >= 4 && !memcmp(s.p, "null", 4)) return -1;
     usage_scan got = { { 0 }, 0 };
     if (s.p >= s.end || *s.p != '{' || scan_object(&s, 1, on_usage_member, &got) < 0) return usage_from_parse(p, n, u);
     got.u.present = 1;

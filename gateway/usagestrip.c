@@ -32,22 +32,41 @@ static int has_member_opening(const char *p, size_t n, const char *key, size_t k
     return 0;
 }
 
+/* "usage" : {   anywhere, searched from the end on its rare 'g' (every
+ * chunk but the last says "usage":null, near its end) */
+static int has_usage_object(const char *p, size_t n)
+{
+    const char *end = p + n;
+    for (size_t to = n; to > 0;) {
+        const char *g = memrchr(p, 'g', to);
+        if (!g) return 0;
+        to = (size_t)(g - p);
+        if (to < 4 || (size_t)(end - g) < 3 || memcmp(g - 4, "\"usage\"", 7)) continue;
+        const char *q = skip_ws(g + 3, end);
+        if (q >= end || *q != ':') continue;
+        q = skip_ws(q + 1, end);
+        if (q < end && *q == '{') return 1;
+    }
+    return 0;
+}
+
 int usagestrip_is_usage_chunk(const char *p, size_t n)
 {
     const char *end = p + n, *q = skip_ws(p, end);
     if ((size_t)(end - q) < 5 || memcmp(q, "data:", 5)) return 0;
-    return has_member_opening(q, (size_t)(end - q), "\"choices\"", 9, '[', 1) &&
-           has_member_opening(q, (size_t)(end - q), "\"usage\"", 7, '{', 0);
+    return has_usage_object(q, (size_t)(end - q)) &&
+           has_member_opening(q, (size_t)(end - q), "\"choices\"", 9, '[', 1);
 }
 
 /* End of the first event terminator at or after p: the offset just past the
  * blank line, or 0 if there is none yet. */
 static size_t event_end(const char *p, size_t n)
 {
-    for (size_t i = 0; i + 1 < n; i++) {
-        if (p[i] != '\n') continue;
+    for (const char *nl = p; n > 1 && (nl = memchr(nl, '\n', n - 1 - (size_t)(nl - p)));) {
+        size_t i = (size_t)(nl - p);
         if (p[i + 1] == '\n') return i + 2;
         if (p[i + 1] == '\r' && i + 2 < n && p[i + 2] == '\n') return i + 3;
+        nl++;
     }
     return 0;
 }

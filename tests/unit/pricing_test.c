@@ -1,6 +1,8 @@
 /* cost engine: price lookup, overrides, cost arithmetic, formatting; the
  * stream_options rewrite and the usage-chunk filter that make stream costs known */
 #include <math.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -185,6 +187,66 @@ static void test_strip_keeps_other_events(void)
     CHECK(usagestrip_is_usage_chunk(": comment \"choices\":[] \"usage\":{}", 34) == 0);
 }
 
+/* The reference: every "key" : <open> found by a plain forward search. */
+static int ref_opening(const char *p, size_t n, const char *key, char open, int empty_array)
+{
+    size_t kl = strlen(key);
+    for (size_t i = 0; i + kl <= n; i++) {
+        if (memcmp(p + i, key, kl)) continue;
+        size_t j = i + kl;
+        while (j < n && strchr(" \t\r\n", p[j])) j++;
+        if (j >= n || p[j] != ':') continue;
+        j++;
+        while (j < n && strchr(" \t\r\n", p[j])) j++;
+        if (j >= n || p[j] != open) continue;
+        if (!empty_array) return 1;
+        j++;
+        while (j < n && strchr(" \t\r\n", p[j])) j++;
+        if (j < n && p[j] == ']') return 1;
+    }
+    return 0;
+}
+
+static int ref_is_usage_chunk(const char *p, size_t n)
+{
+    size_t i = 0;
+    while (i < n && strchr(" \t\r\n", p[i])) i++;
+    if (n - i < 5 || memcmp(p + i, "data:", 5)) return 0;
+    return ref_opening(p + i, n - i, "\"choices\"", '[', 1) && ref_opening(p + i, n - i, "\"usage\"", '{', 0);
+}
+
+/* The usage-chunk test (searched from the end on 'g') against the plain
+ * forward search, over chunks assembled from the pieces streams are made of. */
+static void test_strip_matches_reference(void)
+{
+    static const char *const parts[] = {
+        "\"usage\"", "\"usage\":null", "\"usage\":{}", "\"usage\" : {\"prompt_tokens\":1}", "\"usage\":[]",
+        "\"choices\":[]", "\"choices\" :[ ]", "\"choices\":[{\"delta\":{}}]", "\"logprobs\":null",
+        "\"model\":\"gpt-4o-mini\"", "\"fingerprint\":\"g\"", "g", "\"", ":", "{", "}", ",", " ", "\n", "usage",
+    };
+    const size_t np = sizeof parts / sizeof parts[0];
+    uint32_t x = 7;
+    int mismatches = 0, positives = 0;
+    for (int k = 0; k < 20000; k++) {
+        char chunk[512];
+        size_t n = 0;
+        if (k % 4) { memcpy(chunk, "data: ", 6); n = 6; }
+        int pieces = 1 + (int)((x = x * 1103515245u + 12345u) >> 16) % 8;
+        for (int i = 0; i < pieces; i++) {
+            const char *s = parts[((x = x * 1103515245u + 12345u) >> 16) % np];
+            size_t l = strlen(s);
+            if (n + l >= sizeof chunk) break;
+            memcpy(chunk + n, s, l);
+            n += l;
+        }
+        int want = ref_is_usage_chunk(chunk, n), got = usagestrip_is_usage_chunk(chunk, n);
+        positives += want;
+        if (want != got && mismatches++ < 3) fprintf(stderr, "  chunk %.*s: want %d got %d\n", (int)n, chunk, want, got);
+    }
+    CHECK(mismatches == 0);
+    CHECK(positives > 100);   /* the generator does reach the usage chunk */
+}
+
 static void test_strip_bounded(void)
 {
     /* an event that never ends is not held back forever */
@@ -213,6 +275,7 @@ int main(void)
     RUN(test_rewrite_body);
     RUN(test_strip_whole_and_split);
     RUN(test_strip_keeps_other_events);
+    RUN(test_strip_matches_reference);
     RUN(test_strip_bounded);
     TEST_MAIN_END();
 }

@@ -30,6 +30,9 @@ static void test_agrees_with_the_parser(void)
     CHECK(agree("{\"usage\":{\"prompt_tokens\":\"12\",\"completion_tokens\":null,\"z\":true,\"y\":false}}"));
     CHECK(agree("{\"usage\":{\"prompt_tokens\":1e3,\"completion_tokens\":0,\"prompt_tokens_details\":null}}"));
     CHECK(agree("{\"usage\":{\"pr\\u006fmpt_tokens\":4,\"s\":\"a\\\"b\\\\\",\"completion_tokens\":8}}"));
+    /* a stream chunk before the last: "usage":null is no usage, found without a whole parse */
+    CHECK(agree("{\"id\":\"c\",\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"usage\":null}"));
+    CHECK(agree("{\"usage\" : null }"));
 }
 
 static void test_values(void)
