@@ -123,6 +123,7 @@ typedef struct gw_req {
     struct timespec      t0;
     struct timespec      t_up;         /* the provider call started (metrics: overhead excludes it) */
     double               ttft_ms;
+    double               total_ms;     /* read once when the request finishes (log, usage, metrics) */
     double               up_ms;        /* time spent waiting on the provider */
     int                  up_failed;    /* transport error, timeout or 5xx: the deployment's health */
     int                  cache_mode;   /* CACHE_OFF unless the alias or the request asked (cache.h) */
@@ -298,7 +299,7 @@ static void access_log(gw_req *r)
     if (r->split) put_field_str(b, ",\"split\":", r->split);
     if (r->sem_on) { buf_puts(b, ",\"cache_similarity\":"); buf_put_fixed3(b, r->cache_similarity); }
     buf_puts(b, r->stream ? ",\"stream\":true,\"latency_ms\":" : ",\"stream\":false,\"latency_ms\":");
-    buf_put_fixed3(b, ms_since(&r->t0));
+    buf_put_fixed3(b, r->total_ms);
     if (r->ttft_ms > 0) { buf_puts(b, ",\"ttft_ms\":"); buf_put_fixed3(b, r->ttft_ms); }
     if (r->usage.present) {
         buf_puts(b, ",\"prompt_tokens\":"); buf_put_i64(b, r->usage.prompt_tokens);
@@ -455,7 +456,7 @@ static void record_usage(gw_req *r)
         .provider = r->dep ? r->dep->provider->name : NULL,
         .upstream_model = r->dep ? r->dep->model : NULL,
         .usage = r->usage, .cost_e10 = r->cost_e10,
-        .latency_ms = ms_since(&r->t0), .ttft_ms = r->ttft_ms,
+        .latency_ms = r->total_ms, .ttft_ms = r->ttft_ms,
         .status = r->status, .attempts = r->cache_hit ? 0 : r->attempts, .cache_hit = r->cache_hit,
         .guard = r->guard[0] ? r->guard : NULL, .cache_similarity = r->cache_similarity,
     };
@@ -500,7 +501,7 @@ static void observe(gw_req *r)
         .input_tokens = r->usage.present ? r->usage.prompt_tokens : 0,
         .output_tokens = r->usage.present ? r->usage.completion_tokens : 0,
         .cost_e10 = r->cost_e10,
-        .total_ms = ms_since(&r->t0), .ttft_ms = r->ttft_ms, .upstream_ms = r->up_ms,
+        .total_ms = r->total_ms, .ttft_ms = r->ttft_ms, .upstream_ms = r->up_ms,
         .upstream_failed = r->up_failed, .attempted = r->t_up.tv_sec != 0 && r->status != 499,
     };
     metrics_request(&m);
@@ -547,6 +548,16 @@ static void ab_sample(gw_req *r)
     if (s.body) abjudge_start(r->w->ab, &s);
 }
 
+/* One finished request's records: access log line, usage event, metrics;
+ * they share one reading of its total time. */
+static void record_finished(gw_req *r)
+{
+    r->total_ms = ms_since(&r->t0);
+    access_log(r);
+    record_usage(r);
+    observe(r);
+}
+
 static void req_finish(gw_req *r)
 {
     account(r);
@@ -570,9 +581,7 @@ static void req_finish(gw_req *r)
         router_add_tokens(&r->w->router, r->serving, r->dep_index,
                           (int64_t)r->usage.prompt_tokens + r->usage.completion_tokens - r->est_tokens, loop_now_ms(r->w));
     settle_limits(r);
-    access_log(r);
-    record_usage(r);
-    observe(r);
+    record_finished(r);
     worker_t *w = r->w;
     int async = r->conn_paused;
     req_free(r);
@@ -971,8 +980,10 @@ static void up_on_response(void *ud, upstream_req_t *u, int status)
     gw_req *r = ud;
     (void)u;
     r->up_status = status;
-    r->ttft_ms = ms_since(&r->t0);
-    r->attempt_ttfb_ms = ms_since(&r->attempt_t0);
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    r->ttft_ms = ms_between(&r->t0, &now);
+    r->attempt_ttfb_ms = ms_between(&r->attempt_t0, &now);
     /* a stream is committed (status line to the client) only with its first
      * byte: until then a stall or a cut can still fail over */
 }
@@ -1184,9 +1195,7 @@ static evhtp_res on_client_fini(evhtp_request_t *req, void *arg)
     r->error = "client_gone";
     account(r);
     settle_limits(r);
-    access_log(r);
-    record_usage(r);
-    observe(r);
+    record_finished(r);
     worker_t *w = r->w;
     req_free(r);
     worker_request_done(w);
