@@ -203,12 +203,19 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg);
 static void kick_cb(evutil_socket_t fd, short what, void *arg);
 static void complete(h1_req *r, upstream_result res, const char *msg);
 
+static int64_t clock_skew_us;                    /* h1_test_clock_advance */
+
 static int64_t now_us(void)
 {
     struct timespec ts;
     if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
         return 0;
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 + clock_skew_us;
+}
+
+void h1_test_clock_advance(int64_t us)
+{
+    clock_skew_us += us;
 }
 
 static h1_req *from_pub(const upstream_req_t *r)
@@ -611,13 +618,13 @@ static h1_conn *pool_get(h1_host *h)
     int64_t now = 0;
     while ((k = h->idle)) {
         idle_unlink(k);
+        k->state = C_BUSY;                       /* off the idle list: conn_drop must not unlink it again */
         if (!now)
             now = now_us();
         if (now - k->idle_since > IDLE_MAX_AGE_US) {
             conn_drop(k, 0);
             continue;
         }
-        k->state = C_BUSY;
         return k;
     }
     return NULL;

@@ -12,6 +12,7 @@
 #include "upstream.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Both request kinds begin with an int tag so that upstream.c can tell an
  * opaque upstream_req_t apart without another allocation. */
@@ -47,5 +48,7 @@ typedef struct h1_stats {
     unsigned long retries;     /* stale keep-alive retries */
 } h1_stats;
 void h1_get_stats(const h1_client *c, h1_stats *out);
+/* Moves this engine's clock forward (tests of the pooled-connection age limit). */
+void h1_test_clock_advance(int64_t us);
 
 #endif

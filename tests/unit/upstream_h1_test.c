@@ -427,6 +427,30 @@ static void test_idle_close_dropped(void)
     fx_fini(&f);
 }
 
+/* A pooled connection idle past the age limit is replaced, and the pool
+ * still works after that: the next calls share the new connection. */
+static void test_aged_idle_replaced(void)
+{
+    fixture f;
+    ctx c;
+    CHECK(fx_init(&f, 0) == 0);
+    srv_script(f.s, cl_resp);
+    CHECK(get_once(&f, &c, "/a", 0) == UPSTREAM_OK);
+    CHECK(stats(&f).idle == 1);
+    h1_test_clock_advance(111LL * 1000000);
+    CHECK(get_once(&f, &c, "/b", 0) == UPSTREAM_OK);
+    CHECK(stats(&f).connects == 2);
+    CHECK(stats(&f).idle == 1);
+    for (int i = 0; i < 5; i++) {
+        CHECK(get_once(&f, &c, "/c", 0) == UPSTREAM_OK);
+        CHECK_STR(c.body, "hello world");
+    }
+    CHECK(stats(&f).connects == 2);
+    CHECK(stats(&f).idle == 1);
+    CHECK(stats(&f).conns == 1);
+    fx_fini(&f);
+}
+
 /* The keep-alive race: the server gives up on an idle connection just as
  * the next request is written.  Nothing came back, so one retry on a fresh
  * connection is safe. */
@@ -781,6 +805,7 @@ int main(void)
     cbs.on_done = on_done;
     RUN(test_split_every_byte);
     RUN(test_idle_close_dropped);
+    RUN(test_aged_idle_replaced);
     RUN(test_keepalive_race_retry);
     RUN(test_no_retry_after_bytes);
     RUN(test_malformed_responses);
