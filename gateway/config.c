@@ -906,6 +906,7 @@ static void parse_root(parse_ctx *p, yaml_node_t *root, gw_config *c)
             else parse_listen(p, k, s, &c->listen_host, &c->listen_port);
         }
         else if (!strcmp(k, "workers")) { long x; if (want_long(p, k, v, 0, 256, &x) == 0) c->workers = (int)x; }
+        else if (!strcmp(k, "busy_poll_us")) want_long(p, k, v, 0, 10000, &c->busy_poll_us);
         else if (!strcmp(k, "metrics_listen")) want_string(p, k, v, &c->metrics_listen);
         else if (!strcmp(k, "redis_url")) want_string(p, k, v, &c->redis_url);
         else if (!strcmp(k, "state_dir")) want_string(p, k, v, &c->state_dir);
@@ -1171,6 +1172,7 @@ gw_config *config_with_settings(const gw_config *base, keytab *keys)
     c->version = base->version;
     c->listen_port = base->listen_port;
     c->workers = base->workers;
+    c->busy_poll_us = base->busy_poll_us;
     c->max_body_bytes = base->max_body_bytes;
     c->max_header_bytes = base->max_header_bytes;
     c->client_timeout_ms = base->client_timeout_ms;

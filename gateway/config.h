@@ -116,6 +116,7 @@ typedef struct gw_config {
     char      *listen_host;
     int        listen_port;
     int        workers;        /* 0 = one per core */
+    long       busy_poll_us;   /* evloop.h: poll this long after traffic before blocking; 0 = off */
     char      *metrics_listen;
     char      *redis_url;
     char      *state_dir;

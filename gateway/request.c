@@ -18,6 +18,7 @@
  * evhtp's error/fini hooks cancel the upstream call.
  */
 #include "request.h"
+#include "evloop.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -2097,6 +2098,7 @@ static void on_responses_prepared(void *ud, int status, const char *msg, const c
 
 static void handle_api(evhtp_request_t *req, gw_route route, worker_t *w)
 {
+    evloop_note_traffic();
     gw_req *r = req_acquire(w);
     if (!r) {
         http_send_openai_error(req, 503, "server_error", "overloaded", NULL, "Out of memory.");

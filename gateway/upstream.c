@@ -22,6 +22,7 @@
  */
 #include "upstream.h"
 #include "upstream_h1.h"
+#include "evloop.h"
 #include "log.h"
 
 #include <curl/curl.h>
@@ -180,6 +181,7 @@ static void stop_timers(upstream_req_t *r)
 
 static void sock_event_cb(evutil_socket_t fd, short what, void *arg)
 {
+    evloop_note_traffic();
     usock *s = arg;
     int flags = 0;
     if (what & EV_READ)  flags |= CURL_CSELECT_IN;

@@ -34,6 +34,7 @@
  * h1_start.
  */
 #include "upstream_h1.h"
+#include "evloop.h"
 #include "log.h"
 
 #include <event2/event.h>
@@ -1381,6 +1382,7 @@ static int make_room(h1_req *r)
 
 static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
 {
+    evloop_note_traffic();
     h1_conn *k = arg;
     h1_req *r = k->req;
     (void)what;
@@ -1439,6 +1441,7 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
 
 static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
 {
+    evloop_note_traffic();
     h1_conn *k = arg;
     (void)fd; (void)what;
     if (!k->req)

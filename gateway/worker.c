@@ -6,6 +6,7 @@
  * then exit.
  */
 #include "worker.h"
+#include "evloop.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -254,13 +255,14 @@ static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
         /* models and keys come from the control plane: only settings change */
         if (!next->control_plane) log_warn("control_plane removed from the file: restart to run standalone");
         else if (cpagent_prepare_config(next, err, sizeof err) < 0) log_error("reload refused: %s", err);
-        else { cpsync_settings(w->cp, next); log_info("settings reloaded"); }
+        else { cpsync_settings(w->cp, next); w->busy_poll_us = next->busy_poll_us; log_info("settings reloaded"); }
         config_unref(next);
         return;
     }
     /* in-flight requests keep their own ref on the old snapshot */
     config_unref(w->cfg);
     w->cfg = next;
+    w->busy_poll_us = next->busy_poll_us;
     log_info("config reloaded (%zu models, %zu keys)", next->nmodels, config_key_count(next));
 }
 
@@ -382,7 +384,8 @@ int worker_run(int listen_fd, gw_config *cfg, const char *config_path, int index
         goto out;
     }
     log_debug("serving");
-    if (event_base_dispatch(w.base) < 0) log_error("event loop failed");
+    w.busy_poll_us = cfg->busy_poll_us;
+    if (evloop_run(w.base, &w.busy_poll_us) < 0) log_error("event loop failed");
     else rc = 0;
 out:
     abjudge_free(w.ab);        /* judge calls in flight are dropped with their verdicts */

@@ -50,6 +50,7 @@ typedef struct worker {
     void               *req_pool;   /* freed request states kept for reuse (request.c) */
     size_t              req_pool_n;
     int                 draining;
+    long                busy_poll_us;   /* evloop.h; follows the config on reload */
     buf_t               logline;    /* reused to format access-log lines */
     struct event       *ev_term, *ev_int, *ev_hup, *ev_drain_check;
 } worker_t;

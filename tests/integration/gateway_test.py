@@ -1304,7 +1304,12 @@ def probe_new_connection(port):
 
 @test
 def test_sigterm_drains_streams_and_exits():
-    g = own_gateway(workers=2)
+    drain_and_exit(own_gateway(workers=2))
+
+
+def drain_and_exit(g):
+    """SIGTERM while a stream is open: the stream finishes whole, new
+    connections are refused meanwhile, and the master exits 0."""
     try:
         tag = uniq()
         body = chat("gpt-4o-mini", "%s MOCK_CHUNKS=10 MOCK_GAP_MS=200" % tag, stream=True)
@@ -1358,6 +1363,46 @@ def test_sigterm_drains_streams_and_exits():
         check_no_secrets(g)
     finally:
         stop_and_check(g, timeout=2)
+
+
+@test
+def test_busy_poll_serves_reloads_and_drains():
+    """busy_poll_us on (evloop.h): keep-alive requests through a real upstream
+    and a stream are answered as without it, a SIGHUP that turns it off and
+    on again under load fails nothing, and SIGTERM still drains and exits."""
+    m = mock()
+    cfg = make_config(h.free_port(), m, ENV.dead_port, workers=2)
+    cfg["busy_poll_us"] = 2000
+    g = h.Gateway(cfg)
+    try:
+        tag = uniq()
+        with h.Conn(g.port) as c:
+            for i in range(100):
+                r = c.request("POST", "/v1/chat/completions", chat("gpt-4o-mini", "%s bp %d" % (tag, i)), key=KEY_A)
+                expect_status(r, 200)
+                check(content_of(r), "empty answer: %r" % r)
+        with h.Conn(g.port) as c:
+            r = c.request("POST", "/v1/chat/completions",
+                          chat("gpt-4o-mini", "%s MOCK_CHUNKS=5 MOCK_GAP_MS=20" % tag, stream=True), key=KEY_A, sse=True)
+        _, text = check_sse_stream(r, want_usage=False)
+        check(text == "".join("chunk-%d " % i for i in range(5)), "stream content with busy polling: %r" % text)
+        failed = []
+        for value in (0, 500):
+            cfg["busy_poll_us"] = value
+            g.write_config(cfg)
+            g.signal(signal.SIGHUP)
+            with h.Conn(g.port) as c:
+                for i in range(50):
+                    r = c.request("POST", "/v1/chat/completions", chat("gpt-4o-mini", "%s after %d" % (tag, i)),
+                                  key=KEY_A)
+                    if r.status != 200:
+                        failed.append((value, r.status))
+        check(not failed, "requests failed around the reloads: %r" % failed[:5])
+        check(g.alive(), "gateway died with busy polling on")
+    except BaseException:
+        stop_and_check(g)
+        raise
+    drain_and_exit(g)
 
 
 # --------------------------------------------------------------------------

@@ -11,6 +11,7 @@
 static const char *good =
     "listen: 127.0.0.1:9999\n"
     "workers: 3\n"
+    "busy_poll_us: 150\n"
     "max_body_bytes: 65536\n"
     "timeouts: { connect_ms: 1500, first_byte_ms: 2500 }\n"
     "models:\n"
@@ -50,6 +51,7 @@ static void test_parses_settings_and_models(void)
     CHECK_STR(c->listen_host, "127.0.0.1");
     CHECK(c->listen_port == 9999);
     CHECK(c->workers == 3);
+    CHECK(c->busy_poll_us == 150);
     CHECK(c->max_body_bytes == 65536);
     CHECK(c->nmodels == 2);
     const gw_model *m = config_find_model(c, "gpt-4o-mini", 11);
@@ -108,6 +110,8 @@ static void test_errors_name_the_field(void)
     expect_error("models:\n  - alias: a\n    deployments:\n      - provider: mock\n", "models[0].deployments[0].model: is required");
     expect_error("models:\n  - deployments: [ {provider: mock, model: m} ]\n", "models[0].alias: is required");
     expect_error("workers: lots\n", "workers: must be an integer");
+    expect_error("busy_poll_us: 20000\n", "busy_poll_us: must be between 0 and 10000, got 20000");
+    expect_error("busy_poll_us: -1\n", "busy_poll_us: must be between 0 and 10000");
     expect_error("listen: nowhere\n", "listen: must be host:port");
     expect_error("bogus: 1\n", "bogus: unknown field");
     expect_error("models:\n  - alias: a\n    strategy: fastest\n    deployments: [ {provider: mock, model: m} ]\n",
