@@ -15,7 +15,7 @@
 #include "buf.h"
 #include "log.h"
 
-#define FLUSH_BYTES   (32 * 1024)
+#define FLUSH_BYTES   (256 * 1024)   /* a write per this much, or per FLUSH_MS: few wakeups of the writer */
 #define FLUSH_MS      100
 #define PENDING_MAX   (8u << 20)   /* the loop's buffer while the writer is stuck; beyond it lines are dropped */
 #define CLOSE_WAIT_S  3            /* how long a stopping worker waits for the sink */
@@ -25,7 +25,7 @@ struct accesslog {
     int             own_fd;
     int             pipe;        /* the sink is a pipe or socket: writes of whole lines up to PIPE_BUF */
     buf_t           pending;     /* the loop appends here */
-    struct event   *timer;
+    struct event   *timer;       /* one-shot, armed while lines are pending: an idle worker sleeps */
     uint64_t        dropped;     /* lines the loop could not buffer (writer stuck) */
     /* the writer thread: takes `batch` when the loop hands it over */
     pthread_t       thread;
@@ -91,6 +91,13 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
+static void arm_timer(accesslog_t *a)
+{
+    struct timeval tv = { 0, FLUSH_MS * 1000 };
+    if (a->timer && !evtimer_pending(a->timer, NULL) && evtimer_add(a->timer, &tv) < 0)
+        log_warn("access log: cannot arm the flush timer");
+}
+
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd; (void)what;
@@ -131,9 +138,7 @@ accesslog_t *accesslog_open(struct event_base *base, const char *target)
             return NULL;
         }
         a->threaded = 1;
-        struct timeval tv = { 0, FLUSH_MS * 1000 };
-        a->timer = event_new(base, -1, EV_PERSIST, on_timer, a);
-        if (!a->timer || event_add(a->timer, &tv) < 0) { accesslog_close(a); return NULL; }
+        if (!(a->timer = evtimer_new(base, on_timer, a))) { accesslog_close(a); return NULL; }
     }
     return a;
 }
@@ -148,6 +153,7 @@ void accesslog_write(accesslog_t *a, const char *line, size_t len)
                                                 (unsigned long long)a->dropped);
         return;
     }
+    if (a->pending.len == 0) arm_timer(a);
     buf_append(&a->pending, line, len);
     if (a->pending.len >= FLUSH_BYTES) accesslog_flush(a);
 }
@@ -170,7 +176,7 @@ void accesslog_flush(accesslog_t *a)
             pthread_cond_broadcast(&a->cv);
         }
         pthread_mutex_unlock(&a->mu);
-        if (!handed) return;
+        if (!handed) { arm_timer(a); return; }   /* try again in FLUSH_MS */
     }
     buf_reset(&a->pending);
     if (a->pending.oom) { buf_free(&a->pending); buf_init(&a->pending); }
