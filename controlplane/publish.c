@@ -16,6 +16,7 @@
 #include "gateway.pb-c.h"
 #include "ingest.h"
 #include "log.h"
+#include "monoclock.h"
 #include "pbwire.h"
 #include "metrics.h"
 #include "snapshot.h"
@@ -41,12 +42,6 @@ struct cp_publisher {
     int                  cache_valid;
 };
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- hello ---- */
 
@@ -142,14 +137,14 @@ static void on_hello(cp_publisher *p, cp_dbconn *c, const uint8_t *data, size_t 
         reply.status = GW__HELLO_REPLY__STATUS__UP_TO_DATE;
         reply.version = current;
     } else {
-        int64_t t0 = now_ms();
+        int64_t t0 = mono_ms();
         if (!(have_current && p->cache_valid && p->cache_version == current)) {
             uint64_t v;
             if (cp_snapshot_build(c, p->master_key, &p->cache, &v, err, sizeof err) == 0) {
                 p->cache_valid = 1;
                 p->cache_version = v;
                 log_info("snapshot version %" PRIu64 " built: %zu bytes in %lld ms", v, p->cache.len,
-                         (long long)(now_ms() - t0));
+                         (long long)(mono_ms() - t0));
             } else if (!p->cache_valid) {
                 log_warn("cannot build a snapshot for %.200s: %s", h->dataplane_id, err);
             }
@@ -201,9 +196,9 @@ static void *hello_main(void *arg)
     while (!atomic_load(&p->stop)) {
         /* here, not on another thread: ingestion and the roll lock the same
          * key rows, and one thread takes them in one order */
-        if (now_ms() >= next_roll) {
+        if (mono_ms() >= next_roll) {
             roll_budget_periods(c);
-            next_roll = now_ms() + BUDGET_ROLL_MS;
+            next_roll = mono_ms() + BUDGET_ROLL_MS;
         }
         nng_msg *m;
         int rv = nng_recvmsg(p->rep, &m, 0);
@@ -254,21 +249,21 @@ static void *delta_main(void *arg)
         } else {
             uint64_t v;
             size_t items;
-            int64_t t0 = now_ms();
+            int64_t t0 = mono_ms();
             if (cp_delta_build(c, p->master_key, last, &b, &v, &items, err, sizeof err) < 0) {
                 log_warn("%s", err);
             } else if (v != last) {
                 publish(p, &b);
                 if (items > CPLINK_DELTA_MAX_ITEMS) log_info("version %" PRIu64 ": resync published", v);
                 else log_debug("delta %" PRIu64 " -> %" PRIu64 ": %zu items, %zu bytes in %lld ms", last, v, items,
-                               b.len, (long long)(now_ms() - t0));
+                               b.len, (long long)(mono_ms() - t0));
                 last = v;
-                next_beat = now_ms() + CPLINK_HEARTBEAT_MS;
+                next_beat = mono_ms() + CPLINK_HEARTBEAT_MS;
             }
         }
-        if (known && now_ms() >= next_beat) {
+        if (known && mono_ms() >= next_beat) {
             if (cp_heartbeat_build(last, &b) == 0) publish(p, &b);
-            next_beat = now_ms() + CPLINK_HEARTBEAT_MS;
+            next_beat = mono_ms() + CPLINK_HEARTBEAT_MS;
         }
         struct timespec ts = { 0, POLL_MS * 1000000L };
         nanosleep(&ts, NULL);

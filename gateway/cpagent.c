@@ -20,6 +20,7 @@
 #include "cpstate.h"
 #include "gateway.pb-c.h"
 #include "log.h"
+#include "monoclock.h"
 #include "metrics.h"
 #include "statefile.h"
 #include "usageship.h"
@@ -67,12 +68,6 @@ static volatile sig_atomic_t g_stop;
 
 static void on_stop(int sig) { (void)sig; g_stop = 1; }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 int cpagent_ipc_url(const char *state_dir, char *out, size_t outlen)
 {
@@ -229,7 +224,7 @@ static void on_hello_reply(agent *a, const uint8_t *data, size_t len)
     if (!r) { log_warn("control plane reply does not parse"); goto retry; }
     if (r->status == GW__HELLO_REPLY__STATUS__SNAPSHOT) {
         uint64_t v;
-        int64_t t0 = now_ms();
+        int64_t t0 = mono_ms();
         if (cpstate_check_snapshot(r->snapshot.data, r->snapshot.len, &v, err, sizeof err) < 0) {
             log_error("rejecting the control plane's snapshot: %s", err);
             goto retry;
@@ -245,7 +240,7 @@ static void on_hello_reply(agent *a, const uint8_t *data, size_t len)
         a->want_full = 0;
         tell_workers(a, CPA_RELOAD, NULL, 0);
         log_info("snapshot version %llu received (%zu bytes, checked and stored in %lld ms)", (unsigned long long)v,
-                 r->snapshot.len, (long long)(now_ms() - t0));
+                 r->snapshot.len, (long long)(mono_ms() - t0));
     } else if (r->status == GW__HELLO_REPLY__STATUS__UP_TO_DATE) {
         metrics_set_controlplane(1);
         if (a->loaded && r->version != a->version) schedule_hello(a, 1);   /* moved meanwhile */
@@ -259,7 +254,7 @@ static void on_hello_reply(agent *a, const uint8_t *data, size_t len)
 retry:
     if (r) gw__hello_reply__free_unpacked(r, NULL);
     schedule_hello(a, 0);
-    a->next_hello_ms = now_ms() + a->backoff_ms;
+    a->next_hello_ms = mono_ms() + a->backoff_ms;
     a->backoff_ms = a->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : a->backoff_ms * 2;
 }
 
@@ -446,16 +441,16 @@ int cpagent_run(const gw_config *cfg, int nworkers)
     if (open_sockets(&a) < 0) goto out;
     if (!(ship = usageship_start(cfg, &a.tls))) goto out;
     a.ship = ship;
-    a.last_sub_ms = now_ms();
+    a.last_sub_ms = mono_ms();
     log_info("control plane %s, data plane id %s", cfg->control_plane, cfg->dataplane_id);
     schedule_hello(&a, 1);
     while (!g_stop) {
-        int64_t now = now_ms();
+        int64_t now = mono_ms();
         hello_step(&a, now);
         nng_msg *m;
         int rv = nng_recvmsg(a.sub, &m, 0);       /* waits at most RECVTIMEO */
         if (rv == 0) {
-            a.last_sub_ms = now_ms();
+            a.last_sub_ms = mono_ms();
             on_delta(&a, nng_msg_body(m), nng_msg_len(m));
             nng_msg_free(m);
         } else if (rv != NNG_ETIMEDOUT && rv != NNG_EINTR) {
@@ -463,7 +458,7 @@ int cpagent_run(const gw_config *cfg, int nworkers)
             struct timespec ts = { 0, 50 * 1000000 };
             nanosleep(&ts, NULL);
         }
-        now = now_ms();
+        now = mono_ms();
         watch_link(&a, now);
         if (now >= a.next_report_ms) {
             a.next_report_ms = now + REPORT_EVERY_MS;

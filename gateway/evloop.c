@@ -2,7 +2,8 @@
 
 #include <event2/event.h>
 #include <stdint.h>
-#include <time.h>
+
+#include "monoclock.h"
 
 unsigned long evloop_traffic;
 static evloop_stats stats;
@@ -10,14 +11,6 @@ static evloop_stats stats;
 evloop_stats evloop_get_stats(void)
 {
     return stats;
-}
-
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
-        return 0;
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 int evloop_run(struct event_base *base, const long *busy_poll_us)

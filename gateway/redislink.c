@@ -12,6 +12,7 @@
 #include <hiredis/adapters/libevent.h>
 
 #include "log.h"
+#include "monoclock.h"
 
 #define BACKOFF_MIN_MS     100
 #define BACKOFF_MAX_MS     2000
@@ -38,12 +39,6 @@ struct redislink {
     unsigned           head, count;
 };
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 int redislink_parse_url(const char *url, char *host, size_t hostlen, int *port, int *db)
 {

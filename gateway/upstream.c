@@ -24,6 +24,7 @@
 #include "upstream_h1.h"
 #include "evloop.h"
 #include "log.h"
+#include "monoclock.h"
 
 #include <curl/curl.h>
 #include <event2/event.h>
@@ -156,13 +157,6 @@ const char *upstream_result_name(upstream_result r)
     return "unknown";
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
-        return 0;
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int arm_ms(struct event *ev, long ms)
 {
@@ -358,7 +352,7 @@ static void fail_now(upstream_req_t *r, upstream_result res, const char *msg)
 
 static void mark_rx(upstream_req_t *r)
 {
-    r->last_rx_ms = now_ms();
+    r->last_rx_ms = mono_ms();
     if (!r->got_byte) {
         r->got_byte = 1;
         event_del(r->first_byte_ev);
@@ -385,7 +379,7 @@ static void idle_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd; (void)what;
     if (r->state != RS_RUNNING || r->user_paused)
         return;
-    int64_t quiet = now_ms() - r->last_rx_ms;
+    int64_t quiet = mono_ms() - r->last_rx_ms;
     if (quiet < r->idle_ms) {
         if (arm_ms(r->idle_ev, (long)(r->idle_ms - quiet)) == 0)
             return;
@@ -434,7 +428,7 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
     if (r->state != RS_RUNNING)
         return;
     if (r->got_byte && !event_pending(r->idle_ev, EV_TIMEOUT, NULL)) {
-        r->last_rx_ms = now_ms();
+        r->last_rx_ms = mono_ms();
         (void)arm_ms(r->idle_ev, r->idle_ms);
     }
     if (r->curl_paused) {
@@ -1064,7 +1058,7 @@ void upstream_resume(upstream_req_t *r)
         return;
     r->user_paused = 0;
     if (r->state == RS_RUNNING && r->got_byte) {
-        r->last_rx_ms = now_ms();
+        r->last_rx_ms = mono_ms();
         (void)arm_ms(r->idle_ev, r->idle_ms);
     }
     /* Never unpause curl here: we may be inside a callback. */

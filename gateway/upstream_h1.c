@@ -36,6 +36,7 @@
 #include "upstream_h1.h"
 #include "evloop.h"
 #include "log.h"
+#include "monoclock.h"
 
 #include <event2/event.h>
 
@@ -208,10 +209,7 @@ static int64_t clock_skew_us;                    /* h1_test_clock_advance */
 
 static int64_t now_us(void)
 {
-    struct timespec ts;
-    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
-        return 0;
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 + clock_skew_us;
+    return mono_us() + clock_skew_us;
 }
 
 void h1_test_clock_advance(int64_t us)
