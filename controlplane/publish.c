@@ -42,7 +42,6 @@ struct cp_publisher {
     int                  cache_valid;
 };
 
-
 /* ---- hello ---- */
 
 static int valid_text(const char *s, size_t min, size_t max)

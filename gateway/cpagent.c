@@ -68,7 +68,6 @@ static volatile sig_atomic_t g_stop;
 
 static void on_stop(int sig) { (void)sig; g_stop = 1; }
 
-
 int cpagent_ipc_url(const char *state_dir, char *out, size_t outlen)
 {
     struct sockaddr_un sun;

@@ -39,7 +39,6 @@ struct redislink {
     unsigned           head, count;
 };
 
-
 int redislink_parse_url(const char *url, char *host, size_t hostlen, int *port, int *db)
 {
     *port = 6379; *db = 0;

@@ -157,7 +157,6 @@ const char *upstream_result_name(upstream_result r)
     return "unknown";
 }
 
-
 static int arm_ms(struct event *ev, long ms)
 {
     struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
