@@ -362,6 +362,16 @@ static const char chunked_body[] = "hello, chunked!0123456789abcdefghijklmnopqr"
 static const char cl_resp[] =
     "HTTP/1.1 200 OK\r\nContent-Length: 11\r\nX-A: cl\r\n\r\nhello world";
 
+/* A fixture whose first call (/a, cl_resp) has finished: its connection is
+ * now in the pool.  0 if both steps worked. */
+static int fx_init_pooled(fixture *f, ctx *c)
+{
+    if (fx_init(f, 0) != 0)
+        return -1;
+    srv_script(f->s, cl_resp);
+    return get_once(f, c, "/a", 0) == UPSTREAM_OK ? 0 : -1;
+}
+
 /* Every split point of both framings, all on one keep-alive connection:
  * a framing bug would either corrupt a body or poison the next response. */
 static void test_split_every_byte(void)
@@ -406,9 +416,7 @@ static void test_idle_close_dropped(void)
 {
     fixture f;
     ctx c;
-    CHECK(fx_init(&f, 0) == 0);
-    srv_script(f.s, cl_resp);
-    CHECK(get_once(&f, &c, "/a", 0) == UPSTREAM_OK);
+    CHECK(fx_init_pooled(&f, &c) == 0);
     CHECK(stats(&f).idle == 1);
     srv_close_all(f.s);
     run_for(f.base, 30);
@@ -433,9 +441,7 @@ static void test_aged_idle_replaced(void)
 {
     fixture f;
     ctx c;
-    CHECK(fx_init(&f, 0) == 0);
-    srv_script(f.s, cl_resp);
-    CHECK(get_once(&f, &c, "/a", 0) == UPSTREAM_OK);
+    CHECK(fx_init_pooled(&f, &c) == 0);
     CHECK(stats(&f).idle == 1);
     h1_test_clock_advance(111LL * 1000000);
     CHECK(get_once(&f, &c, "/b", 0) == UPSTREAM_OK);
@@ -458,9 +464,7 @@ static void test_keepalive_race_retry(void)
 {
     fixture f;
     ctx c;
-    CHECK(fx_init(&f, 0) == 0);
-    srv_script(f.s, cl_resp);
-    CHECK(get_once(&f, &c, "/a", 0) == UPSTREAM_OK);
+    CHECK(fx_init_pooled(&f, &c) == 0);
 
     /* (a) closed before the client's loop could notice */
     srv_close_all(f.s);
@@ -491,9 +495,7 @@ static void test_no_retry_after_bytes(void)
 {
     fixture f;
     ctx c;
-    CHECK(fx_init(&f, 0) == 0);
-    srv_script(f.s, cl_resp);
-    CHECK(get_once(&f, &c, "/a", 0) == UPSTREAM_OK);
+    CHECK(fx_init_pooled(&f, &c) == 0);
     srv_script(f.s, "HTTP/1.1 200 OK\r\nContent-Le");
     f.s->close_after = 1;
     CHECK(get_once(&f, &c, "/b", 0) == UPSTREAM_ERR_IO);
